@@ -1,0 +1,66 @@
+"""Batch-norm recalibration of one path of a supernet."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+__all__ = ["bn_buffers_preserved", "recalibrate_bn"]
+
+
+def _bns(model: nn.Module) -> list[_BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, _BatchNorm)]
+
+
+@contextlib.contextmanager
+def bn_buffers_preserved(model: nn.Module) -> Iterator[None]:
+    """Restores every BN running statistic on exit (e.g. around a per-path evaluation)."""
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in _bns(model)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(_bns(model), saved):
+                for k, v in buffers.items():
+                    getattr(m, k).copy_(v)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterable[dict], num_batches: int) -> int:
+    """Resets BN running statistics and re-estimates them for the active path.
+
+    The statistics become the exact average over ``num_batches`` training batches (BN
+    momentum ``None``), as in once-for-all's ``set_running_statistics``.
+
+    Args:
+        model: An mmseg segmentor with its path already set.
+        batches: Training batches as yielded by an mmengine dataloader.
+        num_batches: How many batches to use.
+
+    Returns:
+        The number of batches used.
+    """
+    bns = _bns(model)
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    used = 0
+    try:
+        for batch in batches:
+            if used >= num_batches:
+                break
+            data = model.data_preprocessor(batch, True)
+            model._forward(data["inputs"], data["data_samples"])
+            used += 1
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return used

@@ -1,0 +1,3 @@
+from mmseg_plugins.datasets.synthseg import SynthSegDataset
+
+__all__ = ["SynthSegDataset"]

@@ -1,0 +1,45 @@
+"""Architectures as YAML or JSON files (pure Python)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raynas.space import Arch
+
+__all__ = ["dump_arch", "load_arch"]
+
+
+def dump_arch(
+    arch: Mapping[str, Any], path: str | os.PathLike, provenance: Mapping[str, Any] | None = None
+) -> Path:
+    """Writes ``{'arch': arch, 'provenance': ...}`` as YAML (``.yaml``/``.yml``) or JSON."""
+    path = Path(path)
+    doc: dict[str, Any] = {"arch": dict(arch)}
+    if provenance:
+        doc["provenance"] = dict(provenance)
+    if path.suffix == ".json":
+        text = json.dumps(doc, indent=2)
+    else:
+        text = yaml.safe_dump(doc, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def load_arch(path: str | os.PathLike) -> Arch:
+    """Reads an arch written by :func:`dump_arch` (or a bare label -> choice mapping)."""
+    path = Path(path)
+    text = path.read_text()
+    doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping, got {type(doc).__name__}")
+    arch = doc.get("arch", doc)
+    if not isinstance(arch, dict):
+        raise ValueError(f"{path}: 'arch' must be a mapping of label -> choice")
+    return dict(arch)

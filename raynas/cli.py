@@ -1,0 +1,117 @@
+"""The ``raynas`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import raynas
+
+__all__ = ["main"]
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from raynas.data.synth import SynthSpec, generate
+
+    spec = SynthSpec(args.seed, args.size, args.num_train, args.num_val)
+    start = time.perf_counter()
+    root = generate(args.out, spec, overwrite=args.overwrite)
+    print(
+        f"wrote {spec.num_train} train / {spec.num_val} val images of {spec.size}x{spec.size} "
+        f"to {root} in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+def _cmd_space(args: argparse.Namespace) -> int:
+    from raynas.config import load_config
+    from raynas.seg_space import BackboneSettings, HeadSettings, build_space
+
+    cfg = load_config(args.config, args.cfg_options)
+    backbone, head = cfg.model.backbone, cfg.model.decode_head
+    space = build_space(
+        BackboneSettings.from_cfg(backbone.get("arch_settings")),
+        HeadSettings(
+            tuple(head.get("fusions", HeadSettings.fusions)),
+            tuple(head.get("channel_choices", HeadSettings.channel_choices)),
+        ),
+    )
+    print(space.describe())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mmengine.runner import Runner
+
+    from raynas.config import load_config
+
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or f"work_dirs/{args.config.stem}"
+    cfg.resume = args.resume
+    Runner.from_cfg(cfg).train()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pathlib import Path
+
+    from raynas.config import DictAction
+
+    parser = argparse.ArgumentParser(
+        prog="raynas",
+        description="Neural architecture search for efficient semantic "
+        "segmentation on OpenMMLab and Ray Tune.",
+    )
+    parser.add_argument("--version", action="version", version=f"raynas {raynas.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(
+        dest="data_command", metavar="DATA_COMMAND"
+    )
+    synth = data.add_parser("synth", help="generate the embedded synthseg dataset")
+    synth.add_argument("--out", type=Path, default=Path("data/synthseg"), help="output folder")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=int, default=128, help="image height and width")
+    synth.add_argument("--num-train", type=int, default=2000)
+    synth.add_argument("--num-val", type=int, default=300)
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    synth.set_defaults(func=_cmd_synth)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("config", type=Path, help="an mmseg config file")
+        p.add_argument(
+            "--cfg-options",
+            nargs="+",
+            action=DictAction,
+            default=None,
+            metavar="KEY=VALUE",
+            help="override config keys (mmengine syntax)",
+        )
+        return p
+
+    space = with_config(sub.add_parser("space", help="print the search space of a config"))
+    space.set_defaults(func=_cmd_space)
+    train = with_config(sub.add_parser("train", help="train a config with the mmengine Runner"))
+    train.add_argument("--work-dir", help="output folder (default work_dirs/CONFIG_NAME)")
+    train.add_argument("--resume", action="store_true", help="resume from the latest checkpoint")
+    train.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
+        print(f"raynas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

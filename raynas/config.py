@@ -1,0 +1,51 @@
+"""Loading mmseg configs for raynas (mmengine-dependent; not part of the pure core)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config, DictAction
+
+__all__ = ["DictAction", "absolutize_data_roots", "load_config"]
+
+
+def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) -> Config:
+    """Loads an mmseg config, applies ``--cfg-options`` and makes data roots absolute.
+
+    Raises:
+        FileNotFoundError: No config at ``path``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} not found")
+    cfg = Config.fromfile(str(path))
+    if options:
+        cfg.merge_from_dict(options)
+    absolutize_data_roots(cfg)
+    return cfg
+
+
+def absolutize_data_roots(cfg: Config, base: str | os.PathLike | None = None) -> None:
+    """Resolves every dataloader's relative ``data_root`` against ``base`` (default: cwd).
+
+    Ray trials run in other working directories, so paths must not depend on the cwd.
+    """
+    base = Path(base or os.getcwd())
+    for key in ("data_root", "train_dataloader", "val_dataloader", "test_dataloader"):
+        if key == "data_root" and isinstance(cfg.get(key), str):
+            cfg[key] = str((base / cfg[key]).resolve())
+            continue
+        dataset = (cfg.get(key) or {}).get("dataset") if isinstance(cfg.get(key), dict) else None
+        for ds in _datasets(dataset):
+            if isinstance(ds.get("data_root"), str):
+                ds["data_root"] = str((base / ds["data_root"]).resolve())
+
+
+def _datasets(dataset: Any) -> Sequence[dict]:
+    if not isinstance(dataset, dict):
+        return []
+    inner = dataset.get("datasets") or ([dataset.get("dataset")] if "dataset" in dataset else [])
+    return [dataset, *[d for sub in inner for d in _datasets(sub)]]

@@ -1,0 +1,189 @@
+"""Search spaces: labelled categorical choices with conditional activity (pure Python + numpy).
+
+An architecture (:data:`Arch`) is a plain ``dict`` from stable dotted labels to choices; it
+round-trips through JSON and YAML. A label can be *conditional*: active only while other labels
+take some values (a layer only while its stage is deep enough, a stage only while the head fuses
+it). Inactive labels keep a value so that every arch is a full assignment, but
+:meth:`SearchSpace.canonical` resets them, so two archs that compute the same network compare
+equal after canonicalisation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Arch = dict[str, Hashable]
+Condition = tuple[str, tuple[Hashable, ...]]  # (parent label, parent values that activate)
+
+__all__ = ["Arch", "InvalidArchError", "SearchSpace"]
+
+
+class InvalidArchError(ValueError):
+    """An architecture does not belong to a search space."""
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A joint categorical search space.
+
+    Attributes:
+        choices: Label -> tuple of allowed choices (order is meaningful: index 0 is the default).
+        conditions: Label -> tuple of ``(parent_label, values)``; the label is active only while
+            every parent takes one of its listed values. A label repeats its parents' own
+            conditions, so activity never needs to be chained.
+    """
+
+    choices: Mapping[str, tuple[Hashable, ...]]
+    conditions: Mapping[str, tuple[Condition, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for label, opts in self.choices.items():
+            if not opts:
+                raise ValueError(f"label {label!r} has no choices")
+            if len(set(opts)) != len(opts):
+                raise ValueError(f"label {label!r} has duplicate choices {opts}")
+        for label, conds in self.conditions.items():
+            for parent, _ in conds:
+                if label not in self.choices or parent not in self.choices:
+                    raise ValueError(f"condition {label!r} -> {parent!r} names an unknown label")
+                missing = set(self.conditions.get(parent, ())) - set(conds)
+                if missing:
+                    raise ValueError(
+                        f"label {label!r} must repeat the conditions of its parent "
+                        f"{parent!r}: {sorted(missing)}"
+                    )
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.choices)
+
+    def validate(self, arch: Mapping[str, Hashable]) -> Arch:
+        """Checks ``arch`` and returns it as a plain dict.
+
+        Raises:
+            InvalidArchError: Naming the missing, unknown or bad label and the valid choices.
+        """
+        unknown = [k for k in arch if k not in self.choices]
+        if unknown:
+            raise InvalidArchError(
+                f"unknown label(s) {unknown}; valid labels are: {', '.join(self.choices)}"
+            )
+        missing = [k for k in self.choices if k not in arch]
+        if missing:
+            raise InvalidArchError(f"architecture is missing label(s) {missing}")
+        for label, value in arch.items():
+            if value not in self.choices[label]:
+                raise InvalidArchError(
+                    f"bad choice {value!r} for label {label!r}; valid choices: "
+                    f"{list(self.choices[label])}"
+                )
+        return {k: arch[k] for k in self.choices}
+
+    def contains(self, arch: Mapping[str, Hashable]) -> bool:
+        try:
+            self.validate(arch)
+        except InvalidArchError:
+            return False
+        return True
+
+    def is_active(self, arch: Mapping[str, Hashable], label: str) -> bool:
+        return all(arch[p] in values for p, values in self.conditions.get(label, ()))
+
+    def canonical(self, arch: Mapping[str, Hashable]) -> Arch:
+        """Returns ``arch`` with every inactive label reset to its first choice."""
+        return {
+            k: (arch[k] if self.is_active(arch, k) else opts[0])
+            for k, opts in self.choices.items()
+        }
+
+    def key(self, arch: Mapping[str, Hashable]) -> tuple:
+        """A hashable identity of the network ``arch`` computes (inactive labels ignored)."""
+        canon = self.canonical(arch)
+        return tuple(canon[k] for k in self.choices)
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """Draws every label uniformly and independently."""
+        return {k: opts[rng.integers(len(opts))] for k, opts in self.choices.items()}
+
+    def extreme(self, largest: bool) -> Arch:
+        """The arch with the last (``largest``) or first choice of every label."""
+        return {k: opts[-1 if largest else 0] for k, opts in self.choices.items()}
+
+    def mutate(self, arch: Mapping[str, Hashable], rng: np.random.Generator, prob: float) -> Arch:
+        """Redraws each label with probability ``prob`` (at least one label changes)."""
+        out = dict(arch)
+        labels = [k for k in self.choices if len(self.choices[k]) > 1]
+        flips = [k for k in labels if rng.random() < prob] or [labels[rng.integers(len(labels))]]
+        for k in flips:
+            others = [c for c in self.choices[k] if c != arch[k]]
+            out[k] = others[rng.integers(len(others))]
+        return out
+
+    def encode(self, arch: Mapping[str, Hashable]) -> np.ndarray:
+        """One-hot encoding of the canonical arch (inactive labels encode as all zeros)."""
+        parts = []
+        for k, opts in self.choices.items():
+            vec = np.zeros(len(opts), np.float32)
+            if self.is_active(arch, k):
+                vec[opts.index(arch[k])] = 1.0
+            parts.append(vec)
+        return np.concatenate(parts)
+
+    def index_vector(self, arch: Mapping[str, Hashable]) -> np.ndarray:
+        """Choice indices of the canonical arch (for Hamming distances)."""
+        canon = self.canonical(arch)
+        return np.array([opts.index(canon[k]) for k, opts in self.choices.items()])
+
+    def hamming(self, a: Mapping[str, Hashable], b: Mapping[str, Hashable]) -> int:
+        return int((self.index_vector(a) != self.index_vector(b)).sum())
+
+    def size(self) -> int:
+        """Number of distinct networks (assignments of active labels)."""
+        parents = sorted({p for conds in self.conditions.values() for p, _ in conds})
+        free = [k for k in self.choices if k not in parents and k not in self.conditions]
+        total_free = math.prod(len(self.choices[k]) for k in free)
+        conditional = list(self.conditions)
+        total = 0
+        for values in itertools.product(*(self.choices[p] for p in parents)):
+            assignment = dict(zip(parents, values))
+            if any(
+                not self.is_active(assignment, p) and assignment[p] != self.choices[p][0]
+                for p in parents
+            ):
+                continue  # an inactive parent off its default: counted at its default already
+            total += math.prod(
+                len(self.choices[k])
+                for k in conditional
+                if k not in assignment and self.is_active(assignment, k)
+            )
+        return total * total_free
+
+    def subspace(self, prefix: str) -> dict[str, tuple[Hashable, ...]]:
+        """Choices whose labels start with ``prefix``, with the prefix removed."""
+        return {k[len(prefix) :]: v for k, v in self.choices.items() if k.startswith(prefix)}
+
+    def describe(self) -> str:
+        """A human-readable table of labels and choices, with the space size."""
+        width = max(len(k) for k in self.choices)
+        lines = [
+            f"{k:<{width}}  {list(v)}" + _cond(self.conditions.get(k))
+            for k, v in self.choices.items()
+        ]
+        lines.append(f"{len(self.choices)} labels, {self.size():.3e} distinct architectures")
+        return "\n".join(lines)
+
+
+def _cond(conds: tuple[Condition, ...] | None) -> str:
+    if not conds:
+        return ""
+    return "   (active if " + " and ".join(f"{p} in {list(v)}" for p, v in conds) + ")"
+
+
+def split_arch(arch: Mapping[str, Hashable], prefixes: Iterable[str]) -> list[Arch]:
+    """Splits an arch into per-prefix sub-archs with the prefixes removed."""
+    return [{k[len(p) :]: v for k, v in arch.items() if k.startswith(p)} for p in prefixes]
