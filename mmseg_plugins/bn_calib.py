@@ -6,10 +6,28 @@ import contextlib
 from collections.abc import Iterable, Iterator
 
 import torch
+from mmengine.dataset import pseudo_collate
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["bn_buffers_preserved", "recalibrate_bn"]
+__all__ = ["bn_buffers_preserved", "calibration_loader", "recalibrate_bn"]
+
+
+def calibration_loader(dataset: Dataset, batch_size: int, seed: int = 0) -> DataLoader:
+    """Seeded shuffled batches of a training dataset for BN recalibration.
+
+    A loader of its own, because iterating the training loader again would draw from (and
+    shift) mmengine's shared ``InfiniteSampler`` stream.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=0,
+        collate_fn=pseudo_collate,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def _bns(model: nn.Module) -> list[_BatchNorm]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
@@ -16,6 +19,25 @@ from raynas.space import Arch
 __all__ = ["PathSamplingHook", "unwrap"]
 
 META_KEY = "raynas_sampler"
+RNG_KEY = "raynas_rng"
+
+
+def rng_state() -> dict[str, Any]:
+    """Global RNG states (python, numpy, torch) in checkpoint-safe types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -26,8 +48,10 @@ def unwrap(model: nn.Module) -> nn.Module:
 class PathSamplingHook(Hook):
     """Samples one path per training iteration and sets it on the supernet.
 
-    The sampler's state travels in the checkpoint's ``meta['raynas_sampler']``, so a resumed
-    run draws the same next paths as an uninterrupted one.
+    The sampler's state travels in the checkpoint's ``meta['raynas_sampler']`` and the global
+    RNG states (dropout, augmentation) in ``meta['raynas_rng']``; they are restored at the first
+    iteration after a resume, so a resumed run draws the same next paths, and with a fixed
+    ``randomness.seed`` computes the same losses, as an uninterrupted one.
 
     Args:
         sampler: ``dict(type=..., **kwargs)`` for :func:`raynas.core.build_sampler`.
@@ -39,6 +63,7 @@ class PathSamplingHook(Hook):
         self.sampler_cfg = dict(sampler or dict(type="uniform", seed=0))
         self._sampler: PathSampler | None = None
         self._pending: dict[str, Any] | None = None
+        self._pending_rng: dict[str, Any] | None = None
         self.current: Arch | None = None
 
     def sampler(self, runner: Any) -> PathSampler:
@@ -50,6 +75,9 @@ class PathSamplingHook(Hook):
         return self._sampler
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
         self.current = self.sampler(runner).sample(runner.iter)
         set_arch(unwrap(runner.model), self.current)
 
@@ -61,9 +89,11 @@ class PathSamplingHook(Hook):
             self.sampler(runner).update(self.current, {"loss": float(loss)})
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        checkpoint.setdefault("meta", {})[META_KEY] = self.sampler(runner).state_dict()
+        meta = checkpoint.setdefault("meta", {})
+        meta[META_KEY] = self.sampler(runner).state_dict()
+        meta[RNG_KEY] = rng_state()
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        state = checkpoint.get("meta", {}).get(META_KEY)
-        if state is not None:
-            self._pending = state
+        meta = checkpoint.get("meta", {})
+        self._pending = meta.get(META_KEY, self._pending)
+        self._pending_rng = meta.get(RNG_KEY, self._pending_rng)

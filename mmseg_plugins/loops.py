@@ -11,7 +11,7 @@ from mmengine.runner.base_loop import BaseLoop
 from mmseg.registry import LOOPS
 
 from mmseg_plugins.arch import current_arch, search_space, set_arch
-from mmseg_plugins.bn_calib import bn_buffers_preserved, recalibrate_bn
+from mmseg_plugins.bn_calib import bn_buffers_preserved, calibration_loader, recalibrate_bn
 from mmseg_plugins.hooks import unwrap
 from raynas.space import Arch
 
@@ -51,6 +51,7 @@ class PathValLoop(ValLoop):
         self.paths = paths
         self.calib_batches = calib_batches
         self.main = main
+        self._calib = None
 
     def _named_paths(self) -> dict[str, Arch]:
         if isinstance(self.paths, Mapping):
@@ -58,14 +59,15 @@ class PathValLoop(ValLoop):
         space = search_space(unwrap(self.runner.model))
         return {name: space.extreme(name == "largest") for name in self.paths}
 
-    def _calib_batches(self):
-        loop = getattr(self.runner, "_train_loop", None)
-        loader = (
-            loop.dataloader
-            if isinstance(loop, BaseLoop)
-            else self.runner.build_dataloader(self.runner._train_dataloader)
-        )
-        return iter(loader)
+    def _calib_loader(self):
+        if self._calib is None:
+            loop = getattr(self.runner, "_train_loop", None)
+            if isinstance(loop, BaseLoop):
+                train = loop.dataloader
+            else:
+                train = self.runner.build_dataloader(self.runner._train_dataloader)
+            self._calib = calibration_loader(train.dataset, train.batch_size)
+        return self._calib
 
     def run(self) -> dict:
         self.runner.call_hook("before_val")
@@ -79,7 +81,7 @@ class PathValLoop(ValLoop):
             for name, arch in paths.items():
                 set_arch(model, arch)
                 if self.calib_batches:
-                    recalibrate_bn(model, self._calib_batches(), self.calib_batches)
+                    recalibrate_bn(model, self._calib_loader(), self.calib_batches)
                 self.runner.model.eval()
                 for idx, batch in enumerate(self.dataloader):
                     self.run_iter(idx, batch)

@@ -13,14 +13,14 @@ from raynas.data.synth import SynthSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-SMALL = SynthSpec(seed=0, size=64, num_train=48, num_val=16)
+SMALL = SynthSpec(seed=0, size=128, num_train=64, num_val=16)
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthseg dataset (64 px, 48 train / 16 val)."""
+    """A small synthseg dataset (128 px, 64 train / 16 val)."""
     return generate(tmp_path_factory.mktemp("synth") / "synthseg", SMALL)
 
 
@@ -41,18 +41,24 @@ def small_data_options(root: Path, batch: int = 4) -> dict[str, Any]:
     return opts
 
 
-@pytest.fixture
-def load_cfg(synth_root: Path, tmp_path: Path) -> Callable[..., Any]:
-    """Loads a repo config pointed at the small dataset, with a fresh work_dir."""
+@pytest.fixture(scope="session")
+def make_cfg(synth_root: Path) -> Callable[..., Any]:
+    """Loads a repo config pointed at the small dataset: ``make_cfg(rel, work_dir, **opts)``."""
     from raynas.config import load_config
 
-    def _load(rel: str, **options: Any):
+    def _make(rel: str, work_dir: Path, **options: Any):
         cfg = load_config(CONFIGS / rel, {**small_data_options(synth_root), **options})
-        cfg.work_dir = str(tmp_path / "work")
+        cfg.work_dir = str(work_dir)
         cfg.default_hooks.logger.interval = 10
         return cfg
 
-    return _load
+    return _make
+
+
+@pytest.fixture
+def load_cfg(make_cfg: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
+    """Like ``make_cfg`` with a fresh ``work_dir`` under the test's tmp_path."""
+    return lambda rel, **options: make_cfg(rel, tmp_path / "work", **options)
 
 
 @pytest.fixture(scope="session", autouse=True)

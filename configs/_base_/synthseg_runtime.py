@@ -6,3 +6,4 @@ default_hooks = dict(
 )
 log_processor = dict(by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo"))
+randomness = dict(seed=0)  # reproducible runs; a resumed run continues the same streams
