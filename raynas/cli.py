@@ -54,6 +54,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve_arch(spec: str, cfg) -> dict:
+    from raynas.arch_io import load_arch
+    from raynas.seg_space import BackboneSettings, HeadSettings, build_space
+
+    head = cfg.model.decode_head
+    space = build_space(
+        BackboneSettings.from_cfg(cfg.model.backbone.get("arch_settings")),
+        HeadSettings(
+            tuple(head.get("fusions", HeadSettings.fusions)),
+            tuple(head.get("channel_choices", HeadSettings.channel_choices)),
+        ),
+    )
+    if spec in ("largest", "smallest"):
+        return space.extreme(spec == "largest")
+    return space.validate(load_arch(spec))
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from raynas.config import load_config
+    from raynas.export import export_subnet
+
+    cfg = load_config(args.config, args.cfg_options)
+    arch = _resolve_arch(args.arch, cfg)
+    result = export_subnet(cfg, args.checkpoint, arch, args.out, args.calib_batches)
+    print(
+        f"exported {args.arch} to {result.config}, {result.checkpoint} and {result.arch}\n"
+        f'test it with plain mmseg: python -c "from mmseg.apis import init_model, '
+        f"inference_model; m = init_model('{result.config}', '{result.checkpoint}'); "
+        f"print(inference_model(m, 'IMAGE.png').pred_sem_seg.shape)\""
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
@@ -97,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--work-dir", help="output folder (default work_dirs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="resume from the latest checkpoint")
     train.set_defaults(func=_cmd_train)
+    export = with_config(
+        sub.add_parser(
+            "export", help="export one path of a trained supernet as a plain mmseg model"
+        )
+    )
+    export.add_argument("--checkpoint", required=True, help="supernet checkpoint (.pth)")
+    export.add_argument(
+        "--arch", required=True, help="arch YAML/JSON file, or 'largest' / 'smallest'"
+    )
+    export.add_argument("--out", type=Path, required=True, help="output folder")
+    export.add_argument(
+        "--calib-batches",
+        type=int,
+        default=16,
+        help="training batches for BN recalibration (0: keep supernet stats)",
+    )
+    export.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -138,3 +138,28 @@ def test_bn_recalibration_changes_statistics_and_improves_accuracy(trained) -> N
         calibrated = _pixel_acc(model, val)
     assert calibrated > stale + 0.01, (stale, calibrated)
     torch.testing.assert_close(bn.running_mean, before)  # restored on exit
+
+
+def test_export_loads_and_predicts_with_plain_mmseg(trained, tmp_path: Path) -> None:
+    from mmseg.apis import inference_model, init_model
+
+    from mmseg_plugins.arch import build_subnet
+    from raynas.export import export_subnet
+
+    runner, _ = trained
+    model, cfg = runner.model, runner.cfg
+    arch = search_space(model).sample(np.random.default_rng(5))
+    with bn_buffers_preserved(model):
+        result = export_subnet(
+            cfg, "unused.pth", arch, tmp_path / "exp", calib_batches=3, model=model
+        )
+        reference = build_subnet(model, arch, cfg.model).eval()  # same recalibrated stats
+    plain = init_model(str(result.config), str(result.checkpoint), device="cpu")
+    assert type(plain.backbone).__name__ == "SegSubNet"
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        diff = (plain._forward(x) - reference._forward(x)).abs().max().item()
+    assert diff <= 1e-5
+    img = str(next((Path(cfg.train_dataloader.dataset.data_root) / "img_dir/val").glob("*.png")))
+    pred = inference_model(plain, img).pred_sem_seg.data
+    assert pred.shape == (1, 128, 128) and int(pred.max()) < 8

@@ -1,0 +1,134 @@
+"""Supernet benchmarks: training-step time of supernet-with-path vs the exported static subnet,
+FLOPs-table speed against mmengine's analysis, and latency timings.
+
+Run:  python benchmarks/supernet.py [--steps 20] [--batch 8] [--size 128]
+Writes benchmarks/results/supernet.json and supernet.md and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+
+from mmseg_plugins.arch import build_subnet, search_space, set_arch
+from mmseg_plugins.latency import LatencyTable, measure_latency
+from raynas.complexity import PathComplexity
+from raynas.export import build_supernet
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+
+
+def step_time(model, x, y, steps: int) -> float:
+    """Median seconds of one SGD step (forward, CE loss, backward, update)."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+    times = []
+    for i in range(steps + 3):
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model._forward(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=128)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    cfg = Config.fromfile(str(ROOT / "configs/_base_/models/segsupernet.py"))
+    model = build_supernet(cfg)
+    space = search_space(model)
+    rng = np.random.default_rng(0)
+    paths = {"largest": space.extreme(True), "smallest": space.extreme(False)}
+    paths.update({f"random{i}": space.sample(rng) for i in range(3)})
+    size = (args.size, args.size)
+    x = torch.randn(args.batch, 3, *size)
+    y = torch.randint(0, 8, (args.batch, args.size // 8, args.size // 8))
+    table = PathComplexity.from_model_cfg(cfg.model, size)
+    lut = LatencyTable(model.backbone.settings, size)
+    rows = []
+    for name, arch in paths.items():
+        set_arch(model, arch)
+        t_super = step_time(model, x, y, args.steps)
+        sub = build_subnet(model, arch, cfg.model)
+        t_sub = step_time(sub, x, y, args.steps)
+        start = time.perf_counter()
+        for _ in range(100):
+            predicted = table(dict(arch))
+        t_table = (time.perf_counter() - start) / 100 * 1e3
+        start = time.perf_counter()
+        measured = FlopAnalyzer(sub.eval(), (x[:1],)).unsupported_ops_warnings(False)
+        measured = measured.uncalled_modules_warnings(False).total()
+        t_mmengine = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        latency = measure_latency(sub, size, warmup=5, runs=20)
+        t_latency = (time.perf_counter() - start) * 1e3
+        rows.append(
+            dict(
+                path=name,
+                supernet_step_ms=t_super * 1e3,
+                subnet_step_ms=t_sub * 1e3,
+                ratio=t_super / t_sub,
+                mflops=predicted.flops / 1e6,
+                mflops_mmengine=measured / 1e6,
+                params_k=predicted.params / 1e3,
+                table_ms=t_table,
+                mmengine_analysis_ms=t_mmengine,
+                latency_ms=latency,
+                latency_lut_layers_ms=lut.layers(arch),
+                latency_measure_ms=t_latency,
+            )
+        )
+    result = dict(
+        machine=platform.processor() or platform.machine(),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        batch=args.batch,
+        input=size,
+        steps=args.steps,
+        rows=rows,
+        max_ratio=max(r["ratio"] for r in rows),
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "supernet.json").write_text(json.dumps(result, indent=2))
+    head = (
+        "| path | supernet step ms | subnet step ms | ratio | MFLOPs (table) | MFLOPs "
+        "(mmengine) | params k | table ms/arch | mmengine ms/arch | latency ms | "
+        "LUT layers ms |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(
+            f"| {r['path']} | {r['supernet_step_ms']:.1f} | {r['subnet_step_ms']:.1f} | "
+            f"{r['ratio']:.3f} | {r['mflops']:.1f} | {r['mflops_mmengine']:.1f} | "
+            f"{r['params_k']:.1f} | {r['table_ms']:.3f} | {r['mmengine_analysis_ms']:.0f} | "
+            f"{r['latency_ms']:.2f} | {r['latency_lut_layers_ms']:.2f} |"
+        )
+    md = (
+        f"batch {args.batch}, input {size}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}; max supernet/subnet step ratio {result['max_ratio']:.3f}\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    (OUT / "supernet.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

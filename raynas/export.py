@@ -1,0 +1,139 @@
+"""Export a path of a trained supernet as a plain mmseg model: config + checkpoint + arch YAML."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch import nn
+
+__all__ = ["ExportResult", "build_supernet", "export_subnet", "load_supernet_weights"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Paths written by :func:`export_subnet`."""
+
+    config: Path
+    checkpoint: Path
+    arch: Path
+
+
+def build_supernet(cfg: Config) -> nn.Module:
+    """Builds the supernet segmentor of a config (imports ``mmseg_plugins``)."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_plugins  # noqa: F401
+
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    return MODELS.build(cfg.model)
+
+
+def load_supernet_weights(model: nn.Module, checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """Loads a supernet checkpoint, refusing one trained for another search space.
+
+    Returns:
+        The checkpoint's ``meta``.
+
+    Raises:
+        ValueError: Keys or shapes differ (the checkpoint belongs to another space/config).
+    """
+    ckpt = CheckpointLoader.load_checkpoint(str(checkpoint), map_location="cpu")
+    state = ckpt.get("state_dict", ckpt)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    bad = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or bad:
+        detail = "; ".join((bad + [f"missing {k}" for k in missing])[:5])
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match this config's supernet (another search "
+            f"space or model settings?): {detail}. Use the config the supernet was trained with."
+        )
+    model.load_state_dict({k: state[k] for k in own})
+    return dict(ckpt.get("meta", {}))
+
+
+def subnet_config(cfg: Config, model_cfg: Mapping[str, Any]) -> Config:
+    """The full training/testing config of a subnet: the supernet's, minus search machinery."""
+    out = copy.deepcopy(cfg)
+    out.model = dict(model_cfg)
+    hooks = [h for h in out.get("custom_hooks", []) if h.get("type") != "PathSamplingHook"]
+    out.custom_hooks = hooks
+    out.val_cfg = dict(type="ValLoop")
+    for key in ("load_from", "work_dir"):
+        out.pop(key, None)
+    out.resume = False
+    return out
+
+
+def export_subnet(
+    cfg: Config,
+    checkpoint: str | os.PathLike,
+    arch: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    calib_batches: int = 16,
+    provenance: Mapping[str, Any] | None = None,
+    model: nn.Module | None = None,
+) -> ExportResult:
+    """Writes ``subnet.py``, ``subnet.pth`` and ``arch.yaml`` for one path.
+
+    The checkpoint holds the path's weights sliced from the supernet, with BN statistics
+    recalibrated for the path on ``calib_batches`` training batches; plain mmseg
+    (``init_model``/``inference_model``, ``tools/test.py``) loads them.
+
+    Args:
+        cfg: The supernet's config.
+        checkpoint: The supernet checkpoint.
+        arch: The path (validated against the config's space).
+        out_dir: Output folder (created; existing files of the same names are replaced).
+        calib_batches: Training batches for BN recalibration (0 keeps the supernet's stats).
+        provenance: Extra facts stored in ``arch.yaml`` and the checkpoint meta.
+        model: An already loaded supernet to reuse (skips building and loading).
+    """
+    from mmseg.registry import DATASETS
+
+    from mmseg_plugins.arch import build_subnet, path_widths, set_arch, subnet_model_cfg
+    from mmseg_plugins.bn_calib import calibration_loader, recalibrate_bn
+    from raynas.arch_io import dump_arch
+
+    if model is None:
+        model = build_supernet(cfg)
+        load_supernet_weights(model, checkpoint)
+    arch = set_arch(model, arch)
+    if calib_batches:
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+        loader = calibration_loader(dataset, cfg.train_dataloader.batch_size)
+        recalibrate_bn(model, loader, calib_batches)
+    sub = build_subnet(model, arch, cfg.model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    facts = {
+        "supernet_checkpoint": str(checkpoint),
+        "calib_batches": calib_batches,
+        **(provenance or {}),
+    }
+    arch_path = dump_arch(arch, out / "arch.yaml", facts)
+    sub_cfg = subnet_config(cfg, subnet_model_cfg(cfg.model, arch, path_widths(model, arch)))
+    config_path = out / "subnet.py"
+    sub_cfg.dump(str(config_path))
+    ckpt_path = out / "subnet.pth"
+    torch.save(
+        {
+            "meta": {"raynas": {"arch": arch, **facts}},
+            "state_dict": {k: v.detach().cpu() for k, v in sub.state_dict().items()},
+        },
+        ckpt_path,
+    )
+    return ExportResult(config_path, ckpt_path, arch_path)
