@@ -24,6 +24,7 @@ __all__ = [
     "build_subnet",
     "current_arch",
     "is_supernet",
+    "label_modules",
     "path_parameters",
     "search_space",
     "set_arch",
@@ -112,16 +113,24 @@ def _shapes(model: nn.Module, space: SearchSpace, arch: Arch) -> dict[str, torch
     return cache[key]
 
 
-def subnet_state_dict(model: nn.Module, arch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def subnet_state_dict(
+    model: nn.Module, arch: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """The weights of a path, keyed like the static subnet (views into the supernet's tensors).
 
     Every static key is a supernet key (a key filter, not a remap), and every tensor is the
     prefix slice of the supernet tensor with the static shape.
+
+    Args:
+        model: The supernet segmentor.
+        arch: The path.
+        state: Slice this supernet state dict instead of the model's own (e.g. the weights
+            at initialisation, for the angle proxy).
     """
     space = search_space(model)
     arch = space.canonical(space.validate(arch))
     shapes = _shapes(model, space, arch)
-    full = model.state_dict(keep_vars=True)
+    full = model.state_dict(keep_vars=True) if state is None else state
     out = {}
     for name, shape in shapes.items():
         tensor = full[name]
@@ -129,10 +138,48 @@ def subnet_state_dict(model: nn.Module, arch: Mapping[str, Any]) -> dict[str, to
     return out
 
 
-def path_parameters(model: nn.Module, arch: Mapping[str, Any]) -> list[tuple[str, torch.Tensor]]:
-    """(name, slice) of every trainable parameter a path uses (no buffers)."""
+def path_parameters(
+    model: nn.Module, arch: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None
+) -> list[tuple[str, torch.Tensor]]:
+    """(name, slice) of every trainable parameter a path uses (no buffers).
+
+    Args:
+        model: The supernet segmentor.
+        arch: The path.
+        state: Slice this state dict (same keys as the model's) instead of the live weights.
+    """
     params = dict(model.named_parameters())
-    return [(k, v) for k, v in subnet_state_dict(model, arch).items() if k in params]
+    return [(k, v) for k, v in subnet_state_dict(model, arch, state).items() if k in params]
+
+
+def label_modules(model: nn.Module, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
+    """The module whose weights each active label of a path trains (for per-choice statistics).
+
+    Layer labels map to the layer's active body, ``depth`` to the deepest active layer,
+    ``width`` to the stage's downsampling conv, ``head.fusion`` to the laterals and
+    ``head.channels`` to the fusion conv.
+    """
+    space = search_space(model)
+    out: dict[str, nn.Module] = {
+        "head.fusion": model.decode_head.lateral,
+        "head.channels": model.decode_head.fuse,
+    }
+    for label in space.choices:
+        if not label.startswith(BACKBONE) or not space.is_active(arch, label):
+            continue
+        parts = label.split(".")
+        stage = model.backbone.stages[int(parts[1].removeprefix("stage"))]
+        if parts[2] == "depth":
+            layer = stage.layers[int(arch[label]) - 1]
+            out[label] = layer.fr if layer.op == "fr" else layer.ir
+        elif parts[2] == "width":
+            out[label] = stage.downsample
+        else:
+            layer = stage.layers[int(parts[2].removeprefix("layer"))]
+            out[label] = (
+                layer.fr if arch[f"{BACKBONE}{parts[1]}.{parts[2]}.op"] == "fr" else layer.ir
+            )
+    return out
 
 
 def subnet_model_cfg(

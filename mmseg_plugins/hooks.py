@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,30 @@ __all__ = ["PathSamplingHook", "unwrap"]
 
 META_KEY = "raynas_sampler"
 RNG_KEY = "raynas_rng"
+INIT_KEY = "raynas_init_weights"
+
+
+def _proxy_evaluator(
+    runner: Any, model: nn.Module, init_state: Any, images: int, beta: float
+) -> Any:
+    from mmengine.dataset import pseudo_collate
+
+    from mmseg_plugins.proxies import ProxyEvaluator
+
+    dataset = runner.val_loop.dataloader.dataset
+    batch = pseudo_collate([dataset[i] for i in range(min(images, len(dataset)))])
+    return ProxyEvaluator(model, batch, init_state, beta)
+
+
+def _complexity(model: nn.Module, size: Any) -> Any:
+    from raynas.complexity import PathComplexity
+
+    return PathComplexity(
+        model.backbone.settings,
+        model.decode_head.search,
+        model.decode_head.out_channels,
+        tuple(size),
+    )
 
 
 def rng_state() -> dict[str, Any]:
@@ -59,9 +84,14 @@ class PathSamplingHook(Hook):
 
     priority = "VERY_HIGH"
 
-    def __init__(self, sampler: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, sampler: dict[str, Any] | None = None, proxy_images: int = 8, ib_beta: float = 0.5
+    ) -> None:
         self.sampler_cfg = dict(sampler or dict(type="uniform", seed=0))
+        self.proxy_images, self.ib_beta = proxy_images, ib_beta
         self._sampler: PathSampler | None = None
+        self._init_state: dict[str, torch.Tensor] | None = None
+        self._proxies: Any = None
         self._pending: dict[str, Any] | None = None
         self._pending_rng: dict[str, Any] | None = None
         self.current: Arch | None = None
@@ -73,6 +103,11 @@ class PathSamplingHook(Hook):
             self._sampler.load_state_dict(self._pending)
             self._pending = None
         return self._sampler
+
+    def before_train(self, runner: Any) -> None:
+        if hasattr(self.sampler(runner), "due") and self._init_state is None:
+            state = unwrap(runner.model).state_dict()
+            self._init_state = {k: v.detach().clone() for k, v in state.items()}
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
         if self._pending_rng is not None:
@@ -86,14 +121,48 @@ class PathSamplingHook(Hook):
     ) -> None:
         loss = (outputs or {}).get("loss")
         if self.current is not None and loss is not None:
-            self.sampler(runner).update(self.current, {"loss": float(loss)})
+            value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
+            self.sampler(runner).update(self.current, {"loss": value})
+        sampler = self.sampler(runner)
+        if hasattr(sampler, "due") and sampler.due(runner.iter + 1):
+            self._round(runner, sampler, runner.iter + 1)
+
+    def _round(self, runner: Any, sampler: Any, iteration: int) -> None:
+        """One DPS selection round: measure the pool's proxies, select, log."""
+        model = unwrap(runner.model)
+        if self._proxies is None:
+            self._proxies = _proxy_evaluator(
+                runner, model, self._init_state, self.proxy_images, self.ib_beta
+            )
+        start = time.perf_counter()
+        scores = self._proxies.measure(sampler.pool, sampler.needs())
+        table = _complexity(model, self._proxies.inputs.shape[-2:])
+        log = sampler.select(iteration, scores, [table(a).flops for a in sampler.pool])
+        log["round_s"] = time.perf_counter() - start
+        hub = runner.message_hub
+        hub.update_scalar("strategy/stage", float(sampler.scheduler.index))
+        hub.update_scalar("strategy/round_s", log["round_s"])
+        if log["kendall_tau"] == log["kendall_tau"]:
+            hub.update_scalar("strategy/kendall_tau", log["kendall_tau"])
+        for name, stats in log["proxies"].items():
+            hub.update_scalar(f"strategy/{name}_mean", stats["mean"])
+        runner.logger.info(
+            f"DPS round at iter {iteration}: stage {log['stage']}, pool {log['pool']}, selected "
+            f"{log['selected']}, objectives {log['objectives']}, Kendall tau "
+            f"{log['kendall_tau']:.3f}, {log['round_s']:.2f} s"
+            + (f"; stage transition {log['transition']}" if log["transition"] else "")
+        )
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         meta = checkpoint.setdefault("meta", {})
         meta[META_KEY] = self.sampler(runner).state_dict()
         meta[RNG_KEY] = rng_state()
+        if self._init_state is not None:
+            meta[INIT_KEY] = self._init_state
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         meta = checkpoint.get("meta", {})
         self._pending = meta.get(META_KEY, self._pending)
         self._pending_rng = meta.get(RNG_KEY, self._pending_rng)
+        if meta.get(INIT_KEY) is not None:
+            self._init_state = meta[INIT_KEY]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -87,6 +88,37 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from raynas.tune.pipeline import Pipeline
+
+    name = args.name or args.config.stem
+    uri = f"{args.storage.rstrip('/')}/{name}"
+    if args.resume:
+        try:
+            pipeline = Pipeline(uri)
+        except FileNotFoundError:
+            pipeline = Pipeline.create(args.config, args.storage, name, args.cfg_options)
+    else:
+        pipeline = Pipeline.create(args.config, args.storage, name, args.cfg_options)
+    print(f"[raynas] experiment {pipeline.storage.uri}", flush=True)
+    pipeline.run(args.address)
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from raynas.tune.pipeline import Pipeline
+
+    Pipeline(args.experiment).run(args.address)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from raynas.tune.pipeline import Pipeline
+
+    Pipeline(args.experiment).report()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
@@ -147,6 +179,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="training batches for BN recalibration (0: keep supernet stats)",
     )
     export.set_defaults(func=_cmd_export)
+
+    run = with_config(
+        sub.add_parser(
+            "run", help="run the supernet -> search -> retrain -> report pipeline on Ray Tune"
+        )
+    )
+    run.add_argument(
+        "--storage",
+        default="runs",
+        help="experiments root: a path or a URI pyarrow understands (default runs)",
+    )
+    run.add_argument("--name", help="experiment name (default: the config's file name)")
+    run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    run.add_argument(
+        "--resume", action="store_true", help="continue the experiment STORAGE/NAME if it exists"
+    )
+    run.set_defaults(func=_cmd_run)
+    resume = sub.add_parser("resume", help="continue an interrupted pipeline experiment")
+    resume.add_argument("experiment", help="experiment folder (STORAGE/NAME)")
+    resume.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    resume.set_defaults(func=_cmd_resume)
+    report = sub.add_parser("report", help="print the table and redraw the plots of an experiment")
+    report.add_argument("experiment", help="experiment folder (STORAGE/NAME)")
+    report.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -159,7 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
-        print(f"raynas {args.command}: error: {err}", file=sys.stderr)
+        if os.environ.get("RAYNAS_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"raynas {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -42,6 +42,12 @@ def small_data_options(root: Path, batch: int = 4) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def small_options(synth_root: Path) -> dict[str, Any]:
+    """--cfg-options pointing a synthseg config at the small test dataset."""
+    return small_data_options(synth_root)
+
+
+@pytest.fixture(scope="session")
 def make_cfg(synth_root: Path) -> Callable[..., Any]:
     """Loads a repo config pointed at the small dataset: ``make_cfg(rel, work_dir, **opts)``."""
     from raynas.config import load_config

@@ -10,7 +10,7 @@ import numpy as np
 
 from raynas.space import Arch, SearchSpace
 
-__all__ = ["SAMPLERS", "PathSampler", "UniformSampler", "build_sampler"]
+__all__ = ["PathSampler", "UniformSampler", "build_sampler"]
 
 
 class PathSampler(abc.ABC):
@@ -47,7 +47,10 @@ class UniformSampler(PathSampler):
         return self.space.sample(self.rng)
 
 
-SAMPLERS: dict[str, type[PathSampler]] = {"uniform": UniformSampler}
+def _registry() -> dict[str, type[PathSampler]]:
+    from raynas.core.dps import DPSSampler
+
+    return {"uniform": UniformSampler, "dps": DPSSampler}
 
 
 def build_sampler(cfg: Mapping[str, Any], space: SearchSpace) -> PathSampler:
@@ -58,6 +61,7 @@ def build_sampler(cfg: Mapping[str, Any], space: SearchSpace) -> PathSampler:
     """
     cfg = dict(cfg)
     kind = cfg.pop("type", "uniform")
-    if kind not in SAMPLERS:
-        raise KeyError(f"unknown sampler type {kind!r}; known: {sorted(SAMPLERS)}")
-    return SAMPLERS[kind](space, **cfg)
+    samplers = _registry()
+    if kind not in samplers:
+        raise KeyError(f"unknown sampler type {kind!r}; known: {sorted(samplers)}")
+    return samplers[kind](space, **cfg)

@@ -1,0 +1,25 @@
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (<= 10 min):
+#   raynas run configs/quickstart.py
+# supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the top-2
+# Pareto subnets -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
+_base_ = ["supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
+tune_cfg = dict(
+    supernet=dict(iters=1500, report_interval=500, resources=dict(cpu=2)),
+    search=dict(
+        num_candidates=24,
+        eval_images=100,
+        calib_batches=3,
+        searcher=dict(type="nsga2", population_size=8, seed=0),
+        constraints=dict(flops=(None, 80e6)),  # MFLOPs budget per 128x128 image
+        resources=dict(cpu=1),
+        max_concurrent=2,
+    ),
+    retrain=dict(
+        top_k=2,
+        iters=1000,
+        report_interval=500,
+        init="inherit",
+        resources=dict(cpu=1),
+        max_concurrent=2,
+    ),
+)

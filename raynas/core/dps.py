@@ -1,0 +1,249 @@
+"""Dynamic Path Selection (DPS): train only the paths that the current stage's proxies select.
+
+Our reconstruction (the paper's full text is not public; see ``algorithms.md`` section 1):
+
+- A pool of ``pool_size`` paths, initially uniform. Every ``round_interval`` iterations the
+  hook measures the stage's proxies for every pool path and calls :meth:`DPSSampler.select`.
+- Selection: Pareto non-dominated sorting over the stage's objectives (maximised) and FLOPs
+  (minimised); fronts are taken in order and the last one is filled by crowding distance, each
+  member at Hamming distance >= ``min_hamming`` from those already chosen (diversity), until
+  ``num_selected`` paths are chosen.
+- Refresh: the selected paths stay; the rest of the pool is replaced by mutations of selected
+  paths and, for an ``explore`` share, by uniform samples.
+- Training: each iteration draws a selected path uniformly, or with probability ``epsilon`` a
+  uniform path of the whole space.
+- Stages move on by :class:`raynas.core.stages.StageScheduler`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from raynas.core.pareto import crowding_distance, non_dominated_fronts
+from raynas.core.predictor import Predictor
+from raynas.core.proxies import loss_decrease
+from raynas.core.sampler import PathSampler
+from raynas.core.stages import DEFAULT_STAGES, Stage, StageScheduler
+from raynas.space import Arch, SearchSpace
+
+__all__ = ["DPSSampler", "select_diverse"]
+
+
+def select_diverse(
+    objectives: np.ndarray, codes: np.ndarray, k: int, min_hamming: int
+) -> list[int]:
+    """Indices of ``k`` rows: Pareto fronts in order, crowding within a front, diversity.
+
+    Args:
+        objectives: ``(n, m)`` values, all minimised.
+        codes: ``(n, L)`` choice-index vectors for Hamming distances.
+        k: How many to choose.
+        min_hamming: Minimum Hamming distance to every chosen row (relaxed by one, down to 0,
+            when too few rows qualify).
+    """
+    order: list[int] = []
+    for front in non_dominated_fronts(objectives):
+        crowd = crowding_distance(objectives[front])
+        order.extend(front[np.argsort(-crowd, kind="stable")].tolist())
+    for distance in range(min_hamming, -1, -1):
+        chosen: list[int] = []
+        for i in order:
+            if all((codes[i] != codes[j]).sum() >= distance for j in chosen):
+                chosen.append(i)
+            if len(chosen) == k:
+                return chosen
+    return chosen
+
+
+class DPSSampler(PathSampler):
+    """Stagewise Pareto path selection over a refreshed candidate pool.
+
+    Args:
+        space: The search space.
+        seed: Seed.
+        pool_size: Candidate pool size.
+        num_selected: Paths selected per round (M).
+        round_interval: Iterations between selection rounds (K).
+        epsilon: Share of iterations that train a uniform path.
+        explore: Share of the refreshed pool drawn uniformly (the rest are mutations).
+        mutation_prob: Per-label mutation probability.
+        min_hamming: Minimum structural distance inside the selected set.
+        stages: Stage table (``Stage`` or dicts).
+        tau_threshold: Stage scheduler's Kendall tau threshold.
+        patience: Stage scheduler's stable rounds.
+        predictor: Keyword arguments of :class:`Predictor`.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        pool_size: int = 64,
+        num_selected: int = 16,
+        round_interval: int = 100,
+        epsilon: float = 0.1,
+        explore: float = 0.25,
+        mutation_prob: float = 0.1,
+        min_hamming: int = 2,
+        stages: Sequence[Stage | Mapping[str, Any]] = DEFAULT_STAGES,
+        tau_threshold: float = 0.8,
+        patience: int = 2,
+        predictor: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(space, seed)
+        if not 0 < num_selected <= pool_size:
+            raise ValueError(f"need 0 < num_selected ({num_selected}) <= pool_size ({pool_size})")
+        self.pool_size, self.num_selected = pool_size, num_selected
+        self.round_interval, self.epsilon, self.explore = round_interval, epsilon, explore
+        self.mutation_prob, self.min_hamming = mutation_prob, min_hamming
+        self.scheduler = StageScheduler(stages, tau_threshold, patience)
+        self.predictor = Predictor(
+            len(space.encode(space.extreme(True))), seed=seed, **dict(predictor or {})
+        )
+        self.pool = self._unique(
+            [space.canonical(space.sample(self.rng)) for _ in range(4 * pool_size)]
+        )[:pool_size]
+        self.selected = list(self.pool)
+        self.loss_history: dict[str, list[float]] = {}
+        self.last_log: dict[str, Any] = {}
+
+    def _unique(self, archs: Sequence[Arch]) -> list[Arch]:
+        seen, out = set(), []
+        for a in archs:
+            key = self.space.key(a)
+            if key not in seen:
+                seen.add(key)
+                out.append(a)
+        return out
+
+    def key(self, arch: Arch) -> str:
+        return repr(self.space.key(arch))
+
+    @property
+    def stage(self) -> Stage:
+        return self.scheduler.stage
+
+    def sample(self, iteration: int) -> Arch:
+        if self.rng.random() < self.epsilon:
+            return self.space.sample(self.rng)
+        return dict(self.selected[self.rng.integers(len(self.selected))])
+
+    def due(self, iteration: int) -> bool:
+        """A selection round is due after ``iteration`` (1-based count of done iterations)."""
+        return iteration > 0 and iteration % self.round_interval == 0
+
+    def needs(self) -> set[str]:
+        """Proxies the hook must measure for the pool this round (the predictor's target and
+        the loss are always measured: they feed the predictor and the loss-decrease history)."""
+        needed = {"miou", "loss"} | set(self.stage.objectives)
+        if "predicted" in needed:
+            needed.discard("predicted")
+        return needed
+
+    def select(
+        self, iteration: int, scores: Mapping[str, np.ndarray], flops: np.ndarray
+    ) -> dict[str, Any]:
+        """Runs one round: predictor update, stage step, Pareto selection, pool refresh.
+
+        Args:
+            iteration: Iterations done.
+            scores: Proxy name -> one value per pool path (higher is better), including
+                ``'miou'`` (measured on the held-out batch) for the predictor.
+            flops: FLOPs per pool path.
+
+        Returns:
+            The round's log (stage, sizes, proxy statistics, transition, selected paths).
+        """
+        scores = {k: np.asarray(v, float) for k, v in scores.items()}
+        if "loss" in scores:
+            scores["loss_decrease"] = self._loss_decrease(scores["loss"])
+        encodings = np.stack([self.space.encode(a) for a in self.pool])
+        self.predictor.add(encodings, scores["miou"])
+        fit_mse = self.predictor.fit()
+        if self.predictor.ready:
+            scores["predicted"] = self.predictor.predict(encodings)
+        objectives = [o for o in self.stage.objectives if o in scores] or ["miou"]
+        primary = {self.key(a): float(v) for a, v in zip(self.pool, scores[objectives[0]])}
+        stage_before = self.stage.name
+        moved = self.scheduler.step(iteration, primary)
+        points = np.stack([-_fill(scores[o]) for o in objectives] + [np.asarray(flops, float)], 1)
+        codes = np.stack([self.space.index_vector(a) for a in self.pool])
+        chosen = select_diverse(points, codes, self.num_selected, self.min_hamming)
+        self.selected = [self.pool[i] for i in chosen]
+        self._refresh()
+        self.last_log = dict(
+            iteration=iteration,
+            stage=stage_before,
+            next_stage=self.stage.name,
+            transition=self.scheduler.transitions[-1] if moved else None,
+            pool=len(self.pool),
+            selected=len(self.selected),
+            objectives=objectives,
+            kendall_tau=self.scheduler.last_tau,
+            predictor_mse=fit_mse,
+            proxies={
+                k: dict(
+                    mean=float(np.nanmean(_fill(v))),
+                    std=float(np.nanstd(_fill(v))),
+                    max=float(np.nanmax(_fill(v))),
+                )
+                for k, v in scores.items()
+            },
+            selected_paths=[dict(a) for a in self.selected],
+        )
+        return self.last_log
+
+    def _loss_decrease(self, losses: np.ndarray) -> np.ndarray:
+        """Held-out loss decrease of each pool path since the previous round (NaN if new)."""
+        out = []
+        history = {}
+        for arch, loss in zip(self.pool, losses):
+            key = self.key(arch)
+            hist = [*self.loss_history.get(key, []), float(loss)][-2:]
+            history[key] = hist
+            out.append(loss_decrease(hist) if len(hist) == 2 else np.nan)
+        self.loss_history = history
+        return np.asarray(out)
+
+    def _refresh(self) -> None:
+        pool = list(self.selected)
+        n_new = self.pool_size - len(pool)
+        n_explore = round(self.explore * n_new)
+        fresh = [self.space.canonical(self.space.sample(self.rng)) for _ in range(2 * n_explore)]
+        for _ in range(8 * n_new):
+            parent = self.selected[self.rng.integers(len(self.selected))]
+            fresh.append(
+                self.space.canonical(self.space.mutate(parent, self.rng, self.mutation_prob))
+            )
+        explore, mutants = fresh[: 2 * n_explore], fresh[2 * n_explore :]
+        pool = self._unique(pool + explore[:n_explore] + mutants + explore[n_explore:])
+        self.pool = pool[: self.pool_size]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "pool": [dict(a) for a in self.pool],
+            "selected": [dict(a) for a in self.selected],
+            "scheduler": self.scheduler.state_dict(),
+            "loss_history": [[k, v] for k, v in self.loss_history.items()],
+            "predictor": self.predictor.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.pool = [dict(a) for a in state["pool"]]
+        self.selected = [dict(a) for a in state["selected"]]
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.loss_history = {k: list(v) for k, v in state["loss_history"]}
+        self.predictor.load_state_dict(state["predictor"])
+
+
+def _fill(values: np.ndarray) -> np.ndarray:
+    """NaNs (paths without a measurement yet) take the median, so they are neither favoured
+    nor excluded."""
+    if np.isnan(values).all():
+        return np.zeros_like(values)
+    return np.nan_to_num(values, nan=float(np.nanmedian(values)))

@@ -1,0 +1,131 @@
+"""DPS stage scheduler: which training stage a supernet run is in, and when it moves on.
+
+Not to be confused with Ray Tune's *trial* schedulers: this one lives inside one supernet run.
+A stage ends when its primary proxy's ranking has stabilised (Kendall tau between consecutive
+selection rounds >= ``tau_threshold`` for ``patience`` rounds in a row) and the stage has run
+``min_iters``; or when it reaches ``max_iters``. Every transition is logged with its iteration
+and reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau
+
+__all__ = ["DEFAULT_STAGES", "Stage", "StageScheduler"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One DPS stage.
+
+    Attributes:
+        name: Stage name.
+        objectives: Proxies maximised by the Pareto selection (with FLOPs minimised).
+        min_iters: Iterations before the stage may end.
+        max_iters: Iterations after which the stage ends regardless (None: never).
+    """
+
+    name: str
+    objectives: tuple[str, ...]
+    min_iters: int = 0
+    max_iters: int | None = None
+
+
+DEFAULT_STAGES = (
+    Stage("convergence", ("angle", "loss_decrease"), 200, 1000),
+    Stage("expressiveness", ("predicted",), 200, 1000),
+    Stage("balanced", ("predicted", "ib"), 0, None),
+)
+
+
+class StageScheduler:
+    """Moves through ``stages`` on ranking stability or iteration bounds.
+
+    Args:
+        stages: The stage table.
+        tau_threshold: Kendall tau of the primary proxy between consecutive rounds.
+        patience: Consecutive stable rounds needed.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage | Mapping[str, Any]] = DEFAULT_STAGES,
+        tau_threshold: float = 0.8,
+        patience: int = 2,
+    ) -> None:
+        self.stages = [
+            s if isinstance(s, Stage) else Stage(**{**s, "objectives": tuple(s["objectives"])})
+            for s in stages
+        ]
+        if not self.stages:
+            raise ValueError("the stage table is empty")
+        self.tau_threshold, self.patience = tau_threshold, patience
+        self.index, self.start, self.streak = 0, 0, 0
+        self.previous: dict[str, float] = {}
+        self.transitions: list[dict[str, Any]] = []
+        self.last_tau = float("nan")
+
+    @property
+    def stage(self) -> Stage:
+        return self.stages[self.index]
+
+    def step(self, iteration: int, primary: Mapping[str, float]) -> bool:
+        """Feeds one round's primary-proxy scores (path key -> score); True on a transition."""
+        common = [k for k in primary if k in self.previous]
+        tau = float("nan")
+        if len(common) >= 3:
+            tau = kendalltau([self.previous[k] for k in common], [primary[k] for k in common])[0]
+        self.last_tau = tau
+        self.previous = dict(primary)
+        self.streak = self.streak + 1 if tau == tau and tau >= self.tau_threshold else 0
+        ran = iteration - self.start
+        if self.index == len(self.stages) - 1:
+            return False
+        reason = None
+        if self.stage.max_iters is not None and ran >= self.stage.max_iters:
+            reason = f"reached max_iters={self.stage.max_iters}"
+        elif ran >= self.stage.min_iters and self.streak >= self.patience:
+            reason = (
+                f"ranking stable: Kendall tau {tau:.3f} >= {self.tau_threshold} for "
+                f"{self.streak} rounds"
+            )
+        if reason is None:
+            return False
+        self.transitions.append(
+            dict(
+                iteration=iteration,
+                src=self.stage.name,
+                dst=self.stages[self.index + 1].name,
+                reason=reason,
+            )
+        )
+        self.index, self.start, self.streak, self.previous = self.index + 1, iteration, 0, {}
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(
+            index=self.index,
+            start=self.start,
+            streak=self.streak,
+            previous=[[k, v] for k, v in self.previous.items()],
+            transitions=list(self.transitions),
+            stages=[asdict(s) for s in self.stages],
+        )
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.index, self.start, self.streak = state["index"], state["start"], state["streak"]
+        self.previous = {k: float(v) for k, v in state["previous"]}
+        self.transitions = list(state["transitions"])
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Normalised ranks in [0, 1] (ties share the average rank)."""
+    from scipy.stats import rankdata
+
+    values = np.asarray(values, float)
+    return (rankdata(values) - 1) / max(1, len(values) - 1)

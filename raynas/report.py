@@ -1,0 +1,134 @@
+"""Pipeline report from the results archive: Pareto plot (PNG) and markdown tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raynas.core.pareto import crowding_distance, pareto_mask
+
+__all__ = ["majority_miou", "pareto_front", "plot_pareto", "select_top_k", "summary_markdown"]
+
+
+def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
+    """Feasible rows not dominated in (max mIoU, min FLOPs), sorted by FLOPs."""
+    ok = frame[frame["feasible"] & frame["miou"].notna()]
+    if ok.empty:
+        return ok
+    mask = pareto_mask(np.stack([-ok["miou"].to_numpy(), ok["flops"].to_numpy()], 1))
+    return ok[mask].sort_values("flops")
+
+
+def select_top_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    """``k`` Pareto rows spread over the cost range (crowding distance; the best mIoU first)."""
+    front = pareto_front(frame).drop_duplicates("arch")
+    if len(front) <= k:
+        return front.sort_values("miou", ascending=False)
+    points = np.stack([-front["miou"].to_numpy(), front["flops"].to_numpy()], 1)
+    order = np.lexsort((-front["miou"].to_numpy(), -crowding_distance(points)))
+    return front.iloc[order[:k]].sort_values("miou", ascending=False)
+
+
+def majority_miou(ann_dir: str | Path, num_classes: int) -> float:
+    """mIoU (%) of predicting the most frequent class everywhere (a trivial baseline)."""
+    import cv2
+
+    counts = np.zeros(num_classes, np.int64)
+    for f in sorted(Path(ann_dir).glob("*.png")):
+        lbl = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        counts += np.bincount(lbl[lbl < num_classes].ravel(), minlength=num_classes)
+    present = counts > 0
+    iou = np.zeros(num_classes)
+    top = counts.argmax()
+    iou[top] = counts[top] / counts.sum()  # IoU of the majority class; the others are 0
+    return float(iou[present].mean() * 100)
+
+
+def plot_pareto(frame: pd.DataFrame, path: str | Path, baselines: dict[str, float]) -> Path:
+    """Scatter of every evaluated path (MFLOPs vs mIoU), Pareto front, retrained subnets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    search = frame[(frame["phase"] == "search") & frame["feasible"]]
+    ax.scatter(
+        search["flops"] / 1e6,
+        search["miou"],
+        s=14,
+        alpha=0.5,
+        label="search candidates (inherited weights)",
+    )
+    front = pareto_front(search)
+    if not front.empty:
+        ax.plot(front["flops"] / 1e6, front["miou"], "-o", ms=4, color="C1", label="Pareto front")
+    sup = frame[frame["phase"] == "supernet"].sort_values("iteration").groupby("path").tail(1)
+    ax.scatter(
+        sup["flops"] / 1e6, sup["miou"], marker="s", color="C2", label="supernet largest/smallest"
+    )
+    retrain = frame[frame["phase"] == "retrain"].sort_values("iteration").groupby("trial_id")
+    final = retrain.tail(1)
+    ax.scatter(
+        final["flops"] / 1e6,
+        final["miou"],
+        marker="*",
+        s=140,
+        color="C3",
+        label="retrained subnets",
+    )
+    for name, value in baselines.items():
+        ax.axhline(value, ls="--", lw=1, color="gray")
+        ax.text(ax.get_xlim()[0], value, f" {name} {value:.1f}", va="bottom", fontsize=8)
+    ax.set_xlabel("MFLOPs per image")
+    ax.set_ylabel("val mIoU (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _fmt_row(r: Any) -> str:
+    params = f"{r.params / 1e3:.1f}" if r.params == r.params and r.params is not None else "-"
+    miou = f"{r.miou:.2f}" if r.miou == r.miou and r.miou is not None else "-"
+    return f"| {r.phase} | {r.path} | {miou} | {r.flops / 1e6:.2f} | {params} | {r.trial_id} |"
+
+
+def summary_markdown(
+    frame: pd.DataFrame, baselines: dict[str, float], best: dict[str, Any] | None
+) -> str:
+    """Markdown tables: retrained subnets, the search Pareto front, baselines."""
+    head = "| phase | path | mIoU | MFLOPs | params k | trial |\n|---|---|---|---|---|---|"
+    lines = ["# raynas report", ""]
+    if best:
+        lines += [
+            f"Best subnet: **{best['name']}**, val mIoU **{best['miou']:.2f}**, "
+            f"{best['flops'] / 1e6:.2f} MFLOPs; config `{best['config']}`, checkpoint "
+            f"`{best['checkpoint']}`.",
+            "",
+        ]
+    lines += ["## Baselines", "", "| baseline | mIoU |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in baselines.items()]
+    retrain = frame[frame["phase"] == "retrain"].sort_values("iteration")
+    final = retrain.groupby("trial_id").tail(1).sort_values("miou", ascending=False)
+    lines += ["", "## Retrained subnets", "", head] + [_fmt_row(r) for r in final.itertuples()]
+    search = frame[frame["phase"] == "search"]
+    lines += ["", f"## Search Pareto front ({len(search)} candidates evaluated)", "", head]
+    lines += [_fmt_row(r) for r in pareto_front(search).itertuples()]
+    sup = frame[frame["phase"] == "supernet"].sort_values("iteration").groupby("path").tail(1)
+    lines += ["", "## Supernet (last validation)", "", head] + [
+        _fmt_row(r) for r in sup.itertuples()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def arch_of(row: Any) -> dict[str, Any]:
+    return json.loads(row.arch)

@@ -1,0 +1,1 @@
+"""Ray Tune orchestration of the supernet -> search -> retrain pipeline (imports ray lazily)."""

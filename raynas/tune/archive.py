@@ -1,0 +1,129 @@
+"""The results archive: one row per evaluated path, as a Parquet dataset (pyarrow).
+
+Each evaluation is one file ``{phase}-{trial_id}-{iteration:06d}.parquet`` written atomically
+(temporary file, then move), so the dataset is always readable, a repeated write of the same
+evaluation replaces its file (no duplicates), and :func:`reconcile` drops rows of trials that a
+restored experiment no longer knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raynas.tune.storage import Storage
+
+__all__ = ["ARCHIVE_DIR", "SCHEMA", "Archive"]
+
+ARCHIVE_DIR = "archive"
+SCHEMA = pa.schema(
+    [
+        ("phase", pa.string()),
+        ("trial_id", pa.string()),
+        ("iteration", pa.int64()),
+        ("path", pa.string()),  # a name ('largest', 'candidate', 'subnet0', ...)
+        ("arch", pa.string()),  # JSON of the label -> choice mapping
+        ("encoding", pa.list_(pa.float32())),
+        ("miou", pa.float64()),
+        ("flops", pa.int64()),
+        ("params", pa.int64()),
+        ("latency_ms", pa.float64()),
+        ("feasible", pa.bool_()),
+        ("proxies", pa.string()),  # JSON of extra scores
+        ("timestamp", pa.float64()),
+    ]
+)
+
+
+class Archive:
+    """Parquet archive in ``{experiment}/archive`` (any pyarrow filesystem).
+
+    Args:
+        experiment: The experiment folder, as a :class:`Storage` or a path/URI.
+    """
+
+    def __init__(self, experiment: Storage | str | os.PathLike) -> None:
+        exp = experiment if isinstance(experiment, Storage) else Storage(experiment)
+        self.storage = exp.child(ARCHIVE_DIR)
+
+    def write(
+        self, phase: str, trial_id: str, iteration: int, rows: Iterable[Mapping[str, Any]]
+    ) -> str:
+        """Writes the rows of one evaluation atomically (replacing an earlier write)."""
+        records = [_record(phase, trial_id, iteration, r) for r in rows]
+        table = pa.Table.from_pylist(records, schema=SCHEMA)
+        name = f"{phase}-{trial_id}-{iteration:06d}.parquet"
+        self.storage.makedirs()
+        tmp, target = self.storage.path(f".tmp-{name}"), self.storage.path(name)
+        pq.write_table(table, tmp, filesystem=self.storage.fs)
+        self.storage.fs.move(tmp, target)
+        return target
+
+    def files(self, phase: str | None = None) -> list[str]:
+        prefix = f"{phase}-" if phase else ""
+        return [
+            n
+            for n in self.storage.listdir()
+            if n.endswith(".parquet") and n.startswith(prefix) and not n.startswith(".tmp-")
+        ]
+
+    def read(self, phase: str | None = None) -> pa.Table:
+        """All rows (of one phase), as a pyarrow Table."""
+        files = self.files(phase)
+        if not files:
+            return SCHEMA.empty_table()
+        return pa.concat_tables(
+            [
+                pq.read_table(self.storage.path(f), schema=SCHEMA, filesystem=self.storage.fs)
+                for f in files
+            ]
+        )
+
+    def reconcile(self, phase: str, known_trials: set[str]) -> int:
+        """Deletes files of ``phase`` whose trial a restored experiment does not know.
+
+        Returns:
+            How many files were removed.
+        """
+        removed = 0
+        for name in self.files(phase):
+            if name.split("-")[1] not in known_trials:
+                self.storage.fs.delete_file(self.storage.path(name))
+                removed += 1
+        return removed
+
+
+def _record(phase: str, trial_id: str, iteration: int, row: Mapping[str, Any]) -> dict:
+    arch = row.get("arch")
+    proxies = row.get("proxies")
+    return {
+        "phase": phase,
+        "trial_id": trial_id,
+        "iteration": int(iteration),
+        "path": str(row.get("path", "")),
+        "arch": json.dumps(arch, sort_keys=True) if arch is not None else None,
+        "encoding": [float(v) for v in row["encoding"]]
+        if row.get("encoding") is not None
+        else None,
+        "miou": _float(row.get("miou")),
+        "flops": _int(row.get("flops")),
+        "params": _int(row.get("params")),
+        "latency_ms": _float(row.get("latency_ms")),
+        "feasible": bool(row.get("feasible", True)),
+        "proxies": json.dumps(proxies, sort_keys=True) if proxies else None,
+        "timestamp": float(row.get("timestamp", time.time())),
+    }
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)

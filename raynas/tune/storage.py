@@ -1,0 +1,89 @@
+"""Experiment-directory I/O through pyarrow filesystems (local paths, NFS, ``file://``, ``s3://``,
+``gs://``...), so the driver, the trials and ``raynas report`` read and write the same place."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+__all__ = ["Storage"]
+
+
+class Storage:
+    """A folder on a pyarrow filesystem.
+
+    Args:
+        uri: A local path or a URI that ``pyarrow.fs.FileSystem.from_uri`` understands.
+    """
+
+    def __init__(self, uri: str | os.PathLike) -> None:
+        uri = str(uri)
+        if "://" not in uri:
+            uri = str(Path(uri).expanduser().resolve())
+        self.uri = uri
+        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def child(self, *parts: str) -> Storage:
+        if self.is_local:
+            return Storage(self.path(*parts))
+        scheme = self.uri.split("://", 1)[0]
+        return Storage(f"{scheme}://{self.path(*parts)}")
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+
+    def makedirs(self, *parts: str) -> None:
+        self.fs.create_dir(self.path(*parts), recursive=True)
+
+    def read_text(self, *parts: str) -> str:
+        with self.fs.open_input_stream(self.path(*parts)) as f:
+            return f.read().decode()
+
+    def write_text(self, text: str, *parts: str) -> None:
+        """Writes atomically: a temporary file renamed over the target."""
+        target = self.path(*parts)
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        tmp = posixpath.join(posixpath.dirname(target), f".tmp-{posixpath.basename(target)}")
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(text.encode())
+        self.fs.move(tmp, target)
+
+    def listdir(self, *parts: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True)
+        return sorted(posixpath.basename(i.path) for i in self.fs.get_file_info(selector))
+
+    def upload(self, local_dir: str | os.PathLike, *parts: str) -> str:
+        """Copies a local folder into the storage; returns its storage path."""
+        target = self.path(*parts)
+        self.fs.create_dir(target, recursive=True)
+        pafs.copy_files(
+            str(Path(local_dir).resolve()),
+            target,
+            source_filesystem=pafs.LocalFileSystem(),
+            destination_filesystem=self.fs,
+        )
+        return target
+
+    def local_copy(self, *parts: str) -> Path:
+        """A local folder holding the storage folder (itself when local, else a download)."""
+        if self.is_local:
+            return Path(self.path(*parts))
+        dest = Path(tempfile.mkdtemp(prefix="raynas-"))
+        pafs.copy_files(
+            self.path(*parts),
+            str(dest),
+            source_filesystem=self.fs,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+        return dest

@@ -1,0 +1,195 @@
+"""The pipeline end to end on Ray (local), and its resume after SIGKILL of the driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raynas.tune.archive import Archive
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "configs" / "quickstart.py"
+MARGIN = 3.0  # mIoU points the retrained subnet must gain over majority-class prediction
+
+
+def _options(small_options: dict[str, Any], **tune: Any) -> list[str]:
+    opts = dict(small_options)
+    for split in ("train", "val", "test"):
+        opts[f"{split}_dataloader.dataset.synth"] = None  # the fixture generated it already
+    opts.update({f"tune_cfg.{k}": v for k, v in tune.items()})
+    return [f"{k}={_literal(v)}" for k, v in opts.items()]
+
+
+def _literal(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "(" + ",".join(map(str, v)) + ")"
+    return str(v)
+
+
+SMALL_RUN = {
+    "supernet.iters": 300,
+    "supernet.report_interval": 150,
+    "search.num_candidates": 6,
+    "search.eval_images": 16,
+    "search.calib_batches": 2,
+    "retrain.top_k": 2,
+    "retrain.iters": 200,
+    "retrain.report_interval": 100,
+}
+
+
+def _raynas(*args: str, **kw: Any) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "raynas.cli", *args],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
+    """SIGKILLs the driver's whole process group once ``ready()`` holds."""
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, (
+            f"pipeline ended before the kill:\n{proc.stdout.read()[-3000:]}"
+        )
+        assert time.time() < deadline, "the pipeline did not reach the kill point"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _frame(exp: Path):
+    return Archive(exp).read().to_pandas()
+
+
+def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> None:
+    from mmseg.apis import inference_model, init_model
+
+    opts = _options(small_options, **SMALL_RUN)
+    out = _finish(
+        _raynas(
+            "run",
+            str(QUICKSTART),
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "e2e",
+            "--cfg-options",
+            *opts,
+        )
+    )
+    exp = tmp_path / "e2e"
+    state = json.loads((exp / "pipeline.json").read_text())
+    assert all(state["phases"][p]["done"] for p in ("supernet", "search", "retrain", "report"))
+    assert "[raynas] search:" in out and "eta" in out  # progress was shown
+
+    frame = _frame(exp)
+    search = frame[frame.phase == "search"]
+    assert len(search) == 6 == search.trial_id.nunique()  # one row per evaluated candidate
+    assert len(frame[frame.phase == "supernet"]) == 2 * 2  # largest+smallest at 2 reports
+    assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()
+
+    majority = state["phases"]["report"]["baselines"]["majority class"]
+    best = state["phases"]["retrain"]["best"]
+    assert best["miou"] > majority + MARGIN, (best, majority)
+
+    for f in (
+        "report/pareto.png",
+        "report/report.md",
+        "best/subnet.py",
+        "best/subnet.pth",
+        "best/arch.yaml",
+    ):
+        assert (exp / f).is_file(), f
+    model = init_model(str(exp / "best/subnet.py"), str(exp / "best/subnet.pth"), device="cpu")
+    img = next((Path(small_options["data_root"]) / "img_dir" / "val").glob("*.png"))
+    pred = inference_model(model, str(img)).pred_sem_seg.data
+    assert pred.shape[-2:] == (128, 128)
+
+    report = subprocess.run(
+        [sys.executable, "-m", "raynas.cli", "report", str(exp)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Search Pareto front" in report and "majority class" in report
+
+
+def _supernet_log(exp: Path) -> list[dict]:
+    trial = next((exp / "supernet").glob("train_supernet_*"))
+    return [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+
+
+def test_resume_after_sigkill_in_supernet_and_in_search(
+    tmp_path: Path, small_options: dict[str, Any]
+) -> None:
+    run = {
+        **SMALL_RUN,
+        "supernet.iters": 400,
+        "supernet.report_interval": 100,
+        "retrain.top_k": 1,
+        "retrain.iters": 100,
+        "retrain.report_interval": 100,
+    }
+    exp = tmp_path / "r"
+    archive = Archive(exp)
+    proc = _raynas(
+        "run",
+        str(QUICKSTART),
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--cfg-options",
+        *_options(small_options, **run),
+    )
+    _kill_when(proc, lambda: len(archive.files("supernet")) >= 2)  # after the 2nd report
+
+    proc = _raynas("resume", str(exp))
+    _kill_when(proc, lambda: len(archive.files("search")) >= 2)  # mid-search
+    state = json.loads((exp / "pipeline.json").read_text())
+    assert state["phases"]["supernet"]["done"] and not state["phases"].get("search", {}).get(
+        "done"
+    )
+
+    out = _finish(_raynas("resume", str(exp)))
+    assert "supernet: done earlier, skipped" in out
+    state = json.loads((exp / "pipeline.json").read_text())
+    assert all(state["phases"][p]["done"] for p in ("supernet", "search", "retrain", "report"))
+
+    # the supernet trial continued from its checkpoint, not from iteration 0
+    log = _supernet_log(exp)
+    restored = [r for r in log if r["iterations_since_restore"] < r["training_iteration"]]
+    assert restored, "the supernet trial was never restored"
+    first = restored[0]
+    assert first["iter"] == 100 * first["training_iteration"]
+
+    frame = _frame(exp)
+    sup = frame[frame.phase == "supernet"]
+    assert sorted(sup.iteration.unique()) == [1, 2, 3, 4]  # no gaps
+    assert len(sup) == 8  # largest + smallest per report, no duplicates
+    search = frame[frame.phase == "search"]
+    assert len(search) == 6 == search.trial_id.nunique()
+    assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()

@@ -1,0 +1,84 @@
+"""Bad pipeline input fails early with a message naming the problem; nothing is overwritten."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from raynas.cli import main
+from raynas.tune.options import resolve_tune_cfg
+from raynas.tune.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "configs" / "quickstart.py"
+
+
+def test_unknown_tune_cfg_keys_are_named() -> None:
+    with pytest.raises(KeyError, match=r"'search.num_candidate'.*num_candidates"):
+        resolve_tune_cfg({"search": {"num_candidate": 3}})
+    with pytest.raises(KeyError, match=r"unknown tune_cfg key 'serach'"):
+        resolve_tune_cfg({"serach": {}})
+    with pytest.raises(ValueError, match=r"retrain\.init"):
+        resolve_tune_cfg({"retrain": {"init": "pretrained"}})
+
+
+def test_cli_reports_bad_key_and_missing_dataset(tmp_path: Path, capsys) -> None:
+    args = ["run", str(QUICKSTART), "--storage", str(tmp_path)]
+    assert main([*args, "--cfg-options", "tune_cfg.supernet.itres=5"]) == 2
+    assert "tune_cfg.supernet" in capsys.readouterr().err
+    missing = {
+        f"{s}_dataloader.dataset.{k}": v
+        for s in ("train", "val")
+        for k, v in (("data_root", str(tmp_path / "nowhere")), ("synth", None))
+    }
+    opts = [f"{k}={v}" for k, v in missing.items()]
+    assert main([*args, "--name", "m", "--cfg-options", *opts]) == 2
+    assert "dataset not found" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_existing_experiment_is_not_overwritten(tmp_path: Path, small_options: dict) -> None:
+    Pipeline.create(QUICKSTART, str(tmp_path), "exp", small_options)
+    state = (tmp_path / "exp" / "pipeline.json").read_bytes()
+    with pytest.raises(FileExistsError, match="raynas resume"):
+        Pipeline.create(QUICKSTART, str(tmp_path), "exp", small_options)
+    assert (tmp_path / "exp" / "pipeline.json").read_bytes() == state
+
+
+def test_not_an_experiment(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a raynas experiment"):
+        Pipeline(tmp_path)
+
+
+def test_arch_outside_the_space_and_checkpoint_of_another_space(tmp_path: Path) -> None:
+    from raynas.export import build_supernet, load_supernet_weights
+
+    cfg = Config.fromfile(str(ROOT / "configs/_base_/models/segsupernet.py"))
+    model = build_supernet(cfg)
+    other = cfg.copy()
+    other.model.backbone.arch_settings.max_depths = (2, 2, 2)
+    other_model = build_supernet(other)
+    ckpt = tmp_path / "other.pth"
+    torch.save({"state_dict": other_model.state_dict(), "meta": {}}, ckpt)
+    with pytest.raises(ValueError, match="does not match this config's supernet"):
+        load_supernet_weights(model, ckpt)
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("arch:\n  backbone.stage0.depth: 9\n")
+    sup = ROOT / "configs/supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
+    code = main(
+        [
+            "export",
+            str(sup),
+            "--checkpoint",
+            str(ckpt),
+            "--arch",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2 and not (tmp_path / "o").exists()
