@@ -13,7 +13,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 from torch import nn
 
-from mmseg_plugins.arch import search_space, set_arch
+from mmseg_plugins.arch import label_modules, search_space, set_arch
 from raynas.core.sampler import PathSampler, build_sampler
 from raynas.space import Arch
 
@@ -105,9 +105,24 @@ class PathSamplingHook(Hook):
         return self._sampler
 
     def before_train(self, runner: Any) -> None:
-        if hasattr(self.sampler(runner), "due") and self._init_state is None:
+        sampler = self.sampler(runner)
+        if hasattr(sampler, "select") and self._init_state is None:
             state = unwrap(runner.model).state_dict()
             self._init_state = {k: v.detach().clone() for k, v in state.items()}
+        if hasattr(sampler, "refresh"):  # PA&DA: gradient norms per label, read before step
+            self._grad_norms: dict[str, float] = {}
+            runner.optim_wrapper.optimizer.register_step_pre_hook(
+                lambda *_: self._record_grad_norms(runner)
+            )
+
+    @torch.no_grad()
+    def _record_grad_norms(self, runner: Any) -> None:
+        norms = {}
+        for label, module in label_modules(unwrap(runner.model), self.current).items():
+            grads = [p.grad for p in module.parameters() if p.grad is not None]
+            if grads:
+                norms[label] = float(torch.sqrt(sum(g.square().sum() for g in grads)))
+        self._grad_norms = norms
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
         if self._pending_rng is not None:
@@ -122,10 +137,16 @@ class PathSamplingHook(Hook):
         loss = (outputs or {}).get("loss")
         if self.current is not None and loss is not None:
             value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
-            self.sampler(runner).update(self.current, {"loss": value})
+            metrics = {"loss": value, "grad_norms": getattr(self, "_grad_norms", None)}
+            self.sampler(runner).update(self.current, metrics)
         sampler = self.sampler(runner)
         if hasattr(sampler, "due") and sampler.due(runner.iter + 1):
-            self._round(runner, sampler, runner.iter + 1)
+            if hasattr(sampler, "select"):
+                self._round(runner, sampler, runner.iter + 1)
+            else:
+                log = sampler.refresh(runner.iter + 1)
+                runner.message_hub.update_scalar("strategy/tau", log["tau"])
+                runner.message_hub.update_scalar("strategy/prob_entropy", log["mean_norm_entropy"])
 
     def _round(self, runner: Any, sampler: Any, iteration: int) -> None:
         """One DPS selection round: measure the pool's proxies, select, log."""

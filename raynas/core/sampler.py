@@ -49,8 +49,9 @@ class UniformSampler(PathSampler):
 
 def _registry() -> dict[str, type[PathSampler]]:
     from raynas.core.dps import DPSSampler
+    from raynas.core.pada import PADASampler
 
-    return {"uniform": UniformSampler, "dps": DPSSampler}
+    return {"uniform": UniformSampler, "dps": DPSSampler, "pada": PADASampler}
 
 
 def build_sampler(cfg: Mapping[str, Any], space: SearchSpace) -> PathSampler:

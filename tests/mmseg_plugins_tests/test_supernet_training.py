@@ -35,14 +35,13 @@ class Recorder(Hook):
         self.metrics.append(dict(metrics or {}))
 
 
-def _cfg(load_cfg, max_iters: int, work_dir: str | None = None, **extra):
+def _cfg(load_cfg, max_iters: int, work_dir: str | None = None, config: str = CONFIG, **extra):
     cfg = load_cfg(
-        CONFIG,
+        config,
         **{
             "train_cfg.max_iters": max_iters,
             "train_cfg.val_interval": max_iters,
             "default_hooks.checkpoint.interval": 10,
-            "param_scheduler.0.end": 60,
             "val_cfg.calib_batches": 2,
             # deterministic data, so that a resumed run can be compared loss for loss
             "train_pipeline.2.prob": 0.0,
@@ -55,11 +54,26 @@ def _cfg(load_cfg, max_iters: int, work_dir: str | None = None, **extra):
     return cfg
 
 
-def _train(cfg, resume: bool = False) -> tuple[Runner, Recorder]:
+class StopAt(Hook):
+    """Ends training after ``iters`` iterations, as a crash would (same schedule as a full run)."""
+
+    priority = "LOWEST"
+
+    def __init__(self, iters: int) -> None:
+        self.iters = iters
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.iter + 1 >= self.iters:
+            runner.train_loop.stop_training = True
+
+
+def _train(cfg, resume: bool = False, stop_at: int | None = None) -> tuple[Runner, Recorder]:
     cfg.resume = resume
     runner = Runner.from_cfg(cfg)
     rec = Recorder()
     runner.register_hook(rec)
+    if stop_at:
+        runner.register_hook(StopAt(stop_at))
     runner.train()
     return runner, rec
 
@@ -93,11 +107,44 @@ def test_uniform_training_samples_many_paths_and_validates_extremes(trained) -> 
     assert np.mean(list(rec.losses.values())[-20:]) < np.mean(list(rec.losses.values())[:20])
 
 
-def test_resume_continues_the_same_paths_and_losses(load_cfg, tmp_path: Path) -> None:
-    _, full = _train(_cfg(load_cfg, 20, str(tmp_path / "full")))
-    _train(_cfg(load_cfg, 10, str(tmp_path / "cut")))
+STRATEGIES = {
+    "uniform": (CONFIG, {}),
+    "dps": (
+        "supernet/segsupernet_dps_1xb8-2k_synthseg-128x128.py",
+        {
+            "custom_hooks.0.sampler.pool_size": 8,
+            "custom_hooks.0.sampler.num_selected": 3,
+            "custom_hooks.0.sampler.round_interval": 4,
+            "custom_hooks.0.proxy_images": 2,
+        },
+    ),
+    "pada": (
+        "supernet/segsupernet_pada_1xb8-2k_synthseg-128x128.py",
+        {
+            "custom_hooks.0.sampler.total_iters": 20,
+            "custom_hooks.0.sampler.update_interval": 4,
+            "custom_hooks.1.update_interval": 4,
+        },
+    ),
+    "calr-ms": ("supernet/segsupernet_uniform-calr-ms_1xb8-2k_synthseg-128x128.py", {}),
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_resume_continues_the_same_paths_and_losses(
+    load_cfg, tmp_path: Path, strategy: str
+) -> None:
+    config, options = STRATEGIES[strategy]
+
+    def cfg(iters: int, work: str):
+        c = _cfg(load_cfg, iters, str(tmp_path / work), config, **options)
+        c.train_cfg.val_interval = 100  # no validation inside the compared window
+        return c
+
+    _, full = _train(cfg(20, "full"))
+    _train(cfg(20, "cut"), stop_at=10)
     assert (tmp_path / "cut" / "iter_10.pth").is_file()
-    runner, resumed = _train(_cfg(load_cfg, 20, str(tmp_path / "cut")), resume=True)
+    runner, resumed = _train(cfg(20, "cut"), resume=True)
     assert runner.iter == 20 and sorted(resumed.archs) == list(range(10, 20))
     for it in range(10, 20):
         assert resumed.archs[it] == full.archs[it]
@@ -163,3 +210,71 @@ def test_export_loads_and_predicts_with_plain_mmseg(trained, tmp_path: Path) -> 
     img = str(next((Path(cfg.train_dataloader.dataset.data_root) / "img_dir/val").glob("*.png")))
     pred = inference_model(plain, img).pred_sem_seg.data
     assert pred.shape == (1, 128, 128) and int(pred.max()) < 8
+
+
+def test_momentum_buffers_are_separated_per_group(load_cfg) -> None:
+    from mmseg_plugins import MomentumSeparationHook
+
+    cfg = _cfg(load_cfg, 12, config=STRATEGIES["calr-ms"][0])
+    runner, rec = _train(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, MomentumSeparationHook))
+    label = hook.split_label
+    groups_seen = {a[label] for a in rec.archs.values()}
+    assert set(hook.states) == groups_seen and len(groups_seen) >= 2
+    stem = runner.model.backbone.stem[0].conv.weight  # trained by every path
+    buffers = [hook.states[g][stem]["momentum_buffer"] for g in groups_seen]
+    assert not torch.allclose(buffers[0], buffers[1])
+    # each group's buffer only saw its own steps: the optimizer holds the last group's state
+    assert runner.optim_wrapper.optimizer.state is hook.states[hook.current]
+
+
+def test_calr_sets_lr_from_path_complexity(load_cfg) -> None:
+    from mmseg_plugins import CaLRHook
+
+    cfg = _cfg(load_cfg, 4, config=STRATEGIES["calr-ms"][0])
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, CaLRHook))
+    space = search_space(runner.model)
+    base = hook.base_lrs[0]
+    for largest, expected_gamma in ((False, 4.0), (True, 0.25)):
+        set_arch(runner.model, space.extreme(largest))
+        runner.train_loop._iter = 2  # t / T = 2 / 4
+        hook.before_train_iter(runner, 0)
+        lr = runner.optim_wrapper.optimizer.param_groups[0]["lr"]
+        assert lr == pytest.approx(base * 0.5**expected_gamma)
+
+
+def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
+    stages = [
+        dict(name="convergence", objectives=("angle", "loss_decrease"), min_iters=0, max_iters=8),
+        dict(name="expressiveness", objectives=("predicted",), min_iters=0, max_iters=8),
+        dict(name="balanced", objectives=("predicted", "ib"), min_iters=0, max_iters=None),
+    ]
+    cfg = _cfg(
+        load_cfg,
+        24,
+        config=STRATEGIES["dps"][0],
+        **{**STRATEGIES["dps"][1], "custom_hooks.0.sampler.stages": stages},
+    )
+    runner, rec = _train(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, PathSamplingHook))
+    sampler = hook._sampler
+    moves = sampler.scheduler.transitions
+    assert [(m["src"], m["dst"]) for m in moves] == [
+        ("convergence", "expressiveness"),
+        ("expressiveness", "balanced"),
+    ]
+    assert all("max_iters" in m["reason"] and m["iteration"] % 4 == 0 for m in moves)
+    log = sampler.last_log
+    assert log["stage"] == "balanced" and log["objectives"] == ["predicted", "ib"]
+    assert log["selected"] == 3 and len(sampler.pool) == 8
+    assert set(log["proxies"]) >= {"miou", "loss", "ib", "predicted"}
+    assert runner.message_hub.get_scalar("strategy/stage").current() == 2.0
+    pool_keys = {sampler.key(a) for a in sampler.selected}
+    trained = [
+        sampler.key(search_space(runner.model).canonical(a))
+        for it, a in rec.archs.items()
+        if it >= 20
+    ]
+    assert sum(k in pool_keys for k in trained) >= 2  # training draws from the selected set

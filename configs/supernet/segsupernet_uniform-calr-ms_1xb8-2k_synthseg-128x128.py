@@ -1,0 +1,9 @@
+# Uniform sampling with subnet-aware training (DYNAS): complexity-aware learning rate (CaLR)
+# and one momentum buffer per operator choice of the first layer of stage 1.
+_base_ = ["./segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
+custom_hooks = [
+    dict(type="PathSamplingHook", sampler=dict(type="uniform", seed=0)),
+    dict(type="CaLRHook", gamma_max=4.0, eta_min=0.0, complexity="params"),
+    dict(type="MomentumSeparationHook", split_label="backbone.stage1.layer0.op"),
+]
+param_scheduler = []  # CaLR sets the learning rate of every iteration

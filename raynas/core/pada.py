@@ -1,0 +1,140 @@
+"""PA&DA (Lu et al., CVPR 2023): importance sampling of paths and data by gradient norms.
+
+Path sampling: every label draws its choice from ``p = tau * normalise(g) + (1 - tau) *
+uniform`` where ``g`` is the running (pairwise) mean gradient norm of the weights each choice
+trains, refreshed every ``update_interval`` iterations, ``tau = t / total_iters`` rising over
+training, and every probability floored at ``floor`` (choices that train few or no weights are
+not starved). Data sampling: the same mixture over per-image scores (see
+:class:`ImportanceWeights`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from raynas.core.sampler import PathSampler
+from raynas.space import Arch, SearchSpace
+
+__all__ = ["ImportanceWeights", "PADASampler", "mix_with_uniform"]
+
+
+def mix_with_uniform(scores: np.ndarray, tau: float, floor: float = 0.0) -> np.ndarray:
+    """``tau * scores / sum + (1 - tau) * uniform``, floored, renormalised."""
+    scores = np.asarray(scores, float)
+    n = len(scores)
+    uniform = np.full(n, 1.0 / n)
+    norm = scores / scores.sum() if scores.sum() > 0 else uniform
+    p = np.maximum(tau * norm + (1 - tau) * uniform, floor)
+    return p / p.sum()
+
+
+class PADASampler(PathSampler):
+    """Per-(label, choice) path probabilities from normalised gradient norms.
+
+    Args:
+        space: The search space.
+        seed: Seed.
+        total_iters: Iterations of the whole training (``tau = t / total_iters``).
+        update_interval: Iterations between probability refreshes (an "epoch").
+        floor: Minimum probability of any choice.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        total_iters: int = 2000,
+        update_interval: int = 100,
+        floor: float = 0.02,
+    ) -> None:
+        super().__init__(space, seed)
+        self.total_iters, self.update_interval, self.floor = total_iters, update_interval, floor
+        self.grad_norms = {k: np.zeros(len(v)) for k, v in space.choices.items()}
+        self.seen = {k: np.zeros(len(v), bool) for k, v in space.choices.items()}
+        self.probs = {k: np.full(len(v), 1.0 / len(v)) for k, v in space.choices.items()}
+        self.last_log: dict[str, Any] = {}
+
+    def sample(self, iteration: int) -> Arch:
+        return {
+            k: opts[self.rng.choice(len(opts), p=self.probs[k])]
+            for k, opts in self.space.choices.items()
+        }
+
+    def update(self, arch: Arch, metrics: Mapping[str, Any]) -> None:
+        """Records ``metrics['grad_norms']`` (label -> norm) for the choices of ``arch``."""
+        for label, g in (metrics.get("grad_norms") or {}).items():
+            i = self.space.choices[label].index(arch[label])
+            old = self.grad_norms[label][i]
+            self.grad_norms[label][i] = 0.5 * (old + g) if self.seen[label][i] else g
+            self.seen[label][i] = True
+
+    def due(self, iteration: int) -> bool:
+        return iteration > 0 and iteration % self.update_interval == 0
+
+    def refresh(self, iteration: int) -> dict[str, Any]:
+        """Recomputes every label's probabilities (called every ``update_interval``)."""
+        tau = min(1.0, iteration / self.total_iters)
+        for label, g in self.grad_norms.items():
+            self.probs[label] = mix_with_uniform(g, tau, self.floor)
+        entropy = [
+            float(-(p * np.log(p)).sum() / np.log(len(p)))
+            for p in self.probs.values()
+            if len(p) > 1
+        ]
+        self.last_log = dict(
+            iteration=iteration, tau=tau, mean_norm_entropy=float(np.mean(entropy))
+        )
+        return self.last_log
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "grad_norms": {k: v.tolist() for k, v in self.grad_norms.items()},
+            "seen": {k: v.tolist() for k, v in self.seen.items()},
+            "probs": {k: v.tolist() for k, v in self.probs.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.grad_norms = {k: np.asarray(v, float) for k, v in state["grad_norms"].items()}
+        self.seen = {k: np.asarray(v, bool) for k, v in state["seen"].items()}
+        self.probs = {k: np.asarray(v, float) for k, v in state["probs"].items()}
+
+
+class ImportanceWeights:
+    """Per-sample importance for data sampling: running pairwise mean of scores per index.
+
+    Args:
+        size: Dataset size.
+        floor: Minimum probability (as a multiple of uniform: ``floor / size``).
+    """
+
+    def __init__(self, size: int, floor: float = 0.1) -> None:
+        self.size, self.floor = size, floor
+        self.scores = np.zeros(size)
+        self.seen = np.zeros(size, bool)
+        self.probs = np.full(size, 1.0 / size)
+
+    def add(self, indices: np.ndarray, scores: np.ndarray) -> None:
+        for i, s in zip(indices, scores):
+            self.scores[i] = 0.5 * (self.scores[i] + s) if self.seen[i] else s
+            self.seen[i] = True
+
+    def refresh(self, tau: float) -> np.ndarray:
+        self.probs = mix_with_uniform(self.scores, tau, self.floor / self.size)
+        return self.probs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "scores": self.scores.tolist(),
+            "seen": self.seen.tolist(),
+            "probs": self.probs.tolist(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.scores = np.asarray(state["scores"], float)
+        self.seen = np.asarray(state["seen"], bool)
+        self.probs = np.asarray(state["probs"], float)
