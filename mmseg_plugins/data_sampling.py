@@ -9,13 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.hooks import Hook
-from mmseg.registry import DATA_SAMPLERS, HOOKS
+from mmseg.registry import DATA_SAMPLERS, HOOKS, TASK_UTILS
 from torch.utils.data import Sampler
 
 from mmseg_plugins.hooks import unwrap
 from raynas.core.pada import ImportanceWeights
 
-__all__ = ["DataImportanceHook", "ImportanceSampler"]
+__all__ = ["DataImportanceHook", "ImportancePixelSampler", "ImportanceSampler"]
 
 
 @DATA_SAMPLERS.register_module()
@@ -80,18 +80,16 @@ class DataImportanceHook(Hook):
     gradient norm of the loss w.r.t. the logits) and refreshes the sampler's probabilities
     every ``update_interval`` iterations with ``tau = iter / max_iters``.
 
-    As in the paper's code, the loss is not re-weighted by ``1 / (N q_i)`` (no importance
-    correction).
-
     Args:
         update_interval: Iterations between refreshes (default: one pass over the data).
+        correction: Weight each image's pixels by ``1 / (N q_i)`` (unbiased importance
+            sampling); off (default) reproduces the paper's code.
     """
 
     priority = "NORMAL"
 
-    def __init__(self, update_interval: int | None = None) -> None:
-        self.update_interval = update_interval
-        self._logits: torch.Tensor | None = None
+    def __init__(self, update_interval: int | None = None, correction: bool = False) -> None:
+        self.update_interval, self.correction = update_interval, correction
         self._pending: dict[str, Any] | None = None
 
     def _sampler(self, runner: Any) -> ImportanceSampler:
@@ -110,24 +108,37 @@ class DataImportanceHook(Hook):
         dataset = loader.dataset
         self.index = {dataset.get_data_info(i)["img_path"]: i for i in range(len(dataset))}
         head = unwrap(runner.model).decode_head
-        head.register_forward_hook(self._capture)
+        if head.sampler is not None and not isinstance(head.sampler, ImportancePixelSampler):
+            raise ValueError(
+                "DataImportanceHook needs decode_head.sampler=None (it installs "
+                "ImportancePixelSampler there to see the logits and labels)"
+            )
+        head.sampler = ImportancePixelSampler(head, self.correction)
         if self._pending is not None:
             sampler.resume(self._pending)
             self._pending = None
 
-    def _capture(self, module: Any, args: Any, output: torch.Tensor) -> None:
-        if module.training:
-            self._logits = output.detach()
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        if self.correction and data_batch is not None:
+            sampler = self._sampler(runner)
+            idx = [self.index[s.img_path] for s in data_batch["data_samples"]]
+            weights = 1.0 / (sampler.size * sampler.weights.probs[idx])
+            unwrap(runner.model).decode_head.sampler.image_weights = torch.as_tensor(
+                weights, dtype=torch.float32
+            )
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
     ) -> None:
         sampler = self._sampler(runner)
-        if self._logits is not None and data_batch is not None:
+        pixels = unwrap(runner.model).decode_head.sampler
+        if pixels.last is not None and data_batch is not None:
             samples = data_batch["data_samples"]
-            scores = _grad_norm_scores(self._logits, samples, self._logits.shape[1])
-            sampler.weights.add(np.array([self.index[s.img_path] for s in samples]), scores)
-            self._logits = None
+            sampler.weights.add(
+                np.array([self.index[s.img_path] for s in samples]),
+                _grad_norm_scores(*pixels.last),
+            )
+            pixels.last = None
         done = runner.iter + 1
         if done % self.interval == 0:
             sampler.weights.refresh(min(1.0, done / runner.max_iters))
@@ -144,11 +155,39 @@ class DataImportanceHook(Hook):
         self._pending = checkpoint.get("meta", {}).get("raynas_data_sampler")
 
 
+@TASK_UTILS.register_module()
+class ImportancePixelSampler:
+    """mmseg pixel sampler used by :class:`DataImportanceHook`.
+
+    ``BaseDecodeHead.loss_by_feat`` calls :meth:`sample` with the training logits and labels
+    of every batch: they are kept for the per-image scores, and with ``correction`` each pixel
+    is weighted by its image's ``1 / (N q_i)`` (``image_weights``, set by the hook).
+    """
+
+    def __init__(self, context: Any = None, correction: bool = False) -> None:
+        self.context, self.correction = context, correction
+        self.image_weights: torch.Tensor | None = None
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def sample(self, seg_logits: torch.Tensor, seg_label: torch.Tensor) -> torch.Tensor | None:
+        if seg_label.dim() == 4:  # (B, 1, H, W) as BaseDecodeHead passes it; losses use (B, H, W)
+            seg_label = seg_label[:, 0]
+        self.last = (seg_logits.detach(), seg_label)
+        if not self.correction or self.image_weights is None:
+            return None
+        shape = (-1,) + (1,) * (seg_label.dim() - 1)
+        return self.image_weights.to(seg_label.device).view(shape).expand(seg_label.shape)
+
+
 @torch.no_grad()
-def _grad_norm_scores(logits: torch.Tensor, samples: list, num_classes: int) -> np.ndarray:
-    labels = torch.stack([s.gt_sem_seg.data[0] for s in samples]).long()
-    labels = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest")
-    labels = labels[:, 0].long()
+def _grad_norm_scores(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Per image: mean over valid pixels of ``||softmax(z) - onehot(y)||`` (= ||dCE/dz||)."""
+    num_classes = logits.shape[1]
+    if logits.shape[-2:] != labels.shape[-2:]:
+        logits = F.interpolate(
+            logits, size=labels.shape[-2:], mode="bilinear", align_corners=False
+        )
+    labels = labels.long()
     valid = labels != 255
     prob = logits.float().softmax(1)
     onehot = F.one_hot(labels.clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2)

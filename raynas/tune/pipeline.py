@@ -149,10 +149,12 @@ class Pipeline:
         return bool(self.state["phases"].get(name, {}).get("done"))
 
     # ---- running -----------------------------------------------------------------------
-    def run(self, address: str | None = None) -> dict[str, Any]:
-        """Runs every phase not done yet; returns the pipeline state."""
+    def run(self, address: str | None = None, until: str | None = None) -> dict[str, Any]:
+        """Runs every phase not done yet (up to and including ``until``); returns the state."""
+        if until is not None and until not in PHASES:
+            raise ValueError(f"unknown phase {until!r}; phases: {list(PHASES)}")
         self._init_ray(address)
-        for name in PHASES:
+        for name in PHASES[: PHASES.index(until) + 1 if until else None]:
             if self.done(name):
                 print(f"[raynas] {name}: done earlier, skipped", flush=True)
                 continue

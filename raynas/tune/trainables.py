@@ -66,8 +66,10 @@ class TuneReportHook(Hook):
         ckpt = Path(runner.work_dir) / f"iter_{runner.iter}.pth"
         report = {
             **_scalar_metrics(metrics),
+            **_strategy_metrics(runner),
             "iter": runner.iter,
             "compute_s": time.perf_counter() - self.start,
+            "compute_end": time.time(),
             "archive_rows": self.rows(runner, metrics),
         }
         if not ckpt.is_file():
@@ -76,6 +78,15 @@ class TuneReportHook(Hook):
         with tempfile.TemporaryDirectory() as d:
             os.link(ckpt, Path(d) / CKPT_NAME)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _strategy_metrics(runner: Any) -> dict[str, float]:
+    """The path-sampling strategy's latest scalars (``strategy/...``), e.g. the DPS stage."""
+    return {
+        k: float(v.current())
+        for k, v in runner.message_hub.log_scalars.items()
+        if k.startswith("strategy/")
+    }
 
 
 def _prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -> None:
@@ -251,6 +262,7 @@ def evaluate_candidate(config: dict, cfg_text: str, opts: dict) -> None:
             "feasible": int(feasible),
             "latency_ms": latency or 0.0,
             "compute_s": time.perf_counter() - start,
+            "compute_end": time.time(),
             "archive_rows": [row],
         }
     )

@@ -278,3 +278,33 @@ def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
         if it >= 20
     ]
     assert sum(k in pool_keys for k in trained) >= 2  # training draws from the selected set
+
+
+def test_pada_data_sampling_and_importance_correction(load_cfg) -> None:
+    from mmseg_plugins import DataImportanceHook
+    from mmseg_plugins.data_sampling import ImportancePixelSampler
+
+    config, options = STRATEGIES["pada"]
+    cfg = _cfg(
+        load_cfg,
+        16,
+        config=config,
+        **{**options, "custom_hooks.1.correction": True, "custom_hooks.0.sampler.total_iters": 16},
+    )
+    runner, rec = _train(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, DataImportanceHook))
+    sampler = runner.train_loop.dataloader.sampler
+    weights = sampler.weights
+    assert weights.seen.sum() > 0 and (weights.scores[weights.seen] > 0).all()
+    # refreshed at iterations 4, 8, 12, 16 with tau = iter / 16: the last is pure importance
+    expected = weights.scores / weights.scores.sum()
+    np.testing.assert_allclose(
+        weights.probs,
+        np.maximum(expected, 0.1 / weights.size) / np.maximum(expected, 0.1 / weights.size).sum(),
+    )
+    head_sampler = runner.model.decode_head.sampler
+    assert isinstance(head_sampler, ImportancePixelSampler)
+    assert head_sampler.image_weights is not None and hook.correction
+    label = torch.zeros(4, 8, 8, dtype=torch.long)
+    w = head_sampler.sample(torch.zeros(4, 8, 8, 8), label)
+    assert w.shape == label.shape and torch.allclose(w[:, 0, 0], head_sampler.image_weights)
