@@ -291,7 +291,7 @@ def test_pada_data_sampling_and_importance_correction(load_cfg) -> None:
         config=config,
         **{**options, "custom_hooks.1.correction": True, "custom_hooks.0.sampler.total_iters": 16},
     )
-    runner, rec = _train(cfg)
+    runner, _ = _train(cfg)
     hook = next(h for h in runner.hooks if isinstance(h, DataImportanceHook))
     sampler = runner.train_loop.dataloader.sampler
     weights = sampler.weights
