@@ -28,17 +28,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_space(args: argparse.Namespace) -> int:
     from raynas.config import load_config
-    from raynas.seg_space import BackboneSettings, HeadSettings, build_space
+    from raynas.seg_space import space_from_model_cfg
 
     cfg = load_config(args.config, args.cfg_options)
-    backbone, head = cfg.model.backbone, cfg.model.decode_head
-    space = build_space(
-        BackboneSettings.from_cfg(backbone.get("arch_settings")),
-        HeadSettings(
-            tuple(head.get("fusions", HeadSettings.fusions)),
-            tuple(head.get("channel_choices", HeadSettings.channel_choices)),
-        ),
-    )
+    space = space_from_model_cfg(cfg.model)
     print(space.describe())
     return 0
 
@@ -57,16 +50,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _resolve_arch(spec: str, cfg) -> dict:
     from raynas.arch_io import load_arch
-    from raynas.seg_space import BackboneSettings, HeadSettings, build_space
+    from raynas.seg_space import space_from_model_cfg
 
-    head = cfg.model.decode_head
-    space = build_space(
-        BackboneSettings.from_cfg(cfg.model.backbone.get("arch_settings")),
-        HeadSettings(
-            tuple(head.get("fusions", HeadSettings.fusions)),
-            tuple(head.get("channel_choices", HeadSettings.channel_choices)),
-        ),
-    )
+    space = space_from_model_cfg(cfg.model)
     if spec in ("largest", "smallest"):
         return space.extreme(spec == "largest")
     return space.validate(load_arch(spec))
@@ -89,18 +75,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from raynas.tune.pipeline import Pipeline
+    from raynas.tune.pipeline import STATE, Pipeline
+    from raynas.tune.storage import Storage
 
-    name = args.name or args.config.stem
-    uri = f"{args.storage.rstrip('/')}/{name}"
-    if args.resume:
-        try:
-            pipeline = Pipeline(uri)
-        except FileNotFoundError:
-            pipeline = Pipeline.create(args.config, args.storage, name, args.cfg_options)
+    root = Storage(args.storage)
+    name = args.name
+    if name is None:  # default: the config's name, suffixed so that a rerun never collides
+        name, n = args.config.stem, 1
+        while root.exists(name, STATE) and not args.resume:
+            n += 1
+            name = f"{args.config.stem}-{n}"
+    if args.resume and root.exists(name, STATE):
+        pipeline = Pipeline(root.child(name))
     else:
         pipeline = Pipeline.create(args.config, args.storage, name, args.cfg_options)
-    print(f"[raynas] experiment {pipeline.storage.uri}", flush=True)
+    print(
+        f"[raynas] experiment {pipeline.storage.uri} (continue it after any interruption with "
+        f"`raynas resume {pipeline.storage.uri}`)",
+        flush=True,
+    )
     pipeline.run(args.address)
     return 0
 
@@ -190,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="runs",
         help="experiments root: a path or a URI pyarrow understands (default runs)",
     )
-    run.add_argument("--name", help="experiment name (default: the config's file name)")
+    run.add_argument(
+        "--name",
+        help="experiment name (default: the config's file name, suffixed -2, -3... if taken)",
+    )
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument(
         "--resume", action="store_true", help="continue the experiment STORAGE/NAME if it exists"

@@ -112,10 +112,7 @@ class PathComplexity:
         head = model["decode_head"]
         return cls(
             BackboneSettings.from_cfg(model["backbone"].get("arch_settings")),
-            HeadSettings(
-                tuple(head.get("fusions", HeadSettings.fusions)),
-                tuple(head.get("channel_choices", HeadSettings.channel_choices)),
-            ),
+            HeadSettings.from_cfg(head),
             int(head.get("out_channels") or head["num_classes"]),
             input_size,
         )

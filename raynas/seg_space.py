@@ -35,6 +35,7 @@ __all__ = [
     "expansion",
     "fusion_scales",
     "needed_stages",
+    "space_from_model_cfg",
     "stage_width",
 ]
 
@@ -86,6 +87,14 @@ class HeadSettings:
     def __post_init__(self) -> None:
         for f in self.fusions:
             fusion_scales(f)
+
+    @classmethod
+    def from_cfg(cls, head: Mapping[str, Any]) -> HeadSettings:
+        """From a ``SearchableHead`` config dict (defaults for missing keys)."""
+        return cls(
+            tuple(head.get("fusions", cls.fusions)),
+            tuple(head.get("channel_choices", cls.channel_choices)),
+        )
 
 
 def stage_width(channels: int, ratio: float, divisor: int = 8) -> int:
@@ -147,6 +156,14 @@ def build_space(backbone: BackboneSettings, head: HeadSettings) -> SearchSpace:
                 if stage_cond or depth_cond:
                     conditions[label] = stage_cond + depth_cond
     return SearchSpace(choices, conditions)
+
+
+def space_from_model_cfg(model: Mapping[str, Any]) -> SearchSpace:
+    """The search space an mmseg supernet model config (``cfg.model``) defines."""
+    return build_space(
+        BackboneSettings.from_cfg(model["backbone"].get("arch_settings")),
+        HeadSettings.from_cfg(model["decode_head"]),
+    )
 
 
 def stage_arch(

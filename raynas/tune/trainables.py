@@ -76,7 +76,10 @@ class TuneReportHook(Hook):
             tune.report(report)
             return
         with tempfile.TemporaryDirectory() as d:
-            os.link(ckpt, Path(d) / CKPT_NAME)
+            try:
+                os.link(ckpt, Path(d) / CKPT_NAME)
+            except OSError:  # another filesystem
+                shutil.copy(ckpt, Path(d) / CKPT_NAME)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
 
 
@@ -135,16 +138,9 @@ def _row(
 
 def _space_and_table(cfg: Config) -> tuple[Any, Any]:
     from raynas.complexity import PathComplexity
-    from raynas.seg_space import BackboneSettings, HeadSettings, build_space
+    from raynas.seg_space import space_from_model_cfg
 
-    head = cfg.model.decode_head
-    space = build_space(
-        BackboneSettings.from_cfg(cfg.model.backbone.get("arch_settings")),
-        HeadSettings(
-            tuple(head.get("fusions", HeadSettings.fusions)),
-            tuple(head.get("channel_choices", HeadSettings.channel_choices)),
-        ),
-    )
+    space = space_from_model_cfg(cfg.model)
     size = tuple(cfg.model.data_preprocessor.get("size") or cfg.get("crop_size"))
     return space, PathComplexity.from_model_cfg(cfg.model, size)
 
@@ -183,6 +179,8 @@ class _Evaluator:
         self.model = build_supernet(cfg)
         local = Storage(checkpoint_dir).local_copy()
         load_supernet_weights(self.model, local / CKPT_NAME)
+        if torch.cuda.is_available():  # a trial with a GPU (Ray sets CUDA_VISIBLE_DEVICES)
+            self.model.cuda()
         self.space, self.table = _space_and_table(cfg)
         train = DATASETS.build(cfg.train_dataloader.dataset)
         self.calib = calibration_loader(train, cfg.train_dataloader.batch_size)
