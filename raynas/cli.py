@@ -208,8 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    from raynas.tune import PipelineError
+
     try:
         return args.func(args)
+    except PipelineError as err:
+        print(f"raynas {args.command}: {err}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
         if os.environ.get("RAYNAS_DEBUG"):
             raise

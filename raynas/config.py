@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config, DictAction
 
-__all__ = ["DictAction", "absolutize_data_roots", "load_config"]
+__all__ = ["DictAction", "absolutize_data_roots", "config_from_text", "load_config"]
+
+
+def config_from_text(text: str, options: dict[str, Any] | None = None) -> Config:
+    """A config from its dumped text (``Config.pretty_text``), with ``--cfg-options``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(text)
+    try:
+        cfg = Config.fromfile(f.name)
+    finally:
+        os.unlink(f.name)
+    if options:
+        cfg.merge_from_dict(dict(options))
+    return cfg
 
 
 def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) -> Config:

@@ -18,6 +18,8 @@ from typing import Any
 
 from mmengine.config import Config
 
+from raynas.config import config_from_text
+from raynas.tune import PipelineError
 from raynas.tune.archive import Archive
 from raynas.tune.options import resolve_tune_cfg
 from raynas.tune.storage import Storage
@@ -26,19 +28,6 @@ __all__ = ["PHASES", "Pipeline", "PipelineError"]
 
 PHASES = ("supernet", "search", "retrain", "report")
 STATE, CONFIG = "pipeline.json", "config.py"
-
-
-class PipelineError(RuntimeError):
-    """A phase failed; the message says how to continue."""
-
-
-def _config_from_text(text: str) -> Config:
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(text)
-    try:
-        return Config.fromfile(f.name)
-    finally:
-        os.unlink(f.name)
 
 
 def _check_supernet(cfg: Config) -> None:
@@ -106,7 +95,7 @@ class Pipeline:
             )
         self.state = json.loads(self.storage.read_text(STATE))
         self.cfg_text = self.storage.read_text(CONFIG)
-        self.cfg = _config_from_text(self.cfg_text)
+        self.cfg = config_from_text(self.cfg_text)
         self.opts = resolve_tune_cfg(self.cfg.get("tune_cfg"))
 
     @classmethod

@@ -28,16 +28,9 @@ Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
 
 def _config(cfg_text: str, options: Mapping[str, Any] | None) -> Config:
     import mmseg_plugins  # noqa: F401  (registers modules, safe checkpoint loading)
+    from raynas.config import config_from_text
 
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(cfg_text)
-    try:
-        cfg = Config.fromfile(f.name)
-    finally:
-        os.unlink(f.name)
-    if options:
-        cfg.merge_from_dict(dict(options))
-    return cfg
+    return config_from_text(cfg_text, dict(options or {}))
 
 
 def _threads() -> None:
