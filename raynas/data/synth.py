@@ -194,7 +194,9 @@ def _write_split(spec: SynthSpec, root: Path, split: str) -> None:
             raise OSError(f"could not write {img_dir / name}")
 
 
-def generate(out: str | os.PathLike, spec: SynthSpec = SynthSpec(), overwrite: bool = False) -> Path:
+def generate(
+    out: str | os.PathLike, spec: SynthSpec = SynthSpec(), overwrite: bool = False
+) -> Path:
     """Writes the dataset to ``out`` atomically (a temporary folder renamed at the end).
 
     Args:
@@ -210,7 +212,9 @@ def generate(out: str | os.PathLike, spec: SynthSpec = SynthSpec(), overwrite: b
     """
     out = Path(out).resolve()
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise FileExistsError(
+            f"{out} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -260,8 +264,9 @@ def ensure_synth_dataset(
         return root
     if found is not None:
         raise ValueError(
-            f"{root} holds a synthseg dataset generated with {found}, but {spec} was asked for; "
-            f"point data_root elsewhere or regenerate with `raynas data synth --out {root} --overwrite`"
+            f"{root} holds a synthseg dataset generated with {found}, but {spec} was asked "
+            "for; point data_root elsewhere or regenerate with "
+            f"`raynas data synth --out {root} --overwrite`"
         )
     if root.exists() and any(root.iterdir()):
         raise ValueError(f"{root} exists but is not a complete synthseg dataset; remove it first")

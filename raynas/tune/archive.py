@@ -41,6 +41,18 @@ SCHEMA = pa.schema(
 )
 
 
+def encode_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rows as the JSON string a trial reports (loggers skip strings, unlike lists of dicts)."""
+    return json.dumps(list(rows), default=float)
+
+
+def decode_rows(value: str | list | None) -> list[dict]:
+    """The rows of a reported result (``None`` or empty when it has none)."""
+    if not value:
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
 class Archive:
     """Parquet archive in ``{experiment}/archive`` (any pyarrow filesystem).
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raynas.tune.archive import Archive
+from raynas.tune.archive import Archive, decode_rows
 
 __all__ = ["ArchiveCallback", "ProgressCallback"]
 
@@ -21,7 +21,7 @@ class ArchiveCallback(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        rows = result.get("archive_rows")
+        rows = decode_rows(result.get("archive_rows"))
         if rows:
             Archive(self.experiment_uri).write(
                 self.phase, trial.trial_id, int(result["training_iteration"]), rows
@@ -29,18 +29,38 @@ class ArchiveCallback(Callback):
 
 
 class ProgressCallback(Callback):
-    """Prints phase, trials done/running, best so far, elapsed and estimated time."""
+    """Prints phase, trials done/running, best so far, elapsed and estimated time.
 
-    def __init__(self, phase: str, total: int, metric: str = "mIoU", every_s: float = 10.0):
-        self.phase, self.total, self.metric, self.every_s = phase, total, metric, every_s
+    Args:
+        phase: Phase name.
+        total: Trials of the phase.
+        iters: Training iterations per trial, for phases whose trials report an ``iter``:
+            progress and ETA then count iterations, not only finished trials.
+        metric: Metric to show the best of.
+        every_s: Minimum seconds between lines.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        total: int,
+        iters: int | None = None,
+        metric: str = "mIoU",
+        every_s: float = 10.0,
+    ) -> None:
+        self.phase, self.total, self.iters = phase, total, iters
+        self.metric, self.every_s = metric, every_s
         self.start = time.time()
         self.last = 0.0
         self.best: float | None = None
         self.best_info = ""
+        self.progress: dict[str, int] = {}
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        if "iter" in result:
+            self.progress[trial.trial_id] = int(result["iter"])
         value = result.get(self.metric)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
@@ -60,11 +80,20 @@ class ProgressCallback(Callback):
         running = sum(t.status == "RUNNING" for t in trials)
         errored = sum(t.status == "ERROR" for t in trials)
         elapsed = now - self.start
-        eta = elapsed / done * (self.total - done) if done else float("nan")
+        fraction = done / self.total
+        iters = ""
+        if self.iters:
+            finished = {t.trial_id for t in trials if t.status == "TERMINATED"}
+            units = sum(self.iters if k in finished else v for k, v in self.progress.items())
+            units += self.iters * len(finished - set(self.progress))
+            fraction = units / (self.iters * self.total)
+            iters = f", iter {units}/{self.iters * self.total}"
+        eta = elapsed / fraction * (1 - fraction) if fraction else float("nan")
         best = f"{self.best:.2f}{self.best_info}" if self.best is not None else "-"
         print(
             f"[raynas] {self.phase}: {done}/{self.total} trials done, {running} running"
             + (f", {errored} errored" if errored else "")
+            + iters
             + f", best {self.metric} {best}, elapsed {_fmt(elapsed)}, eta {_fmt(eta)}",
             flush=True,
         )

@@ -20,7 +20,7 @@ from mmengine.config import Config
 
 from raynas.config import config_from_text
 from raynas.tune import PipelineError
-from raynas.tune.archive import Archive
+from raynas.tune.archive import Archive, decode_rows
 from raynas.tune.options import resolve_tune_cfg
 from raynas.tune.storage import Storage
 
@@ -173,7 +173,13 @@ class Pipeline:
         ray.init(**kwargs)
 
     def _tune(
-        self, phase: str, trainable: Any, param_space: dict, total: int, **tune_config: Any
+        self,
+        phase: str,
+        trainable: Any,
+        param_space: dict,
+        total: int,
+        iters: int | None = None,
+        **tune_config: Any,
     ) -> Any:
         from ray import tune
 
@@ -192,7 +198,7 @@ class Pipeline:
                 verbose=0,
                 callbacks=[
                     ArchiveCallback(self.storage.uri, phase),
-                    ProgressCallback(phase, total),
+                    ProgressCallback(phase, total, iters),
                 ],
                 failure_config=tune.FailureConfig(max_failures=1),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -228,10 +234,9 @@ class Pipeline:
             for line in log.read_text("result.json").splitlines():
                 rec = json.loads(line)
                 name = f"{phase}-{trial_id}-{int(rec['training_iteration']):06d}.parquet"
-                if rec.get("archive_rows") and name not in existing:
-                    archive.write(
-                        phase, trial_id, int(rec["training_iteration"]), rec["archive_rows"]
-                    )
+                rows = decode_rows(rec.get("archive_rows"))
+                if rows and name not in existing:
+                    archive.write(phase, trial_id, int(rec["training_iteration"]), rows)
         archive.reconcile(phase, known)
 
     def _uri(self, path: str) -> str:
@@ -259,6 +264,7 @@ class Pipeline:
             tune.with_resources(fn, _resources(o)),
             space,
             total=o["num_samples"] * grid_size,
+            iters=o["iters"],
             num_samples=o["num_samples"],
             max_concurrent_trials=o["max_concurrent"],
             scheduler=build_trial_scheduler(o["scheduler"]),
@@ -372,6 +378,7 @@ class Pipeline:
             fn,
             {"subnet_dir": tune.grid_search([e["dir"] for e in exports])},
             total=len(exports),
+            iters=o["iters"],
             max_concurrent_trials=o["max_concurrent"],
             scheduler=build_trial_scheduler(o["scheduler"]),
         )

@@ -20,6 +20,8 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from ray import tune
 
+from raynas.tune.archive import encode_rows
+
 __all__ = ["evaluate_candidate", "retrain_subnet", "train_supernet"]
 
 CKPT_NAME = "checkpoint.pth"
@@ -63,7 +65,7 @@ class TuneReportHook(Hook):
             "iter": runner.iter,
             "compute_s": time.perf_counter() - self.start,
             "compute_end": time.time(),
-            "archive_rows": self.rows(runner, metrics),
+            "archive_rows": encode_rows(self.rows(runner, metrics)),
         }
         if not ckpt.is_file():
             tune.report(report)
@@ -254,7 +256,7 @@ def evaluate_candidate(config: dict, cfg_text: str, opts: dict) -> None:
             "latency_ms": latency or 0.0,
             "compute_s": time.perf_counter() - start,
             "compute_end": time.time(),
-            "archive_rows": [row],
+            "archive_rows": encode_rows([row]),
         }
     )
 

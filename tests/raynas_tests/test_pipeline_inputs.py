@@ -82,3 +82,19 @@ def test_arch_outside_the_space_and_checkpoint_of_another_space(tmp_path: Path) 
         ]
     )
     assert code == 2 and not (tmp_path / "o").exists()
+
+
+def test_progress_counts_iterations_of_running_trials(capsys) -> None:
+    from types import SimpleNamespace
+
+    from raynas.tune.callbacks import ProgressCallback
+
+    progress = ProgressCallback("supernet", 2, iters=100, every_s=0)
+    trials = [SimpleNamespace(trial_id=t, status="RUNNING") for t in "ab"]
+    progress.on_trial_result(0, trials, trials[0], {"iter": 50, "mIoU": 10.0, "flops": 2e6})
+    trials[1].status = "TERMINATED"
+    progress.on_trial_result(0, trials, trials[1], {"iter": 100, "mIoU": 12.0})
+    lines = capsys.readouterr().out.splitlines()
+    assert "0/2 trials done, 2 running, iter 50/200, best mIoU 10.00 (2.0 MFLOPs)" in lines[0]
+    assert "1/2 trials done, 1 running, iter 150/200, best mIoU 12.00" in lines[1]
+    assert "eta" in lines[1]
