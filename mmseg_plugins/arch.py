@@ -22,6 +22,7 @@ from raynas.space import Arch, InvalidArchError, SearchSpace
 
 __all__ = [
     "build_subnet",
+    "complexity_table",
     "current_arch",
     "is_supernet",
     "label_modules",
@@ -68,6 +69,19 @@ def current_arch(model: nn.Module) -> Arch:
     """The active path (the largest until ``set_arch`` is called)."""
     _check(model)
     return dict(getattr(model, "_raynas_arch", None) or search_space(model).extreme(True))
+
+
+def complexity_table(model: nn.Module, input_size: Any) -> Any:
+    """Closed-form FLOPs/params of the model's paths for ``(H, W)`` inputs
+    (:class:`raynas.complexity.PathComplexity`)."""
+    from raynas.complexity import PathComplexity
+
+    return PathComplexity(
+        model.backbone.settings,
+        model.decode_head.search,
+        model.decode_head.out_channels,
+        tuple(input_size),
+    )
 
 
 def path_widths(model: nn.Module, arch: Mapping[str, Any]) -> list[int]:

@@ -13,7 +13,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 from torch import nn
 
-from mmseg_plugins.arch import label_modules, search_space, set_arch
+from mmseg_plugins.arch import complexity_table, label_modules, search_space, set_arch
 from raynas.core.sampler import PathSampler, build_sampler
 from raynas.space import Arch
 
@@ -34,17 +34,6 @@ def _proxy_evaluator(
     dataset = runner.val_loop.dataloader.dataset
     batch = pseudo_collate([dataset[i] for i in range(min(images, len(dataset)))])
     return ProxyEvaluator(model, batch, init_state, beta)
-
-
-def _complexity(model: nn.Module, size: Any) -> Any:
-    from raynas.complexity import PathComplexity
-
-    return PathComplexity(
-        model.backbone.settings,
-        model.decode_head.search,
-        model.decode_head.out_channels,
-        tuple(size),
-    )
 
 
 def rng_state() -> dict[str, Any]:
@@ -78,8 +67,14 @@ class PathSamplingHook(Hook):
     iteration after a resume, so a resumed run draws the same next paths, and with a fixed
     ``randomness.seed`` computes the same losses, as an uninterrupted one.
 
+    Samplers with selection rounds (DPS) get their pool's proxies measured here, on the first
+    ``proxy_images`` validation images; samplers with ``refresh`` (PA&DA) get per-label
+    gradient norms, read just before each optimizer step.
+
     Args:
         sampler: ``dict(type=..., **kwargs)`` for :func:`raynas.core.build_sampler`.
+        proxy_images: Held-out images for DPS proxies.
+        ib_beta: Beta of the multi-scale IB proxy.
     """
 
     priority = "VERY_HIGH"
@@ -92,6 +87,8 @@ class PathSamplingHook(Hook):
         self._sampler: PathSampler | None = None
         self._init_state: dict[str, torch.Tensor] | None = None
         self._proxies: Any = None
+        self._table: Any = None
+        self._grad_norms: dict[str, float] | None = None
         self._pending: dict[str, Any] | None = None
         self._pending_rng: dict[str, Any] | None = None
         self.current: Arch | None = None
@@ -110,7 +107,6 @@ class PathSamplingHook(Hook):
             state = unwrap(runner.model).state_dict()
             self._init_state = {k: v.detach().clone() for k, v in state.items()}
         if hasattr(sampler, "refresh"):  # PA&DA: gradient norms per label, read before step
-            self._grad_norms: dict[str, float] = {}
             runner.optim_wrapper.optimizer.register_step_pre_hook(
                 lambda *_: self._record_grad_norms(runner)
             )
@@ -134,12 +130,11 @@ class PathSamplingHook(Hook):
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict | None = None
     ) -> None:
+        sampler = self.sampler(runner)
         loss = (outputs or {}).get("loss")
         if self.current is not None and loss is not None:
             value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
-            metrics = {"loss": value, "grad_norms": getattr(self, "_grad_norms", None)}
-            self.sampler(runner).update(self.current, metrics)
-        sampler = self.sampler(runner)
+            sampler.update(self.current, {"loss": value, "grad_norms": self._grad_norms})
         if hasattr(sampler, "due") and sampler.due(runner.iter + 1):
             if hasattr(sampler, "select"):
                 self._round(runner, sampler, runner.iter + 1)
@@ -155,10 +150,10 @@ class PathSamplingHook(Hook):
             self._proxies = _proxy_evaluator(
                 runner, model, self._init_state, self.proxy_images, self.ib_beta
             )
+            self._table = complexity_table(model, self._proxies.inputs.shape[-2:])
         start = time.perf_counter()
         scores = self._proxies.measure(sampler.pool, sampler.needs())
-        table = _complexity(model, self._proxies.inputs.shape[-2:])
-        log = sampler.select(iteration, scores, [table(a).flops for a in sampler.pool])
+        log = sampler.select(iteration, scores, [self._table(a).flops for a in sampler.pool])
         log["round_s"] = time.perf_counter() - start
         hub = runner.message_hub
         hub.update_scalar("strategy/stage", float(sampler.scheduler.index))

@@ -12,8 +12,8 @@ from typing import Any
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from mmseg_plugins.arch import current_arch, search_space
-from mmseg_plugins.hooks import _complexity, unwrap
+from mmseg_plugins.arch import complexity_table, current_arch, search_space
+from mmseg_plugins.hooks import unwrap
 from raynas.core.calr import calr_factor
 
 __all__ = ["CaLRHook", "MomentumSeparationHook"]
@@ -51,8 +51,8 @@ class CaLRHook(Hook):
             self.base_lrs = [g.get("initial_lr", g["lr"]) for g in _optimizer(runner).param_groups]
         model = unwrap(runner.model)
         space = search_space(model)
-        size = model.data_preprocessor.size or (512, 512)
-        self._table = _complexity(model, size)
+        size = model.data_preprocessor.size or (512, 512)  # only relative complexity matters
+        self._table = complexity_table(model, size)
         self._bounds = [
             getattr(self._table(space.extreme(b)), self.complexity) for b in (False, True)
         ]
