@@ -10,7 +10,22 @@ from typing import Any
 
 from mmengine.config import Config, DictAction
 
-__all__ = ["DictAction", "absolutize_data_roots", "config_from_text", "load_config"]
+__all__ = [
+    "DictAction",
+    "absolutize_data_roots",
+    "config_from_text",
+    "load_config",
+    "space_and_table",
+]
+
+
+def space_and_table(cfg: Config) -> tuple[Any, Any]:
+    """The search space and the FLOPs/params table of a supernet config, at its input size."""
+    from raynas.complexity import PathComplexity
+    from raynas.seg_space import space_from_model_cfg
+
+    size = tuple(cfg.model.data_preprocessor.get("size") or cfg.get("crop_size"))
+    return space_from_model_cfg(cfg.model), PathComplexity.from_model_cfg(cfg.model, size)
 
 
 def config_from_text(text: str, options: dict[str, Any] | None = None) -> Config:

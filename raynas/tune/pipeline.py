@@ -18,7 +18,7 @@ from typing import Any
 
 from mmengine.config import Config
 
-from raynas.config import config_from_text
+from raynas.config import config_from_text, space_and_table
 from raynas.tune import PipelineError
 from raynas.tune.archive import Archive, decode_rows
 from raynas.tune.options import resolve_tune_cfg
@@ -281,10 +281,10 @@ class Pipeline:
         from ray import tune
 
         from raynas.tune.factories import build_searcher
-        from raynas.tune.trainables import _space_and_table, evaluate_candidate
+        from raynas.tune.trainables import evaluate_candidate
 
         o, sup = self.opts["search"], self.phase("supernet")
-        space, _ = _space_and_table(self.cfg)
+        space, _ = space_and_table(self.cfg)
         param_space = {"arch": {k: tune.choice(list(v)) for k, v in space.choices.items()}}
         trial_opts = dict(
             supernet_checkpoint=sup["checkpoint"],

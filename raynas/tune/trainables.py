@@ -20,6 +20,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from ray import tune
 
+from raynas.config import space_and_table
 from raynas.tune.archive import encode_rows
 
 __all__ = ["evaluate_candidate", "retrain_subnet", "train_supernet"]
@@ -131,21 +132,12 @@ def _row(
     )
 
 
-def _space_and_table(cfg: Config) -> tuple[Any, Any]:
-    from raynas.complexity import PathComplexity
-    from raynas.seg_space import space_from_model_cfg
-
-    space = space_from_model_cfg(cfg.model)
-    size = tuple(cfg.model.data_preprocessor.get("size") or cfg.get("crop_size"))
-    return space, PathComplexity.from_model_cfg(cfg.model, size)
-
-
 def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
     """Phase 1: supernet training with the config's path-sampling strategy."""
     cfg = _config(cfg_text, config.get("cfg_options"))
     work = Path(tune.get_context().get_trial_dir()) / "work"
     _prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], work)
-    space, table = _space_and_table(cfg)
+    space, table = space_and_table(cfg)
     paths = {"largest": space.extreme(True), "smallest": space.extreme(False)}
 
     def rows(runner: Any, metrics: Mapping[str, Any]) -> list[dict]:
@@ -176,7 +168,7 @@ class _Evaluator:
         load_supernet_weights(self.model, local / CKPT_NAME)
         if torch.cuda.is_available():  # a trial with a GPU (Ray sets CUDA_VISIBLE_DEVICES)
             self.model.cuda()
-        self.space, self.table = _space_and_table(cfg)
+        self.space, self.table = space_and_table(cfg)
         train = DATASETS.build(cfg.train_dataloader.dataset)
         self.calib = calibration_loader(train, cfg.train_dataloader.batch_size)
         val = DATASETS.build(cfg.val_dataloader.dataset)
