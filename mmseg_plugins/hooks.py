@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 from typing import Any
@@ -68,7 +70,8 @@ class PathSamplingHook(Hook):
     ``randomness.seed`` computes the same losses, as an uninterrupted one.
 
     Samplers with selection rounds (DPS) get their pool's proxies measured here, on the first
-    ``proxy_images`` validation images; samplers with ``refresh`` (PA&DA) get per-label
+    ``proxy_images`` validation images (each round's log, selected paths included, is appended
+    to ``{log_dir}/dps_rounds.jsonl``); samplers with ``refresh`` (PA&DA) get per-label
     gradient norms, read just before each optimizer step.
 
     Args:
@@ -162,6 +165,8 @@ class PathSamplingHook(Hook):
             hub.update_scalar("strategy/kendall_tau", log["kendall_tau"])
         for name, stats in log["proxies"].items():
             hub.update_scalar(f"strategy/{name}_mean", stats["mean"])
+        with open(os.path.join(runner.log_dir, "dps_rounds.jsonl"), "a") as f:
+            f.write(json.dumps(log, default=float) + "\n")
         runner.logger.info(
             f"DPS round at iter {iteration}: stage {log['stage']}, pool {log['pool']}, selected "
             f"{log['selected']}, objectives {log['objectives']}, Kendall tau "

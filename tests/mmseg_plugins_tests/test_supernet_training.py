@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +279,9 @@ def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
         if it >= 20
     ]
     assert sum(k in pool_keys for k in trained) >= 2  # training draws from the selected set
+    rounds = [json.loads(line) for line in (Path(runner.log_dir) / "dps_rounds.jsonl").open()]
+    assert [r["iteration"] for r in rounds] == [4, 8, 12, 16, 20, 24]
+    assert rounds[-1]["selected_paths"] == sampler.selected
 
 
 def test_pada_data_sampling_and_importance_correction(load_cfg) -> None:
