@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from mmengine.evaluator import Evaluator
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -45,23 +44,20 @@ class IterTimer(Hook):
 
 
 def evaluate(runner: Runner, paths: dict[str, dict]) -> dict[str, float]:
-    from mmseg_plugins import recalibrate_bn, set_arch
-    from mmseg_plugins.bn_calib import bn_buffers_preserved, calibration_loader
+    from mmseg_plugins.bn_calib import calibration_loader, evaluate_path
 
-    model = runner.model
     calib = calibration_loader(runner.train_dataloader.dataset, 8)
     evaluator = Evaluator(runner.cfg.val_evaluator)
     evaluator.dataset_meta = runner.val_dataloader.dataset.metainfo
-    out = {}
-    for name, arch in paths.items():
-        set_arch(model, arch)
-        with bn_buffers_preserved(model), torch.no_grad():
-            recalibrate_bn(model, calib, 8)
-            model.eval()
-            for batch in runner.val_dataloader:
-                evaluator.process(model.val_step(batch), batch)
-            out[name] = float(evaluator.evaluate(len(runner.val_dataloader.dataset))["mIoU"])
-    return out
+    size = len(runner.val_dataloader.dataset)
+    return {
+        name: float(
+            evaluate_path(runner.model, arch, calib, 8, runner.val_dataloader, evaluator, size)[
+                "mIoU"
+            ]
+        )
+        for name, arch in paths.items()
+    }
 
 
 def train(strategy: str, iters: int, work: Path) -> tuple[Runner, dict]:

@@ -1,9 +1,10 @@
-"""Batch-norm recalibration of one path of a supernet."""
+"""Batch-norm recalibration of one path of a supernet, and evaluation of a path with it."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from mmengine.dataset import pseudo_collate
@@ -11,7 +12,12 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["bn_buffers_preserved", "calibration_loader", "recalibrate_bn"]
+__all__ = [
+    "bn_buffers_preserved",
+    "calibration_loader",
+    "evaluate_path",
+    "recalibrate_bn",
+]
 
 
 def calibration_loader(dataset: Dataset, batch_size: int, seed: int = 0) -> DataLoader:
@@ -82,3 +88,35 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[dict], num_batches: int) 
             m.momentum = momentum
         model.train(was_training)
     return used
+
+
+@torch.no_grad()
+def evaluate_path(
+    model: nn.Module,
+    arch: Mapping[str, Any],
+    calib: Iterable[dict],
+    calib_batches: int,
+    loader: Iterable[dict],
+    evaluator: Any,
+    size: int,
+) -> dict[str, float]:
+    """Metrics of one path: set it, recalibrate BN, evaluate; BN buffers restored after.
+
+    Args:
+        model: The supernet segmentor.
+        arch: The path.
+        calib: Training batches for recalibration (:func:`calibration_loader`).
+        calib_batches: How many of them.
+        loader: Evaluation batches.
+        evaluator: An mmengine ``Evaluator`` with its ``dataset_meta`` set.
+        size: Number of evaluated samples (``Evaluator.evaluate``'s argument).
+    """
+    from mmseg_plugins.arch import set_arch
+
+    set_arch(model, arch)
+    with bn_buffers_preserved(model):
+        recalibrate_bn(model, calib, calib_batches)
+        model.eval()
+        for batch in loader:
+            evaluator.process(model.val_step(batch), batch)
+        return evaluator.evaluate(size)

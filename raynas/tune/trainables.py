@@ -183,18 +183,19 @@ class _Evaluator:
         self.evaluator = Evaluator(cfg.val_evaluator)
         self.evaluator.dataset_meta = val.metainfo
 
-    @torch.no_grad()
     def miou(self, arch: Mapping[str, Any], calib_batches: int) -> float:
-        from mmseg_plugins.arch import set_arch
-        from mmseg_plugins.bn_calib import bn_buffers_preserved, recalibrate_bn
+        from mmseg_plugins.bn_calib import evaluate_path
 
-        set_arch(self.model, arch)
-        with bn_buffers_preserved(self.model):
-            recalibrate_bn(self.model, self.calib, calib_batches)
-            self.model.eval()
-            for batch in self.val:
-                self.evaluator.process(self.model.val_step(batch), batch)
-            return float(self.evaluator.evaluate(len(self.val.dataset))["mIoU"])
+        metrics = evaluate_path(
+            self.model,
+            arch,
+            self.calib,
+            calib_batches,
+            self.val,
+            self.evaluator,
+            len(self.val.dataset),
+        )
+        return float(metrics["mIoU"])
 
 
 _EVALUATORS: dict[tuple[int, str], _Evaluator] = {}

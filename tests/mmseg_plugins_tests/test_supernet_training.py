@@ -11,7 +11,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from mmseg_plugins import PathSamplingHook, recalibrate_bn, search_space, set_arch
+from mmseg_plugins import PathSamplingHook, current_arch, recalibrate_bn, search_space, set_arch
 from mmseg_plugins.bn_calib import bn_buffers_preserved, calibration_loader
 
 CONFIG = "supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
@@ -312,3 +312,23 @@ def test_pada_data_sampling_and_importance_correction(load_cfg) -> None:
     label = torch.zeros(4, 8, 8, dtype=torch.long)
     w = head_sampler.sample(torch.zeros(4, 8, 8, 8), label)
     assert w.shape == label.shape and torch.allclose(w[:, 0, 0], head_sampler.image_weights)
+
+
+def test_evaluate_path_scores_a_path_and_restores_bn(trained) -> None:
+    from mmengine.evaluator import Evaluator
+
+    from mmseg_plugins.bn_calib import evaluate_path
+
+    runner, _ = trained
+    model, val = runner.model, runner.val_loop.dataloader
+    evaluator = Evaluator(runner.cfg.val_evaluator)
+    evaluator.dataset_meta = val.dataset.metainfo
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    arch = search_space(model).extreme(False)
+    calib = calibration_loader(runner.train_loop.dataloader.dataset, 4)
+    metrics = evaluate_path(model, arch, calib, 3, val, evaluator, len(val.dataset))
+    assert 0.0 < metrics["mIoU"] <= 100.0
+    assert current_arch(model) == arch
+    for k, v in model.state_dict().items():
+        if k in before:
+            torch.testing.assert_close(v, before[k])
