@@ -223,6 +223,7 @@ class Pipeline:
     def _backfill(self, phase: str, grid: Any) -> None:
         """Makes the archive match the trials' result logs: no gaps, no orphans."""
         archive = Archive(self.storage)
+        existing = set(archive.files(phase))
         known = set()
         for result in grid:
             trial_id = result.metrics["trial_id"]
@@ -230,13 +231,13 @@ class Pipeline:
             log = Storage(self._uri(result.path))
             if not log.exists("result.json"):
                 continue
-            existing = set(archive.files(phase))
             for line in log.read_text("result.json").splitlines():
                 rec = json.loads(line)
                 name = f"{phase}-{trial_id}-{int(rec['training_iteration']):06d}.parquet"
                 rows = decode_rows(rec.get("archive_rows"))
                 if rows and name not in existing:
                     archive.write(phase, trial_id, int(rec["training_iteration"]), rows)
+                    existing.add(name)
         archive.reconcile(phase, known)
 
     def _uri(self, path: str) -> str:
