@@ -403,6 +403,7 @@ class Pipeline:
         """Writes ``report/pareto.png``, ``report/report.md`` and ``best/``; prints the table."""
         import torch
 
+        from mmseg_plugins.safe_load import load_local
         from raynas.report import majority_miou, plot_pareto, summary_markdown
         from raynas.tune.trainables import CKPT_NAME
 
@@ -416,11 +417,7 @@ class Pipeline:
             info = None
             if best:
                 sub = Storage(best["subnet_dir"]).local_copy()
-                ckpt = torch.load(
-                    Storage(best["checkpoint"]).local_copy() / CKPT_NAME,
-                    map_location="cpu",
-                    weights_only=True,
-                )
+                ckpt = load_local(str(Storage(best["checkpoint"]).local_copy() / CKPT_NAME), "cpu")
                 (tmp / "best").mkdir()
                 for f in ("subnet.py", "arch.yaml"):
                     shutil.copy(sub / f, tmp / "best" / f)
