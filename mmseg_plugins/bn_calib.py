@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from mmengine.dataset import pseudo_collate
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 __all__ = [
     "bn_buffers_preserved",
@@ -21,19 +23,34 @@ __all__ = [
 
 
 def calibration_loader(dataset: Dataset, batch_size: int, seed: int = 0) -> DataLoader:
-    """Seeded shuffled batches of a training dataset for BN recalibration.
+    """The same batches of a training dataset, in the same order, on every iteration.
 
-    A loader of its own, because iterating the training loader again would draw from (and
-    shift) mmengine's shared ``InfiniteSampler`` stream.
+    A fixed seeded subset order makes every path recalibrated on the same images, so paths are
+    compared fairly. A loader of its own, because iterating the training loader again would
+    draw from (and shift) mmengine's shared ``InfiniteSampler`` stream.
     """
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return DataLoader(
-        dataset,
+        Subset(dataset, order.tolist()),
         batch_size=batch_size,
-        shuffle=True,
+        shuffle=False,
         num_workers=0,
         collate_fn=pseudo_collate,
-        generator=torch.Generator().manual_seed(seed),
     )
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int) -> Iterator[None]:
+    """Seeds numpy's and python's global RNGs (data augmentations draw from them) and
+    restores their previous states on exit."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 def _bns(model: nn.Module) -> list[_BatchNorm]:
@@ -54,16 +71,21 @@ def bn_buffers_preserved(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[dict], num_batches: int) -> int:
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable[dict], num_batches: int, seed: int = 0
+) -> int:
     """Resets BN running statistics and re-estimates them for the active path.
 
     The statistics become the exact average over ``num_batches`` training batches (BN
-    momentum ``None``), as in once-for-all's ``set_running_statistics``.
+    momentum ``None``), as in once-for-all's ``set_running_statistics``. Augmentations of the
+    batches draw from the global RNGs seeded with ``seed`` (their states are restored after),
+    so a recalibration is reproducible and leaves the training stream untouched.
 
     Args:
         model: An mmseg segmentor with its path already set.
         batches: Training batches as yielded by an mmengine dataloader.
         num_batches: How many batches to use.
+        seed: Seed of the global RNGs while the batches are loaded.
 
     Returns:
         The number of batches used.
@@ -77,12 +99,13 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[dict], num_batches: int) 
     model.train()
     used = 0
     try:
-        for batch in batches:
-            if used >= num_batches:
-                break
-            data = model.data_preprocessor(batch, True)
-            model._forward(data["inputs"], data["data_samples"])
-            used += 1
+        with _seeded_global_rng(seed):
+            for batch in batches:
+                if used >= num_batches:
+                    break
+                data = model.data_preprocessor(batch, True)
+                model._forward(data["inputs"], data["data_samples"])
+                used += 1
     finally:
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum

@@ -332,3 +332,23 @@ def test_evaluate_path_scores_a_path_and_restores_bn(trained) -> None:
     for k, v in model.state_dict().items():
         if k in before:
             torch.testing.assert_close(v, before[k])
+
+
+def test_recalibration_is_reproducible_and_leaves_global_rng_alone(trained) -> None:
+    import random
+
+    runner, _ = trained
+    model = runner.model
+    set_arch(model, search_space(model).sample(np.random.default_rng(3)))
+    calib = calibration_loader(runner.train_loop.dataloader.dataset, 4)
+    bn = model.backbone.stages[1].downsample.bn
+    with bn_buffers_preserved(model):
+        np_before, py_before = np.random.get_state()[1].copy(), random.getstate()
+        recalibrate_bn(model, calib, 3)
+        assert (np.random.get_state()[1] == np_before).all() and random.getstate() == py_before
+        first = bn.running_var.clone()
+        np.random.rand(), random.random()  # the global streams move between the two calls
+        recalibrate_bn(model, calib, 3)
+        torch.testing.assert_close(bn.running_var, first, rtol=0, atol=0)
+    paths = [[s.img_path for s in b["data_samples"]] for b in list(calib)[:2]]
+    assert paths == [[s.img_path for s in b["data_samples"]] for b in list(calib)[:2]]
