@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sized
 from typing import Any
 
@@ -47,7 +48,7 @@ class ImportanceSampler(Sampler):
         skip, self._skip = self._skip, 0
         block, probs = self.block, self.block_probs
         start = skip % self.size if skip else 0
-        yield from [0] * skip  # placeholders that mmengine's resume skips
+        yield from itertools.repeat(0, skip)  # placeholders that mmengine's resume skips
         while True:
             self.block, self.block_probs = block, probs
             yield from self._draw(block, probs)[start:]
