@@ -14,6 +14,8 @@ dps_sampler = dict(
     min_hamming=2,
     tau_threshold=0.8,
     patience=2,
+    plateau=None,  # e.g. 3: also move on after 3 rounds without objective improvement
+    min_delta=0.0,
     stages=[
         dict(
             name="convergence", objectives=("angle", "loss_decrease"), min_iters=200, max_iters=600

@@ -74,6 +74,8 @@ class DPSSampler(PathSampler):
         stages: Stage table (``Stage`` or dicts).
         tau_threshold: Stage scheduler's Kendall tau threshold.
         patience: Stage scheduler's stable rounds.
+        plateau: Stage scheduler's rounds without objective improvement (None: off).
+        min_delta: Stage scheduler's minimum objective improvement.
         predictor: Keyword arguments of :class:`Predictor`.
     """
 
@@ -91,6 +93,8 @@ class DPSSampler(PathSampler):
         stages: Sequence[Stage | Mapping[str, Any]] = DEFAULT_STAGES,
         tau_threshold: float = 0.8,
         patience: int = 2,
+        plateau: int | None = None,
+        min_delta: float = 0.0,
         predictor: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(space, seed)
@@ -99,7 +103,7 @@ class DPSSampler(PathSampler):
         self.pool_size, self.num_selected = pool_size, num_selected
         self.round_interval, self.epsilon, self.explore = round_interval, epsilon, explore
         self.mutation_prob, self.min_hamming = mutation_prob, min_hamming
-        self.scheduler = StageScheduler(stages, tau_threshold, patience)
+        self.scheduler = StageScheduler(stages, tau_threshold, patience, plateau, min_delta)
         self.predictor = Predictor(
             len(space.encode(space.extreme(True))), seed=seed, **dict(predictor or {})
         )

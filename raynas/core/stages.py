@@ -1,10 +1,12 @@
 """DPS stage scheduler: which training stage a supernet run is in, and when it moves on.
 
 Not to be confused with Ray Tune's *trial* schedulers: this one lives inside one supernet run.
-A stage ends when its primary proxy's ranking has stabilised (Kendall tau between consecutive
-selection rounds >= ``tau_threshold`` for ``patience`` rounds in a row) and the stage has run
-``min_iters``; or when it reaches ``max_iters``. Every transition is logged with its iteration
-and reason.
+A stage ends, once it has run ``min_iters``, when its primary proxy's ranking has stabilised
+(Kendall tau between consecutive selection rounds >= ``tau_threshold`` for ``patience`` rounds
+in a row) or, if ``plateau`` is set, when its objective has stopped improving (the mean of the
+round's top-quarter primary scores has not exceeded the stage's best by ``min_delta`` for
+``plateau`` rounds); and regardless when it reaches ``max_iters``. Every transition is logged
+with its iteration and reason.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class StageScheduler:
         stages: The stage table.
         tau_threshold: Kendall tau of the primary proxy between consecutive rounds.
         patience: Consecutive stable rounds needed.
+        plateau: Rounds without improvement of the objective that end a stage (None: off).
+        min_delta: Improvement over the stage's best objective that counts.
     """
 
     def __init__(
@@ -57,6 +61,8 @@ class StageScheduler:
         stages: Sequence[Stage | Mapping[str, Any]] = DEFAULT_STAGES,
         tau_threshold: float = 0.8,
         patience: int = 2,
+        plateau: int | None = None,
+        min_delta: float = 0.0,
     ) -> None:
         self.stages = [
             s if isinstance(s, Stage) else Stage(**{**s, "objectives": tuple(s["objectives"])})
@@ -65,7 +71,9 @@ class StageScheduler:
         if not self.stages:
             raise ValueError("the stage table is empty")
         self.tau_threshold, self.patience = tau_threshold, patience
+        self.plateau, self.min_delta = plateau, min_delta
         self.index, self.start, self.streak = 0, 0, 0
+        self.best, self.stale = float("-inf"), 0
         self.previous: dict[str, float] = {}
         self.transitions: list[dict[str, Any]] = []
         self.last_tau = float("nan")
@@ -83,17 +91,10 @@ class StageScheduler:
         self.last_tau = tau
         self.previous = dict(primary)
         self.streak = self.streak + 1 if tau == tau and tau >= self.tau_threshold else 0
-        ran = iteration - self.start
+        self._track_objective(primary)
         if self.index == len(self.stages) - 1:
             return False
-        reason = None
-        if self.stage.max_iters is not None and ran >= self.stage.max_iters:
-            reason = f"reached max_iters={self.stage.max_iters}"
-        elif ran >= self.stage.min_iters and self.streak >= self.patience:
-            reason = (
-                f"ranking stable: Kendall tau {tau:.3f} >= {self.tau_threshold} for "
-                f"{self.streak} rounds"
-            )
+        reason = self._reason(iteration - self.start, tau)
         if reason is None:
             return False
         self.transitions.append(
@@ -105,13 +106,43 @@ class StageScheduler:
             )
         )
         self.index, self.start, self.streak, self.previous = self.index + 1, iteration, 0, {}
+        self.best, self.stale = float("-inf"), 0
         return True
+
+    def _track_objective(self, primary: Mapping[str, float]) -> None:
+        if not primary:
+            return
+        top = np.sort(np.asarray(list(primary.values()), float))[::-1]
+        level = float(top[: max(1, len(top) // 4)].mean())
+        if level > self.best + self.min_delta:
+            self.best, self.stale = level, 0
+        else:
+            self.stale += 1
+
+    def _reason(self, ran: int, tau: float) -> str | None:
+        if self.stage.max_iters is not None and ran >= self.stage.max_iters:
+            return f"reached max_iters={self.stage.max_iters}"
+        if ran < self.stage.min_iters:
+            return None
+        if self.streak >= self.patience:
+            return (
+                f"ranking stable: Kendall tau {tau:.3f} >= {self.tau_threshold} for "
+                f"{self.streak} rounds"
+            )
+        if self.plateau is not None and self.stale >= self.plateau:
+            return (
+                f"objective plateaued: top-quarter mean of {self.stage.objectives[0]} not above "
+                f"{self.best:.4g} + {self.min_delta} for {self.stale} rounds"
+            )
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return dict(
             index=self.index,
             start=self.start,
             streak=self.streak,
+            best=self.best,
+            stale=self.stale,
             previous=[[k, v] for k, v in self.previous.items()],
             transitions=list(self.transitions),
             stages=[asdict(s) for s in self.stages],
@@ -119,6 +150,8 @@ class StageScheduler:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.index, self.start, self.streak = state["index"], state["start"], state["streak"]
+        self.best = float(state.get("best", float("-inf")))
+        self.stale = int(state.get("stale", 0))
         self.previous = {k: float(v) for k, v in state["previous"]}
         self.transitions = list(state["transitions"])
 

@@ -37,9 +37,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
     ),
-    "ray": dict(num_cpus=None, num_gpus=None),
+    "ray": dict(
+        num_cpus=None,
+        num_gpus=None,
+        # environment of every Ray worker, merged over this default (None drops a variable;
+        # one set in the driver's environment wins): libgomp's default spin-wait slows
+        # 2-thread torch training ~60x when another process takes a core
+        # (benchmarks/results/openmp.md)
+        env_vars=dict(GOMP_SPINCOUNT="1000"),
+    ),
 }
 _FREE_FORM = {"param_space", "scheduler", "searcher", "constraints", "resources"}
+_MERGED = {"env_vars"}
 
 
 def resolve_tune_cfg(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -59,7 +68,12 @@ def resolve_tune_cfg(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
                     f"unknown tune_cfg key '{phase}.{key}'; valid keys of "
                     f"tune_cfg.{phase}: {sorted(out[phase])}"
                 )
-            out[phase][key] = dict(value) if key in _FREE_FORM and value else value
+            if key in _MERGED:
+                merged = {**out[phase][key], **dict(value or {})}
+                value = {k: v for k, v in merged.items() if v is not None}
+            elif key in _FREE_FORM and value:
+                value = dict(value)
+            out[phase][key] = value
     if out["retrain"]["init"] not in ("inherit", "scratch"):
         raise ValueError(
             f"tune_cfg.retrain.init must be 'inherit' or 'scratch', got {out['retrain']['init']!r}"

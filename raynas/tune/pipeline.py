@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from raynas.tune.archive import Archive, decode_rows
 from raynas.tune.options import resolve_tune_cfg
 from raynas.tune.storage import Storage
 
-__all__ = ["PHASES", "Pipeline", "PipelineError"]
+__all__ = ["PHASES", "Pipeline", "PipelineError", "ray_init_kwargs"]
 
 PHASES = ("supernet", "search", "retrain", "report")
 STATE, CONFIG = "pipeline.json", "config.py"
@@ -81,6 +82,27 @@ def _tune_spec(spec: Any) -> Any:
 def _resources(opts: dict) -> dict[str, float]:
     res = {k: float(v) for k, v in opts["resources"].items() if v}
     return res or {"cpu": 1}
+
+
+def ray_init_kwargs(
+    opts: dict[str, Any], address: str | None, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """``ray.init`` arguments from ``tune_cfg.ray``.
+
+    Args:
+        opts: The resolved ``tune_cfg.ray``.
+        address: A cluster to join, or None to start a local Ray.
+        environ: The driver's environment; its variables win over ``opts['env_vars']``.
+    """
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="WARNING")
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"])
+    env = {k: str(v) for k, v in opts["env_vars"].items() if k not in environ}
+    if env:
+        kwargs["runtime_env"] = {"env_vars": env}
+    return kwargs
 
 
 class Pipeline:
@@ -162,15 +184,9 @@ class Pipeline:
 
         if ray.is_initialized():
             return
-        opts = self.opts["ray"]
-        kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="WARNING")
-        if address:
-            kwargs["address"] = address
-        else:
-            kwargs.update(num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"])
         os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
-        ray.init(**kwargs)
+        ray.init(**ray_init_kwargs(self.opts["ray"], address, os.environ))
 
     def _tune(
         self,

@@ -35,6 +35,22 @@ def test_unstable_rankings_move_on_at_max_iters() -> None:
     assert all("max_iters" in t["reason"] for t in sched.transitions)
 
 
+def test_a_plateaued_objective_moves_on_and_an_improving_one_does_not() -> None:
+    flat = StageScheduler(STAGES, tau_threshold=0.9, patience=2, plateau=3)
+    moves = [it for it in range(50, 1001, 50) if flat.step(it, _stream("random", 10, it))]
+    # best set at 50, then 3 rounds without improvement; stage b: fresh best at 250
+    assert moves == [200, 400]
+    assert all(t["reason"].startswith("objective plateaued") for t in flat.transitions)
+
+    rising = StageScheduler(STAGES, tau_threshold=0.9, patience=2, plateau=3, min_delta=0.5)
+    moves = [
+        it
+        for it in range(50, 1001, 50)
+        if rising.step(it, {k: v + it / 50 for k, v in _stream("random", 10, it).items()})
+    ]
+    assert moves == [400, 700]  # improves by 1 > min_delta every round: only max_iters
+
+
 def test_scheduler_state_round_trip() -> None:
     a = StageScheduler(STAGES, 0.9, 2)
     for it in (50, 100):
@@ -42,6 +58,12 @@ def test_scheduler_state_round_trip() -> None:
     b = StageScheduler(STAGES, 0.9, 2)
     b.load_state_dict(a.state_dict())
     assert a.step(150, _stream("stable", 8, 0)) == b.step(150, _stream("stable", 8, 0)) is True
+    c, d = StageScheduler(STAGES, 0.9, 5, plateau=2), StageScheduler(STAGES, 0.9, 5, plateau=2)
+    for it in (50, 100):
+        c.step(it, _stream("random", 8, it))
+    d.load_state_dict(c.state_dict())
+    assert d.stale == c.stale == 1
+    assert c.step(150, _stream("random", 8, 150)) == d.step(150, _stream("random", 8, 150)) is True
 
 
 def test_pareto_fronts_and_crowding_by_hand() -> None:
