@@ -1,5 +1,6 @@
 """Supernet benchmarks: training-step time of supernet-with-path vs the exported static subnet,
-FLOPs-table speed against mmengine's analysis, and latency timings.
+FLOPs-table speed against mmengine's analysis, and measured latency against the lookup table's
+prediction (fixed part + layers).
 
 Run:  python benchmarks/supernet.py [--steps 20] [--batch 8] [--size 128]
 Writes benchmarks/results/supernet.json and supernet.md and prints the table.
@@ -92,6 +93,7 @@ def main() -> None:
                 mmengine_analysis_ms=t_mmengine,
                 latency_ms=latency,
                 latency_lut_layers_ms=lut.layers(arch),
+                latency_lut_ms=lut.predict(arch, model),
                 latency_measure_ms=t_latency,
             )
         )
@@ -110,15 +112,16 @@ def main() -> None:
     head = (
         "| path | supernet step ms | subnet step ms | ratio | MFLOPs (table) | MFLOPs "
         "(mmengine) | params k | table ms/arch | mmengine ms/arch | latency ms | "
-        "LUT layers ms |"
+        "LUT layers ms | LUT predicted ms | LUT error |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lines.append(
             f"| {r['path']} | {r['supernet_step_ms']:.1f} | {r['subnet_step_ms']:.1f} | "
             f"{r['ratio']:.3f} | {r['mflops']:.1f} | {r['mflops_mmengine']:.1f} | "
             f"{r['params_k']:.1f} | {r['table_ms']:.3f} | {r['mmengine_analysis_ms']:.0f} | "
-            f"{r['latency_ms']:.2f} | {r['latency_lut_layers_ms']:.2f} |"
+            f"{r['latency_ms']:.2f} | {r['latency_lut_layers_ms']:.2f} | "
+            f"{r['latency_lut_ms']:.2f} | {r['latency_lut_ms'] / r['latency_ms'] - 1:+.1%} |"
         )
     md = (
         f"batch {args.batch}, input {size}, {torch.get_num_threads()} threads, torch "

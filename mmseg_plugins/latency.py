@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmseg_plugins.arch import current_arch, set_arch
 from mmseg_plugins.models.blocks import FixedLayer
-from raynas.seg_space import HEAD, needed_stages, stage_arch, stage_width
+from raynas.seg_space import BACKBONE, HEAD, needed_stages, stage_arch, stage_width
 
 __all__ = ["LatencyTable", "measure_latency"]
 
@@ -55,13 +56,19 @@ def measure_latency(
 
 
 class LatencyTable:
-    """Per-layer latency lookup table of the searchable layers (ms, batch 1).
+    """Latency lookup table of a supernet's paths (ms, batch 1).
 
-    The latency of a path is predicted as the measured latency of its fixed part (stem,
-    downsampling convs and head, measured once for the largest path) plus the sum of the
-    table entries of its layers; each entry is measured once, on first use, on a
-    :class:`FixedLayer` at the stage's resolution. Save and reuse the table with
-    :meth:`save` / :meth:`load`.
+    A path's latency is predicted as the sum of two kinds of entries, each measured once, on
+    first use:
+
+    - one per searchable layer (stage, width, op, dilation, zoom): a :class:`FixedLayer` at the
+      stage's resolution;
+    - one per *fixed part* (the needed stages' widths, the head's fusion and channels): stem,
+      downsampling convs and head, measured as the end-to-end latency of the supernet on a
+      reference path with one layer per stage minus that layer's entries.
+
+    Save and reuse the table with :meth:`save` / :meth:`load`; a loaded table predicts the
+    paths it covers without a model.
 
     Args:
         settings: The supernet's backbone settings.
@@ -94,6 +101,44 @@ class LatencyTable:
             width = stage_width(self.settings.stage_channels[i], ratio)
             total += sum(self.layer(i, width, *spec) for spec in layers)
         return total
+
+    @staticmethod
+    def fixed_key(arch: Mapping[str, Any]) -> str:
+        """The table key of a path's fixed part."""
+        fusion = arch[f"{HEAD}fusion"]
+        ratios = [stage_arch(arch, i)[1] for i in range(needed_stages(fusion))]
+        return f"fixed/{'/'.join(map(str, ratios))}/{fusion}/{arch[f'{HEAD}channels']}"
+
+    def fixed(self, arch: Mapping[str, Any], model: nn.Module | None = None) -> float:
+        """Latency of a path's stem, downsampling convs and head.
+
+        Args:
+            arch: The path.
+            model: The supernet segmentor, needed only when the entry is not in the table;
+                its active path is restored afterwards.
+
+        Raises:
+            KeyError: The entry is missing and no model was given.
+        """
+        key = self.fixed_key(arch)
+        if key not in self.entries:
+            if model is None:
+                raise KeyError(f"latency table has no entry {key!r}; pass the supernet to measure")
+            ref = dict(arch)
+            for i in range(needed_stages(arch[f"{HEAD}fusion"])):
+                ref[f"{BACKBONE}stage{i}.depth"] = 1
+            before = current_arch(model)
+            try:
+                ref = set_arch(model, ref)
+                total = measure_latency(model, self.input_size, warmup=3, runs=self.runs)
+            finally:
+                set_arch(model, before)
+            self.entries[key] = total - self.layers(ref)
+        return self.entries[key]
+
+    def predict(self, arch: Mapping[str, Any], model: nn.Module | None = None) -> float:
+        """Predicted end-to-end latency of a path: its fixed part plus its layers."""
+        return self.fixed(arch, model) + self.layers(arch)
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(

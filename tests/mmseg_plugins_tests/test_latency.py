@@ -1,0 +1,71 @@
+"""Latency of a path: end-to-end measurement and the lookup table (values, not speed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+import mmseg_plugins  # noqa: F401  (registers the modules)
+from mmseg_plugins.arch import current_arch, search_space, set_arch
+from mmseg_plugins.latency import LatencyTable, measure_latency
+
+CFG = Path(__file__).resolve().parents[2] / "configs/_base_/models/segsupernet.py"
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    from mmseg.registry import MODELS
+
+    torch.manual_seed(0)
+    return MODELS.build(Config.fromfile(str(CFG)).model)
+
+
+def test_measure_latency_keeps_mode_and_weights(supernet) -> None:
+    supernet.train()
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    ms = measure_latency(supernet, SIZE, warmup=1, runs=3)
+    assert ms > 0 and supernet.training
+    after = supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # eval mode: BN untouched
+
+
+def test_table_predicts_fixed_part_plus_layers_and_restores_the_path(supernet) -> None:
+    space = search_space(supernet)
+    rng = np.random.default_rng(0)
+    active = set_arch(supernet, space.sample(rng))
+    lut = LatencyTable(supernet.backbone.settings, SIZE, runs=3)
+    arch = space.sample(rng)
+    total = lut.predict(arch, supernet)
+    key = LatencyTable.fixed_key(arch)
+    assert total == pytest.approx(lut.entries[key] + lut.layers(arch))
+    assert current_arch(supernet) == active
+    layer_entries = [k for k in lut.entries if not k.startswith("fixed/")]
+    depths = [int(arch[f"backbone.stage{i}.depth"]) for i in range(3)]
+    assert 1 <= len(layer_entries) <= sum(depths)
+
+    # a path differing only in its layers reuses the fixed entry
+    label = "backbone.stage0.layer0.dilation"
+    other = dict(arch, **{label: 8 if arch[label] != 8 else 1})
+    assert LatencyTable.fixed_key(other) == key
+    n_fixed = sum(k.startswith("fixed/") for k in lut.entries)
+    lut.predict(other, supernet)
+    assert sum(k.startswith("fixed/") for k in lut.entries) == n_fixed
+
+
+def test_saved_table_predicts_without_a_model(supernet, tmp_path: Path) -> None:
+    space = search_space(supernet)
+    lut = LatencyTable(supernet.backbone.settings, SIZE, runs=3)
+    arch = space.extreme(False)
+    expected = lut.predict(arch, supernet)
+    lut.save(tmp_path / "lut.json")
+    loaded = LatencyTable(supernet.backbone.settings, SIZE).load(tmp_path / "lut.json")
+    assert loaded.predict(arch) == expected
+    with pytest.raises(KeyError, match=r"fixed/.*pass the supernet"):
+        loaded.predict(space.extreme(True))
+    with pytest.raises(ValueError, match="measured at"):
+        LatencyTable(supernet.backbone.settings, (96, 96)).load(tmp_path / "lut.json")
