@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,7 @@ def export_subnet(
     calib_batches: int = 16,
     provenance: Mapping[str, Any] | None = None,
     model: nn.Module | None = None,
+    calib_loader: Iterable | None = None,
 ) -> ExportResult:
     """Writes ``subnet.py``, ``subnet.pth`` and ``arch.yaml`` for one path.
 
@@ -101,6 +102,8 @@ def export_subnet(
         calib_batches: Training batches for BN recalibration (0 keeps the supernet's stats).
         provenance: Extra facts stored in ``arch.yaml`` and the checkpoint meta.
         model: An already loaded supernet to reuse (skips building and loading).
+        calib_loader: A :func:`~mmseg_plugins.bn_calib.calibration_loader` to reuse across
+            exports (default: built from ``cfg.train_dataloader``).
     """
     from mmseg.registry import DATASETS
 
@@ -113,9 +116,10 @@ def export_subnet(
         load_supernet_weights(model, checkpoint)
     arch = set_arch(model, arch)
     if calib_batches:
-        dataset = DATASETS.build(cfg.train_dataloader.dataset)
-        loader = calibration_loader(dataset, cfg.train_dataloader.batch_size)
-        recalibrate_bn(model, loader, calib_batches)
+        if calib_loader is None:
+            dataset = DATASETS.build(cfg.train_dataloader.dataset)
+            calib_loader = calibration_loader(dataset, cfg.train_dataloader.batch_size)
+        recalibrate_bn(model, calib_loader, calib_batches)
     sub = build_subnet(model, arch, cfg.model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
