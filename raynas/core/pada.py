@@ -52,24 +52,27 @@ class PADASampler(PathSampler):
     ) -> None:
         super().__init__(space, seed)
         self.total_iters, self.update_interval, self.floor = total_iters, update_interval, floor
-        self.grad_norms = {k: np.zeros(len(v)) for k, v in space.choices.items()}
-        self.seen = {k: np.zeros(len(v), bool) for k, v in space.choices.items()}
-        self.probs = {k: np.full(len(v), 1.0 / len(v)) for k, v in space.choices.items()}
+        # ImportanceWeights' floor is relative to uniform; ours is an absolute probability
+        self.weights = {
+            k: ImportanceWeights(len(v), floor * len(v)) for k, v in space.choices.items()
+        }
         self.last_log: dict[str, Any] = {}
+
+    @property
+    def probs(self) -> dict[str, np.ndarray]:
+        """Label -> probability of each of its choices."""
+        return {k: w.probs for k, w in self.weights.items()}
 
     def sample(self, iteration: int) -> Arch:
         return {
-            k: opts[self.rng.choice(len(opts), p=self.probs[k])]
+            k: opts[self.rng.choice(len(opts), p=self.weights[k].probs)]
             for k, opts in self.space.choices.items()
         }
 
     def update(self, arch: Arch, metrics: Mapping[str, Any]) -> None:
         """Records ``metrics['grad_norms']`` (label -> norm) for the choices of ``arch``."""
         for label, g in (metrics.get("grad_norms") or {}).items():
-            i = self.space.choices[label].index(arch[label])
-            old = self.grad_norms[label][i]
-            self.grad_norms[label][i] = 0.5 * (old + g) if self.seen[label][i] else g
-            self.seen[label][i] = True
+            self.weights[label].add([self.space.choices[label].index(arch[label])], [g])
 
     def due(self, iteration: int) -> bool:
         return iteration > 0 and iteration % self.update_interval == 0
@@ -77,8 +80,8 @@ class PADASampler(PathSampler):
     def refresh(self, iteration: int) -> dict[str, Any]:
         """Recomputes every label's probabilities (called every ``update_interval``)."""
         tau = min(1.0, iteration / self.total_iters)
-        for label, g in self.grad_norms.items():
-            self.probs[label] = mix_with_uniform(g, tau, self.floor)
+        for w in self.weights.values():
+            w.refresh(tau)
         entropy = [
             float(-(p * np.log(p)).sum() / np.log(len(p)))
             for p in self.probs.values()
@@ -92,20 +95,18 @@ class PADASampler(PathSampler):
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
-            "grad_norms": {k: v.tolist() for k, v in self.grad_norms.items()},
-            "seen": {k: v.tolist() for k, v in self.seen.items()},
-            "probs": {k: v.tolist() for k, v in self.probs.items()},
+            "weights": {k: w.state_dict() for k, w in self.weights.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        self.grad_norms = {k: np.asarray(v, float) for k, v in state["grad_norms"].items()}
-        self.seen = {k: np.asarray(v, bool) for k, v in state["seen"].items()}
-        self.probs = {k: np.asarray(v, float) for k, v in state["probs"].items()}
+        for k, w in self.weights.items():
+            w.load_state_dict(state["weights"][k])
 
 
 class ImportanceWeights:
-    """Per-sample importance for data sampling: running pairwise mean of scores per index.
+    """Importance of ``size`` items (images, or one label's choices): running pairwise mean of
+    scores per index, and sampling probabilities mixed with uniform.
 
     Args:
         size: Dataset size.
