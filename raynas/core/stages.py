@@ -110,9 +110,11 @@ class StageScheduler:
         return True
 
     def _track_objective(self, primary: Mapping[str, float]) -> None:
-        if not primary:
+        values = np.asarray(list(primary.values()), float)
+        values = values[np.isfinite(values)]  # paths without a measurement yet
+        if not len(values):
             return
-        top = np.sort(np.asarray(list(primary.values()), float))[::-1]
+        top = np.sort(values)[::-1]
         level = float(top[: max(1, len(top) // 4)].mean())
         if level > self.best + self.min_delta:
             self.best, self.stale = level, 0

@@ -42,6 +42,15 @@ def test_a_plateaued_objective_moves_on_and_an_improving_one_does_not() -> None:
     assert moves == [200, 400]
     assert all(t["reason"].startswith("objective plateaued") for t in flat.transitions)
 
+    # paths without a measurement yet (NaN) neither hide nor fake a plateau
+    gappy = StageScheduler(STAGES, tau_threshold=0.9, patience=2, plateau=3)
+    moves = [
+        it
+        for it in range(50, 1001, 50)
+        if gappy.step(it, {**_stream("random", 10, it), "new": float("nan")})
+    ]
+    assert moves == [200, 400]
+
     rising = StageScheduler(STAGES, tau_threshold=0.9, patience=2, plateau=3, min_delta=0.5)
     moves = [
         it
