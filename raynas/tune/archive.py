@@ -64,13 +64,18 @@ class Archive:
         exp = experiment if isinstance(experiment, Storage) else Storage(experiment)
         self.storage = exp.child(ARCHIVE_DIR)
 
+    @staticmethod
+    def file_name(phase: str, trial_id: str, iteration: int) -> str:
+        """The file holding one evaluation's rows."""
+        return f"{phase}-{trial_id}-{int(iteration):06d}.parquet"
+
     def write(
         self, phase: str, trial_id: str, iteration: int, rows: Iterable[Mapping[str, Any]]
     ) -> str:
         """Writes the rows of one evaluation atomically (replacing an earlier write)."""
         records = [_record(phase, trial_id, iteration, r) for r in rows]
         table = pa.Table.from_pylist(records, schema=SCHEMA)
-        name = f"{phase}-{trial_id}-{iteration:06d}.parquet"
+        name = self.file_name(phase, trial_id, iteration)
         self.storage.makedirs()
         tmp, target = self.storage.path(f".tmp-{name}"), self.storage.path(name)
         pq.write_table(table, tmp, filesystem=self.storage.fs)

@@ -249,10 +249,11 @@ class Pipeline:
                 continue
             for line in log.read_text("result.json").splitlines():
                 rec = json.loads(line)
-                name = f"{phase}-{trial_id}-{int(rec['training_iteration']):06d}.parquet"
+                iteration = int(rec["training_iteration"])
+                name = archive.file_name(phase, trial_id, iteration)
                 rows = decode_rows(rec.get("archive_rows"))
                 if rows and name not in existing:
-                    archive.write(phase, trial_id, int(rec["training_iteration"]), rows)
+                    archive.write(phase, trial_id, iteration, rows)
                     existing.add(name)
         archive.reconcile(phase, known)
 
