@@ -19,6 +19,7 @@ __all__ = [
     "calibration_loader",
     "evaluate_path",
     "recalibrate_bn",
+    "train_calibration_loader",
 ]
 
 
@@ -37,6 +38,14 @@ def calibration_loader(dataset: Dataset, batch_size: int, seed: int = 0) -> Data
         num_workers=0,
         collate_fn=pseudo_collate,
     )
+
+
+def train_calibration_loader(cfg: Mapping[str, Any]) -> DataLoader:
+    """:func:`calibration_loader` over a config's training dataset, at its batch size."""
+    from mmseg.registry import DATASETS
+
+    train = cfg["train_dataloader"]
+    return calibration_loader(DATASETS.build(train["dataset"]), train["batch_size"])
 
 
 @contextlib.contextmanager

@@ -103,12 +103,10 @@ def export_subnet(
         provenance: Extra facts stored in ``arch.yaml`` and the checkpoint meta.
         model: An already loaded supernet to reuse (skips building and loading).
         calib_loader: A :func:`~mmseg_plugins.bn_calib.calibration_loader` to reuse across
-            exports (default: built from ``cfg.train_dataloader``).
+            exports (default: :func:`~mmseg_plugins.bn_calib.train_calibration_loader`).
     """
-    from mmseg.registry import DATASETS
-
     from mmseg_plugins.arch import build_subnet, path_widths, set_arch, subnet_model_cfg
-    from mmseg_plugins.bn_calib import calibration_loader, recalibrate_bn
+    from mmseg_plugins.bn_calib import recalibrate_bn, train_calibration_loader
     from raynas.arch_io import dump_arch
 
     if model is None:
@@ -117,8 +115,7 @@ def export_subnet(
     arch = set_arch(model, arch)
     if calib_batches:
         if calib_loader is None:
-            dataset = DATASETS.build(cfg.train_dataloader.dataset)
-            calib_loader = calibration_loader(dataset, cfg.train_dataloader.batch_size)
+            calib_loader = train_calibration_loader(cfg)
         recalibrate_bn(model, calib_loader, calib_batches)
     sub = build_subnet(model, arch, cfg.model)
     out = Path(out_dir)

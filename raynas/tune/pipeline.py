@@ -327,9 +327,7 @@ class Pipeline:
         return dict(evaluated=len(grid), feasible=feasible)
 
     def _export_top_k(self) -> list[dict[str, Any]]:
-        from mmseg.registry import DATASETS
-
-        from mmseg_plugins.bn_calib import calibration_loader
+        from mmseg_plugins.bn_calib import train_calibration_loader
         from raynas.export import build_supernet, export_subnet, load_supernet_weights
         from raynas.report import select_top_k
         from raynas.tune.trainables import CKPT_NAME
@@ -348,9 +346,7 @@ class Pipeline:
         model = build_supernet(cfg)
         ckpt = Storage(sup["checkpoint"]).local_copy() / CKPT_NAME
         load_supernet_weights(model, ckpt)
-        loader = calibration_loader(
-            DATASETS.build(cfg.train_dataloader.dataset), cfg.train_dataloader.batch_size
-        )
+        loader = train_calibration_loader(cfg)
         exports = []
         for i, row in enumerate(chosen.itertuples()):
             name = f"subnet{i}"

@@ -118,9 +118,8 @@ def _run(cfg: Config, rows: Rows) -> None:
 
 
 def _row(
-    arch: Mapping[str, Any], path: str, miou: float | None, table: Any, space: Any, **extra: Any
+    arch: Mapping[str, Any], path: str, miou: float | None, cost: Any, space: Any, **extra: Any
 ) -> dict:
-    cost = table(arch)
     return dict(
         path=path,
         arch=dict(arch),
@@ -142,7 +141,7 @@ def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
 
     def rows(runner: Any, metrics: Mapping[str, Any]) -> list[dict]:
         return [
-            _row(arch, name, metrics.get(f"{name}/mIoU"), table, space)
+            _row(arch, name, metrics.get(f"{name}/mIoU"), table(arch), space)
             for name, arch in paths.items()
             if f"{name}/mIoU" in metrics
         ]
@@ -158,7 +157,7 @@ class _Evaluator:
         from mmseg.registry import DATASETS
         from torch.utils.data import DataLoader, Subset
 
-        from mmseg_plugins.bn_calib import calibration_loader
+        from mmseg_plugins.bn_calib import train_calibration_loader
         from raynas.export import build_supernet, load_supernet_weights
         from raynas.tune.storage import Storage
 
@@ -169,8 +168,7 @@ class _Evaluator:
         if torch.cuda.is_available():  # a trial with a GPU (Ray sets CUDA_VISIBLE_DEVICES)
             self.model.cuda()
         self.space, self.table = space_and_table(cfg)
-        train = DATASETS.build(cfg.train_dataloader.dataset)
-        self.calib = calibration_loader(train, cfg.train_dataloader.batch_size)
+        self.calib = train_calibration_loader(cfg)
         val = DATASETS.build(cfg.val_dataloader.dataset)
         n = min(len(val), int(opts.get("eval_images") or len(val)))
         from mmengine.dataset import pseudo_collate
@@ -235,7 +233,7 @@ def evaluate_candidate(config: dict, cfg_text: str, opts: dict) -> None:
         arch,
         "candidate",
         miou if feasible else None,
-        ev.table,
+        cost,
         ev.space,
         latency_ms=latency,
         feasible=feasible,
