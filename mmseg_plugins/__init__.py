@@ -5,6 +5,7 @@ this package also makes mmengine checkpoints load safely on torch >= 2.6 (see
 :mod:`mmseg_plugins.safe_load`).
 """
 
+import raynas  # noqa: F401  (first: silences mmengine's pkg_resources warning)
 from mmseg_plugins import safe_load
 
 safe_load.enable()

@@ -110,7 +110,7 @@ def _static_modules(model: nn.Module, arch: Arch) -> nn.ModuleDict:
                 out_channels=head.out_channels,
                 threshold=head.threshold,
                 align_corners=head.align_corners,
-                loss_decode=dict(type="CrossEntropyLoss"),
+                loss_decode=dict(type="CrossEntropyLoss", avg_non_ignore=True),
             ),
         }
     )

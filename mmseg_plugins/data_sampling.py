@@ -177,7 +177,8 @@ class ImportancePixelSampler:
         if not self.correction or self.image_weights is None:
             return None
         shape = (-1,) + (1,) * (seg_label.dim() - 1)
-        return self.image_weights.to(seg_label.device).view(shape).expand(seg_label.shape)
+        weights = self.image_weights.to(device=seg_logits.device, dtype=seg_logits.dtype)
+        return weights.view(shape).expand(seg_label.shape)
 
 
 @torch.no_grad()

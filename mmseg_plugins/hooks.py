@@ -75,7 +75,7 @@ class PathSamplingHook(Hook):
     gradient norms, read just before each optimizer step.
 
     Args:
-        sampler: ``dict(type=..., **kwargs)`` for :func:`raynas.core.build_sampler`.
+        sampler: ``dict(type=..., **kwargs)`` for :func:`raynas.core.sampler.build_sampler`.
         proxy_images: Held-out images for DPS proxies.
         ib_beta: Beta of the multi-scale IB proxy.
     """

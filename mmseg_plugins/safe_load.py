@@ -18,6 +18,8 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from raynas.core.errors import InputError, MissingInputError
+
 __all__ = ["SAFE_GLOBALS", "UnsafeCheckpointError", "enable", "load_local"]
 
 _np_core = getattr(np, "_core", None) or np.core
@@ -38,8 +40,12 @@ _SUPPORTED = hasattr(torch.serialization, "add_safe_globals")
 _enabled = False
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(pickle.UnpicklingError, InputError):
     """A checkpoint holds a pickled object that raynas does not allow-list."""
+
+
+class CorruptCheckpointError(InputError):
+    """A checkpoint file that is not a complete torch checkpoint."""
 
 
 def load_local(filename: str, map_location: Any = None) -> Any:
@@ -53,17 +59,22 @@ def load_local(filename: str, map_location: Any = None) -> Any:
         The loaded object.
 
     Raises:
-        FileNotFoundError: No such file.
+        MissingInputError: No such file.
+        CorruptCheckpointError: A truncated or corrupted file.
         UnsafeCheckpointError: The file holds a pickled class outside the allow-list.
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f"{filename} can not be found.")
+        raise MissingInputError(f"checkpoint {filename} not found")
     if not _SUPPORTED:  # torch < 2.4 has no allow-list; it also defaults to full unpickling
         return torch.load(filename, map_location=map_location)
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError) as err:  # torch's errors for a truncated zip or pickle
+        raise CorruptCheckpointError(_corrupt(filename, err)) from err
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):
+            raise CorruptCheckpointError(_corrupt(filename, err)) from err
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         detail = f"the first refused global is {found.group(1)}" if found else str(err)
         raise UnsafeCheckpointError(
@@ -73,6 +84,14 @@ def load_local(filename: str, map_location: Any = None) -> Any:
             "file, allow-list the class with torch.serialization.add_safe_globals([...]) before "
             f"loading ({detail})."
         ) from err
+
+
+def _corrupt(filename: str, err: BaseException) -> str:
+    return (
+        f"checkpoint {filename!r} is truncated or corrupted ({type(err).__name__}: "
+        f"{str(err).splitlines()[0] if str(err) else ''}); use another checkpoint, or resume "
+        "the run that wrote it from its previous checkpoint"
+    )
 
 
 def _name(obj: Any) -> str:

@@ -15,6 +15,7 @@ from mmseg.registry import HOOKS
 from mmseg_plugins.arch import complexity_table, current_arch, search_space
 from mmseg_plugins.hooks import unwrap
 from raynas.core.calr import calr_factor
+from raynas.core.errors import UnknownKeyError
 
 __all__ = ["CaLRHook", "MomentumSeparationHook"]
 
@@ -96,7 +97,7 @@ class MomentumSeparationHook(Hook):
     def before_train(self, runner: Any) -> None:
         space = search_space(unwrap(runner.model))
         if self.split_label not in space.choices:
-            raise KeyError(
+            raise UnknownKeyError(
                 f"MomentumSeparationHook: unknown split_label {self.split_label!r}; "
                 f"valid labels: {list(space.choices)}"
             )

@@ -7,6 +7,12 @@ lives in :mod:`raynas.space` and :mod:`raynas.core`; Ray orchestration lives in
 
 from __future__ import annotations
 
+import warnings
+
+# mmengine 0.10.x imports pkg_resources at run time; setuptools (held < 81 for it) warns that
+# the API is deprecated, once per process and so once per Ray worker. Harmless while pinned.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from raynas.space import Arch
+from raynas.core.errors import MissingInputError
+from raynas.space import Arch, InvalidArchError
 
 __all__ = ["dump_arch", "load_arch"]
 
@@ -35,11 +36,16 @@ def dump_arch(
 def load_arch(path: str | os.PathLike) -> Arch:
     """Reads an arch written by :func:`dump_arch` (or a bare label -> choice mapping)."""
     path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"architecture file {path} not found")
     text = path.read_text()
-    doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        raise InvalidArchError(f"{path} is not valid {path.suffix[1:] or 'YAML'}: {err}") from err
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping, got {type(doc).__name__}")
+        raise InvalidArchError(f"{path}: expected a mapping, got {type(doc).__name__}")
     arch = doc.get("arch", doc)
     if not isinstance(arch, dict):
-        raise ValueError(f"{path}: 'arch' must be a mapping of label -> choice")
+        raise InvalidArchError(f"{path}: 'arch' must be a mapping of label -> choice")
     return dict(arch)

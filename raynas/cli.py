@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 
 import raynas
@@ -75,9 +76,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from raynas.tune.pipeline import STATE, Pipeline
+    from raynas.tune.pipeline import STATE, Pipeline, check_address
     from raynas.tune.storage import Storage
 
+    check_address(args.address)
     root = Storage(args.storage)
     name = args.name
     if name is None:  # default: the config's name, suffixed so that a rerun never collides
@@ -110,6 +112,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     Pipeline(args.experiment).report()
     return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from raynas.tune.doctor import main as doctor
+
+    return doctor(args.address)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print the table and redraw the plots of an experiment")
     report.add_argument("experiment", help="experiment folder (STORAGE/NAME)")
     report.set_defaults(func=_cmd_report)
+    doctor = sub.add_parser(
+        "doctor", help="check Python, torch, mmcv ops, mmengine, mmseg, Ray, GPUs (and a cluster)"
+    )
+    doctor.add_argument("--address", help="also check this Ray cluster (HOST:PORT, ray://, auto)")
+    doctor.set_defaults(func=_cmd_doctor)
     return parser
 
 
@@ -208,19 +221,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    from raynas.tune import PipelineError
+    from raynas.core.errors import InputError
+    from raynas.tune import PipelineError, PipelineInterrupted
 
     try:
         return args.func(args)
+    except InputError as err:
+        print(f"raynas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except PipelineInterrupted as err:
+        print(f"raynas {args.command}: {err}", file=sys.stderr)
+        return 130
     except PipelineError as err:
         print(f"raynas {args.command}: {err}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
+    except KeyboardInterrupt:
+        print(f"raynas {args.command}: interrupted; `raynas resume` continues", file=sys.stderr)
+        return 130
+    except Exception as err:
         if os.environ.get("RAYNAS_DEBUG"):
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"raynas {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return _internal_error(args.command, err)
+
+
+def _internal_error(command: str, err: BaseException) -> int:
+    """A bug or a runtime failure, not bad input: where it happened, and how to see more."""
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    where = f" (at {frame.filename}:{frame.lineno} in {frame.name})" if frame else ""
+    print(
+        f"raynas {command}: internal error {type(err).__name__}: {err}{where}\n"
+        "run again with RAYNAS_DEBUG=1 for the full traceback",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from typing import Any
 
 from mmengine.config import Config, DictAction
 
+from raynas.core.errors import MissingInputError
+
 __all__ = [
     "DictAction",
     "absolutize_data_roots",
@@ -45,11 +47,11 @@ def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) 
     """Loads an mmseg config, applies ``--cfg-options`` and makes data roots absolute.
 
     Raises:
-        FileNotFoundError: No config at ``path``.
+        MissingInputError: No config at ``path``.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config {path} not found")
+        raise MissingInputError(f"config {path} not found")
     cfg = Config.fromfile(str(path))
     if options:
         cfg.merge_from_dict(options)

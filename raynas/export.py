@@ -14,6 +14,8 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
+from raynas.core.errors import InvalidValueError
+
 __all__ = ["ExportResult", "build_supernet", "export_subnet", "load_supernet_weights"]
 
 
@@ -57,12 +59,24 @@ def load_supernet_weights(model: nn.Module, checkpoint: str | os.PathLike) -> di
     ]
     if missing or bad:
         detail = "; ".join((bad + [f"missing {k}" for k in missing])[:5])
-        raise ValueError(
+        raise InvalidValueError(
             f"checkpoint {checkpoint} does not match this config's supernet (another search "
             f"space or model settings?): {detail}. Use the config the supernet was trained with."
         )
     model.load_state_dict({k: state[k] for k in own})
     return dict(ckpt.get("meta", {}))
+
+
+def dataset_meta(cfg: Config) -> dict[str, list]:
+    """Classes and palette of the config's training dataset, as mmseg's ``init_model`` reads
+    them from a checkpoint's ``meta['dataset_meta']``."""
+    from mmseg.registry import DATASETS
+
+    dataset = cfg.train_dataloader.dataset
+    cls = DATASETS.get(dataset.type)
+    meta = {**getattr(cls, "METAINFO", {}), **dict(dataset.get("metainfo") or {})}
+    return {k: [list(v) if isinstance(v, tuple) else v for v in meta[k]]
+            for k in ("classes", "palette") if k in meta}  # fmt: skip
 
 
 def subnet_config(cfg: Config, model_cfg: Mapping[str, Any]) -> Config:
@@ -132,7 +146,7 @@ def export_subnet(
     ckpt_path = out / "subnet.pth"
     torch.save(
         {
-            "meta": {"raynas": {"arch": arch, **facts}},
+            "meta": {"raynas": {"arch": arch, **facts}, "dataset_meta": dataset_meta(cfg)},
             "state_dict": {k: v.detach().cpu() for k, v in sub.state_dict().items()},
         },
         ckpt_path,

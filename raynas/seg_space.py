@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 from raynas.space import Arch, SearchSpace
 
 __all__ = [
@@ -64,13 +65,18 @@ class BackboneSettings:
         valid = set(asdict(cls()))
         unknown = sorted(set(cfg) - valid)
         if unknown:
-            raise KeyError(f"unknown arch_settings key(s) {unknown}; valid: {sorted(valid)}")
+            hint = closest(unknown[0], valid)
+            raise UnknownKeyError(
+                f"unknown arch_settings key(s) {unknown}{hint}; valid: {sorted(valid)}"
+            )
         out = cls(**{k: tuple(v) for k, v in cfg.items()})
         bad = [op for op in out.ops if op not in OPS]
         if bad:
-            raise ValueError(f"unknown op(s) {bad} in arch_settings.ops; valid: {list(OPS)}")
+            raise InvalidValueError(
+                f"unknown op(s) {bad} in arch_settings.ops; valid: {list(OPS)}"
+            )
         if not len(out.stage_channels) == len(out.max_depths) == len(SCALES):
-            raise ValueError("arch_settings.stage_channels and max_depths need 3 entries")
+            raise InvalidValueError("arch_settings.stage_channels and max_depths need 3 entries")
         return out
 
     def max_width(self, stage: int) -> int:
@@ -112,9 +118,13 @@ def fusion_scales(fusion: str) -> tuple[int, ...]:
     try:
         idx = tuple(SCALES.index(int(s)) for s in fusion.split("+"))
     except ValueError as err:
-        raise ValueError(f"bad fusion {fusion!r}: use '+'-joined strides from {SCALES}") from err
+        raise InvalidValueError(
+            f"bad fusion {fusion!r}: use '+'-joined strides from {SCALES}"
+        ) from err
     if not idx or idx[0] != 0 or len(set(idx)) != len(idx):
-        raise ValueError(f"bad fusion {fusion!r}: must start with 8 and not repeat a stride")
+        raise InvalidValueError(
+            f"bad fusion {fusion!r}: must start with 8 and not repeat a stride"
+        )
     return idx
 
 

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from raynas.core.errors import InvalidValueError, closest
+
 Arch = dict[str, Hashable]
 Condition = tuple[str, tuple[Hashable, ...]]  # (parent label, parent values that activate)
 
 __all__ = ["Arch", "InvalidArchError", "SearchSpace"]
 
 
-class InvalidArchError(ValueError):
+class InvalidArchError(InvalidValueError):
     """An architecture does not belong to a search space."""
 
 
@@ -71,7 +73,8 @@ class SearchSpace:
         unknown = [k for k in arch if k not in self.choices]
         if unknown:
             raise InvalidArchError(
-                f"unknown label(s) {unknown}; valid labels are: {', '.join(self.choices)}"
+                f"unknown label(s) {unknown}{closest(str(unknown[0]), self.choices)}; valid "
+                f"labels are: {', '.join(self.choices)}"
             )
         missing = [k for k in self.choices if k not in arch]
         if missing:

@@ -20,13 +20,22 @@ _aux = [
         norm_cfg=norm_cfg,
         concat_input=False,
         align_corners=False,
-        loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=0.4),
+        loss_decode=dict(
+            type="CrossEntropyLoss", use_sigmoid=False, loss_weight=0.4, avg_non_ignore=True
+        ),
     )
     for i, c in ((1, 16), (2, 32), (3, 64), (4, 128))
 ]
 model = dict(
     data_preprocessor=data_preprocessor,
-    decode_head=dict(channels=128, num_classes=8, norm_cfg=norm_cfg),
+    decode_head=dict(
+        channels=128,
+        num_classes=8,
+        norm_cfg=norm_cfg,
+        loss_decode=dict(
+            type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True
+        ),
+    ),
     auxiliary_head=_aux,
 )
 optim_wrapper = dict(

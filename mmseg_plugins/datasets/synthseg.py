@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from raynas.core.errors import InvalidValueError
 from raynas.data.synth import CLASSES, PALETTE, SynthSpec, ensure_synth_dataset
 
 
@@ -24,14 +25,20 @@ class SynthSegDataset(BaseSegDataset):
 
     METAINFO = dict(classes=CLASSES, palette=PALETTE)
 
-    def __init__(self, synth: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        synth: dict[str, Any] | None = None,
+        img_suffix: str = ".png",
+        seg_map_suffix: str = ".png",
+        **kwargs: Any,
+    ) -> None:
         if synth is not None:
             if not kwargs.get("data_root"):
-                raise ValueError("SynthSegDataset: `synth` needs a `data_root` to generate into")
+                raise InvalidValueError(
+                    "SynthSegDataset: `synth` needs a `data_root` to generate into"
+                )
             ensure_synth_dataset(
                 kwargs["data_root"], SynthSpec(**synth), log=lambda m: print_log(m, "current")
             )
-        kwargs.setdefault("img_suffix", ".png")
-        kwargs.setdefault("seg_map_suffix", ".png")
         kwargs.setdefault("reduce_zero_label", False)
-        super().__init__(**kwargs)
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)

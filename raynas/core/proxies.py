@@ -60,10 +60,10 @@ def batch_miou(
 def _gram(x: torch.Tensor) -> torch.Tensor:
     """Gaussian kernel with the median heuristic, centred."""
     d2 = torch.cdist(x, x).square()
-    sigma2 = d2[d2 > 0].median() if (d2 > 0).any() else torch.tensor(1.0, dtype=x.dtype)
+    sigma2 = d2[d2 > 0].median() if (d2 > 0).any() else d2.new_ones(())
     k = torch.exp(-d2 / (2 * sigma2))
     n = k.shape[0]
-    h = torch.eye(n, dtype=x.dtype) - 1.0 / n
+    h = torch.eye(n, dtype=x.dtype, device=x.device) - 1.0 / n
     return h @ k @ h
 
 
@@ -98,13 +98,14 @@ def ms_ib_score(
         if feat is None:
             continue
         b, _, h, w = feat.shape
-        lbl = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
-        img = F.adaptive_avg_pool2d(inputs.float(), (h, w))
-        idx = torch.randperm(b * h * w, generator=gen)[:num_points]
+        lbl = F.interpolate(labels[:, None].to(feat.dtype), size=(h, w), mode="nearest")
+        lbl = lbl[:, 0].long()
+        img = F.adaptive_avg_pool2d(inputs.to(feat.dtype), (h, w))
+        idx = torch.randperm(b * h * w, generator=gen)[:num_points].to(feat.device)
         z = feat.permute(0, 2, 3, 1).reshape(b * h * w, -1)[idx]
         y_idx = lbl.reshape(-1)[idx]
         keep = y_idx != ignore_index
-        y = F.one_hot(y_idx[keep].clamp_max(num_classes - 1), num_classes).float()
+        y = F.one_hot(y_idx[keep].clamp_max(num_classes - 1), num_classes).to(feat.dtype)
         x = img.permute(0, 2, 3, 1).reshape(b * h * w, -1)[idx][keep]
         total += hsic(z[keep], y) - beta * hsic(z[keep], x)
     return total

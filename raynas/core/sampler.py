@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from raynas.core.errors import UnknownKeyError, closest
 from raynas.space import Arch, SearchSpace
 
 __all__ = ["PathSampler", "UniformSampler", "build_sampler"]
@@ -64,5 +65,6 @@ def build_sampler(cfg: Mapping[str, Any], space: SearchSpace) -> PathSampler:
     kind = cfg.pop("type", "uniform")
     samplers = _registry()
     if kind not in samplers:
-        raise KeyError(f"unknown sampler type {kind!r}; known: {sorted(samplers)}")
+        hint = closest(kind, samplers)
+        raise UnknownKeyError(f"unknown sampler type {kind!r}{hint}; known: {sorted(samplers)}")
     return samplers[kind](space, **cfg)

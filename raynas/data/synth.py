@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from raynas.core.errors import ExistingOutputError, InvalidValueError
+
 CLASSES = ("background", "disk", "square", "triangle", "ring", "bar", "cross", "window")
 PALETTE = [
     [0, 0, 0],
@@ -212,7 +214,7 @@ def generate(
     """
     out = Path(out).resolve()
     if out.exists() and not overwrite:
-        raise FileExistsError(
+        raise ExistingOutputError(
             f"{out} exists; pass overwrite=True (CLI: --overwrite) to replace it"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -263,13 +265,15 @@ def ensure_synth_dataset(
     if found == spec:
         return root
     if found is not None:
-        raise ValueError(
+        raise InvalidValueError(
             f"{root} holds a synthseg dataset generated with {found}, but {spec} was asked "
             "for; point data_root elsewhere or regenerate with "
             f"`raynas data synth --out {root} --overwrite`"
         )
     if root.exists() and any(root.iterdir()):
-        raise ValueError(f"{root} exists but is not a complete synthseg dataset; remove it first")
+        raise InvalidValueError(
+            f"{root} exists but is not a complete synthseg dataset; remove it first"
+        )
     log(f"synthseg dataset missing at {root}: generating {spec} ...")
     start = time.perf_counter()
     try:

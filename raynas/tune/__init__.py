@@ -5,4 +5,8 @@ class PipelineError(RuntimeError):
     """A pipeline phase failed; the message says how to continue."""
 
 
-__all__ = ["PipelineError"]
+class PipelineInterrupted(PipelineError):
+    """A phase was stopped (Ctrl-C, SIGTERM) before its trials finished; resume continues."""
+
+
+__all__ = ["PipelineError", "PipelineInterrupted"]

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raynas.core.errors import InvalidValueError
 from raynas.tune.storage import Storage
 
 __all__ = ["ARCHIVE_DIR", "SCHEMA", "Archive"]
@@ -95,12 +96,19 @@ class Archive:
         files = self.files(phase)
         if not files:
             return SCHEMA.empty_table()
-        return pa.concat_tables(
-            [
-                pq.read_table(self.storage.path(f), schema=SCHEMA, filesystem=self.storage.fs)
-                for f in files
-            ]
-        )
+        return pa.concat_tables([self._read_file(f) for f in files])
+
+    def _read_file(self, name: str) -> pa.Table:
+        try:
+            return pq.read_table(
+                self.storage.path(name), schema=SCHEMA, filesystem=self.storage.fs
+            )
+        except (pa.ArrowInvalid, OSError) as err:
+            raise InvalidValueError(
+                f"archive file {self.storage.path(name)} is corrupt ({err}); move it away and "
+                "run `raynas resume` on the experiment: rows of a phase that is not done are "
+                "rewritten from the trials' result logs"
+            ) from err
 
     def reconcile(self, phase: str, known_trials: set[str]) -> int:
         """Deletes files of ``phase`` whose trial a restored experiment does not know.

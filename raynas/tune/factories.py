@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from raynas.core.errors import UnknownKeyError, closest
+
 __all__ = ["build_searcher", "build_trial_scheduler"]
+
+
+def _check_kwargs(where: str, cls: type, kwargs: Mapping[str, Any], fixed: set[str]) -> None:
+    """Names a keyword that ``cls`` does not take (and the closest one it does)."""
+    valid = set(inspect.signature(cls).parameters) - fixed
+    for key in kwargs:
+        if key not in valid:
+            raise UnknownKeyError(
+                f"unknown key {where}.{key}{closest(key, valid)} for {cls.__name__}; "
+                f"valid: {sorted(valid)}"
+            )
 
 
 def build_trial_scheduler(
@@ -17,12 +31,15 @@ def build_trial_scheduler(
     if not cfg:
         return FIFOScheduler()
     kwargs = dict(cfg)
-    kind = kwargs.pop("type", "fifo").lower()
+    kind = str(kwargs.pop("type", "fifo")).lower()
     kinds = {"fifo": FIFOScheduler, "asha": ASHAScheduler, "pbt": PopulationBasedTraining}
     if kind not in kinds:
-        raise KeyError(f"unknown scheduler type {kind!r}; known: {sorted(kinds)}")
+        raise UnknownKeyError(
+            f"unknown scheduler type {kind!r}{closest(kind, kinds)}; known: {sorted(kinds)}"
+        )
     if kind == "fifo":
         return FIFOScheduler()
+    _check_kwargs("scheduler", kinds[kind], kwargs, {"metric", "mode"})
     kwargs.setdefault("time_attr", "training_iteration")
     return kinds[kind](metric=metric, mode=mode, **kwargs)
 
@@ -33,14 +50,17 @@ def build_searcher(cfg: Mapping[str, Any], metrics: list[str], modes: list[str])
     from ray.tune.search.optuna import OptunaSearch
 
     kwargs = dict(cfg)
-    kind = kwargs.pop("type", "nsga2").lower()
+    kind = str(kwargs.pop("type", "nsga2")).lower()
     seed = kwargs.pop("seed", 0)
-    if kind == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=seed, **kwargs)
-    elif kind == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=seed, **kwargs)
-    elif kind == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        raise KeyError(f"unknown searcher type {kind!r}; known: ['nsga2', 'random', 'tpe']")
+    samplers = {
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "tpe": optuna.samplers.TPESampler,
+        "random": optuna.samplers.RandomSampler,
+    }
+    if kind not in samplers:
+        raise UnknownKeyError(
+            f"unknown searcher type {kind!r}{closest(kind, samplers)}; known: {sorted(samplers)}"
+        )
+    _check_kwargs("tune_cfg.search.searcher", samplers[kind], kwargs, {"seed"})
+    sampler = samplers[kind](seed=seed, **kwargs)
     return OptunaSearch(metric=metrics, mode=modes, sampler=sampler)

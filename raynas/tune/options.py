@@ -6,7 +6,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULTS", "resolve_tune_cfg"]
+from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
+
+__all__ = ["DEFAULTS", "ray_init_kwargs", "resolve_tune_cfg", "trial_resources"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "supernet": dict(
@@ -49,42 +51,143 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 _FREE_FORM = {"param_space", "scheduler", "searcher", "constraints", "resources"}
 _MERGED = {"env_vars"}
+# (minimum, None allowed) of every integer option
+_COUNTS: dict[str, tuple[int, bool]] = {
+    "iters": (1, False),
+    "report_interval": (1, False),
+    "num_samples": (1, False),
+    "max_concurrent": (1, False),
+    "num_candidates": (1, False),
+    "calib_batches": (0, False),
+    "eval_images": (1, True),
+    "top_k": (1, False),
+    "num_cpus": (1, True),
+    "num_gpus": (0, True),
+}
+_RESOURCES = ("cpu", "gpu")
+_CONSTRAINTS = ("flops", "params")
+
+
+def _unknown(what: str, key: str, valid: Any) -> UnknownKeyError:
+    return UnknownKeyError(f"unknown {what} {key!r}{closest(key, valid)}; valid: {sorted(valid)}")
+
+
+def _mapping(where: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(f"{where} must be a dict, got {value!r}")
+    return dict(value)
 
 
 def resolve_tune_cfg(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Merges a config's ``tune_cfg`` over :data:`DEFAULTS`.
+    """Merges a config's ``tune_cfg`` over :data:`DEFAULTS` and checks every value.
 
     Raises:
-        KeyError: An unknown phase or option, naming the valid ones.
-        ValueError: A bad value (e.g. ``retrain.init``).
+        UnknownKeyError: An unknown phase, option or sub-key, naming the closest valid one.
+        InvalidValueError: A value of the wrong type or outside its range.
     """
     out = copy.deepcopy(DEFAULTS)
-    for phase, opts in dict(user or {}).items():
+    for phase, opts in _mapping("tune_cfg", user).items():
         if phase not in out:
-            raise KeyError(f"unknown tune_cfg key {phase!r}; valid: {sorted(out)}")
-        for key, value in dict(opts or {}).items():
+            raise _unknown("tune_cfg key", phase, out)
+        for key, value in _mapping(f"tune_cfg.{phase}", opts).items():
             if key not in out[phase]:
-                raise KeyError(
-                    f"unknown tune_cfg key '{phase}.{key}'; valid keys of "
-                    f"tune_cfg.{phase}: {sorted(out[phase])}"
+                raise UnknownKeyError(
+                    f"unknown tune_cfg key '{phase}.{key}'{closest(key, out[phase])}; valid "
+                    f"keys of tune_cfg.{phase}: {sorted(out[phase])}"
                 )
             if key in _MERGED:
-                merged = {**out[phase][key], **dict(value or {})}
+                merged = {**out[phase][key], **_mapping(f"tune_cfg.{phase}.{key}", value)}
                 value = {k: v for k, v in merged.items() if v is not None}
             elif key in _FREE_FORM and value:
-                value = dict(value)
+                value = _mapping(f"tune_cfg.{phase}.{key}", value)
             out[phase][key] = value
-    if out["retrain"]["init"] not in ("inherit", "scratch"):
-        raise ValueError(
-            f"tune_cfg.retrain.init must be 'inherit' or 'scratch', got {out['retrain']['init']!r}"
-        )
-    for key, bounds in out["search"]["constraints"].items():
-        if key not in ("flops", "params") or len(bounds) != 2:
-            raise ValueError(
-                f"tune_cfg.search.constraints.{key}: use flops=(low, high) or "
-                "params=(low, high) with None for an open end"
-            )
-    for phase in ("supernet", "retrain"):
-        if out[phase]["report_interval"] > out[phase]["iters"]:
-            raise ValueError(f"tune_cfg.{phase}.report_interval exceeds tune_cfg.{phase}.iters")
+    for phase, opts in out.items():
+        _check_phase(phase, opts)
     return out
+
+
+def _check_phase(phase: str, opts: dict[str, Any]) -> None:
+    where = f"tune_cfg.{phase}"
+    for key, value in opts.items():
+        if key in _COUNTS:
+            _check_count(f"{where}.{key}", value, *_COUNTS[key])
+    for key, value in (opts.get("resources") or {}).items():
+        if key not in _RESOURCES:
+            raise _unknown(f"key of {where}.resources:", key, _RESOURCES)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise InvalidValueError(
+                f"{where}.resources.{key} must be a number >= 0, got {value!r}"
+            )
+    if "report_interval" in opts and opts["report_interval"] > opts["iters"]:
+        raise InvalidValueError(
+            f"{where}.report_interval ({opts['report_interval']}) exceeds "
+            f"{where}.iters ({opts['iters']})"
+        )
+    if phase == "retrain" and opts["init"] not in ("inherit", "scratch"):
+        raise InvalidValueError(
+            f"tune_cfg.retrain.init must be 'inherit' or 'scratch', got {opts['init']!r}"
+        )
+    if phase == "search":
+        _check_search(opts)
+    unknown = sorted(set(opts.get("param_space") or {}) - {"cfg_options"})
+    if unknown:
+        raise _unknown(f"key of {where}.param_space:", unknown[0], ["cfg_options"])
+
+
+def _check_search(opts: dict[str, Any]) -> None:
+    for key, bounds in opts["constraints"].items():
+        if key not in _CONSTRAINTS:
+            raise _unknown("key of tune_cfg.search.constraints:", key, _CONSTRAINTS)
+        pair = isinstance(bounds, (tuple, list)) and len(bounds) == 2
+        if not pair or not all(b is None or isinstance(b, (int, float)) for b in bounds):
+            raise InvalidValueError(
+                f"tune_cfg.search.constraints.{key}: use {key}=(low, high) with numbers and "
+                f"None for an open end, got {bounds!r}"
+            )
+        if None not in bounds and bounds[0] > bounds[1]:
+            raise InvalidValueError(
+                f"tune_cfg.search.constraints.{key}: low {bounds[0]} > high {bounds[1]}"
+            )
+    size = opts["searcher"].get("population_size")
+    if size is not None:
+        _check_count("tune_cfg.search.searcher.population_size", size, 2, False)
+    if not isinstance(opts["latency"], bool):
+        raise InvalidValueError(
+            f"tune_cfg.search.latency must be True or False, got {opts['latency']!r}"
+        )
+
+
+def _check_count(where: str, value: Any, minimum: int, nullable: bool) -> None:
+    if value is None and nullable:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        extra = " or None" if nullable else ""
+        raise InvalidValueError(f"{where} must be an integer >= {minimum}{extra}, got {value!r}")
+
+
+def trial_resources(opts: dict) -> dict[str, float]:
+    res = {k: float(v) for k, v in opts["resources"].items() if v}
+    return res or {"cpu": 1}
+
+
+def ray_init_kwargs(
+    opts: dict[str, Any], address: str | None, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """``ray.init`` arguments from ``tune_cfg.ray``.
+
+    Args:
+        opts: The resolved ``tune_cfg.ray``.
+        address: A cluster to join, or None to start a local Ray.
+        environ: The driver's environment; its variables win over ``opts['env_vars']``.
+    """
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="WARNING")
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"])
+    env = {k: str(v) for k, v in opts["env_vars"].items() if k not in environ}
+    if env:
+        kwargs["runtime_env"] = {"env_vars": env}
+    return kwargs

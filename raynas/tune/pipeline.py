@@ -13,96 +13,36 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mmengine.config import Config
-
 from raynas.config import config_from_text, space_and_table
-from raynas.tune import PipelineError
+from raynas.core.errors import (
+    ExistingOutputError,
+    MissingInputError,
+    UnknownKeyError,
+    closest,
+)
+from raynas.tune import PipelineError, PipelineInterrupted
 from raynas.tune.archive import Archive, decode_rows
-from raynas.tune.options import resolve_tune_cfg
+from raynas.tune.checks import (
+    PHASES,
+    STATE,
+    STATE_VERSION,
+    check_address,
+    check_datasets,
+    check_factories,
+    check_feasible,
+    check_supernet,
+    read_state,
+)
+from raynas.tune.options import ray_init_kwargs, resolve_tune_cfg, trial_resources
+from raynas.tune.param_space import grid_size, tune_spec
 from raynas.tune.storage import Storage
 
-__all__ = ["PHASES", "Pipeline", "PipelineError", "ray_init_kwargs"]
+__all__ = ["PHASES", "Pipeline", "PipelineError", "check_address", "ray_init_kwargs"]
 
-PHASES = ("supernet", "search", "retrain", "report")
-STATE, CONFIG = "pipeline.json", "config.py"
-
-
-def _check_supernet(cfg: Config) -> None:
-    backbone = cfg.get("model", {}).get("backbone", {}).get("type")
-    head = cfg.get("model", {}).get("decode_head", {}).get("type")
-    if backbone != "SegSuperNet" or head != "SearchableHead":
-        raise ValueError(
-            f"model must be an EncoderDecoder with backbone SegSuperNet and "
-            f"decode_head SearchableHead, got {backbone!r} / {head!r}"
-        )
-
-
-def _check_datasets(cfg: Config) -> None:
-    """Fails early on a missing dataset; generates a missing synthseg dataset once, here."""
-    from raynas.data.synth import SynthSpec, ensure_synth_dataset
-
-    for key in ("train_dataloader", "val_dataloader"):
-        ds = cfg[key]["dataset"]
-        root = Path(ds.get("data_root") or ".")
-        if ds.get("synth") is not None:
-            ensure_synth_dataset(root, SynthSpec(**ds["synth"]), log=print)
-            continue
-        prefix = ds.get("data_prefix", {}).get("img_path", "")
-        if not (root / prefix).is_dir():
-            raise FileNotFoundError(
-                f"dataset not found: {key}.dataset.data_root={str(root)!r} has no {prefix!r}; "
-                "download and convert it (see configs/_base_/datasets/) or set data_root"
-            )
-
-
-def _tune_spec(spec: Any) -> Any:
-    """Declarative param_space entries -> Tune domains: dict(grid=[...]), dict(choice=[...]),
-    dict(uniform=(lo, hi)), dict(loguniform=(lo, hi)); anything else is a constant."""
-    from ray import tune
-
-    if isinstance(spec, dict) and len(spec) == 1:
-        ((kind, value),) = spec.items()
-        makers = {
-            "grid": tune.grid_search,
-            "choice": tune.choice,
-            "uniform": lambda v: tune.uniform(*v),
-            "loguniform": lambda v: tune.loguniform(*v),
-        }
-        if kind in makers:
-            return makers[kind](list(value))
-    if isinstance(spec, dict):
-        return {k: _tune_spec(v) for k, v in spec.items()}
-    return spec
-
-
-def _resources(opts: dict) -> dict[str, float]:
-    res = {k: float(v) for k, v in opts["resources"].items() if v}
-    return res or {"cpu": 1}
-
-
-def ray_init_kwargs(
-    opts: dict[str, Any], address: str | None, environ: Mapping[str, str]
-) -> dict[str, Any]:
-    """``ray.init`` arguments from ``tune_cfg.ray``.
-
-    Args:
-        opts: The resolved ``tune_cfg.ray``.
-        address: A cluster to join, or None to start a local Ray.
-        environ: The driver's environment; its variables win over ``opts['env_vars']``.
-    """
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="WARNING")
-    if address:
-        kwargs["address"] = address
-    else:
-        kwargs.update(num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"])
-    env = {k: str(v) for k, v in opts["env_vars"].items() if k not in environ}
-    if env:
-        kwargs["runtime_env"] = {"env_vars": env}
-    return kwargs
+CONFIG = "config.py"
 
 
 class Pipeline:
@@ -110,12 +50,13 @@ class Pipeline:
 
     def __init__(self, experiment: str | os.PathLike | Storage) -> None:
         self.storage = experiment if isinstance(experiment, Storage) else Storage(experiment)
-        if not self.storage.exists(STATE):
-            raise FileNotFoundError(
-                f"{self.storage.uri} is not a raynas experiment "
-                f"(no {STATE}); start one with `raynas run CONFIG`"
-            )
-        self.state = json.loads(self.storage.read_text(STATE))
+        for name in (STATE, CONFIG):
+            if not self.storage.exists(name):
+                raise MissingInputError(
+                    f"{self.storage.uri} is not a raynas experiment "
+                    f"(no {name}); start one with `raynas run CONFIG`"
+                )
+        self.state = read_state(self.storage)
         self.cfg_text = self.storage.read_text(CONFIG)
         self.cfg = config_from_text(self.cfg_text)
         self.opts = resolve_tune_cfg(self.cfg.get("tune_cfg"))
@@ -133,20 +74,20 @@ class Pipeline:
         from raynas.config import load_config
 
         cfg = load_config(config, cfg_options)
-        resolve_tune_cfg(cfg.get("tune_cfg"))
-        _check_supernet(cfg)
+        opts = resolve_tune_cfg(cfg.get("tune_cfg"))
+        check_supernet(cfg)
         exp = Storage(storage).child(name)
         if exp.exists(STATE):
-            raise FileExistsError(
+            raise ExistingOutputError(
                 f"experiment {exp.uri} exists; continue it with `raynas resume "
                 f"{exp.uri}` or choose another --name"
             )
-        _check_datasets(cfg)
+        check_factories(opts)
+        check_feasible(cfg, opts["search"]["constraints"])
+        check_datasets(cfg)
         exp.write_text(cfg.pretty_text, CONFIG)
-        exp.write_text(
-            json.dumps({"source": str(config), "created": time.time(), "phases": {}}, indent=2),
-            STATE,
-        )
+        state = {"version": STATE_VERSION, "source": str(config), "created": time.time()}
+        exp.write_text(json.dumps({**state, "phases": {}}, indent=2), STATE)
         return cls(exp)
 
     # ---- state -------------------------------------------------------------------------
@@ -163,7 +104,9 @@ class Pipeline:
     def run(self, address: str | None = None, until: str | None = None) -> dict[str, Any]:
         """Runs every phase not done yet (up to and including ``until``); returns the state."""
         if until is not None and until not in PHASES:
-            raise ValueError(f"unknown phase {until!r}; phases: {list(PHASES)}")
+            raise UnknownKeyError(
+                f"unknown phase {until!r}{closest(until, PHASES)}; phases: {list(PHASES)}"
+            )
         self._init_ray(address)
         for name in PHASES[: PHASES.index(until) + 1 if until else None]:
             if self.done(name):
@@ -186,7 +129,13 @@ class Pipeline:
             return
         os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+        check_address(address)
+        from raynas.tune.lifeline import reap_when_gone, terminate_gracefully
+
         ray.init(**ray_init_kwargs(self.opts["ray"], address, os.environ))
+        if not address:  # a local Ray instance: it dies with this driver
+            reap_when_gone()
+        terminate_gracefully(ray.shutdown)
 
     def _tune(
         self,
@@ -227,6 +176,13 @@ class Pipeline:
             )
         grid = tuner.fit()
         errors = [r.error for r in grid if r.error]
+        unfinished = sum(1 for r in grid if not r.error and not r.metrics.get("done"))
+        if not errors and (unfinished or len(grid) < total):  # Tune returns after Ctrl-C
+            raise PipelineInterrupted(
+                f"{phase}: interrupted with {unfinished + total - len(grid)} of {total} "
+                f"trial(s) unfinished; `raynas resume {self.storage.uri}` continues from the "
+                "last checkpoints"
+            )
         if errors:
             raise PipelineError(
                 f"{phase}: {len(errors)} trial(s) failed; first error: "
@@ -275,13 +231,13 @@ class Pipeline:
             cfg_text=self.cfg_text,
             opts=dict(iters=o["iters"], report_interval=o["report_interval"]),
         )
-        space = _tune_spec(dict(o["param_space"]))
-        grid_size = _grid_size(space)
+        space = tune_spec(dict(o["param_space"]))
+        size = grid_size(space)
         grid = self._tune(
             "supernet",
-            tune.with_resources(fn, _resources(o)),
+            tune.with_resources(fn, trial_resources(o)),
             space,
-            total=o["num_samples"] * grid_size,
+            total=o["num_samples"] * size,
             iters=o["iters"],
             num_samples=o["num_samples"],
             max_concurrent_trials=o["max_concurrent"],
@@ -315,7 +271,7 @@ class Pipeline:
         fn = tune.with_parameters(evaluate_candidate, cfg_text=self.cfg_text, opts=trial_opts)
         grid = self._tune(
             "search",
-            tune.with_resources(fn, _resources(o)),
+            tune.with_resources(fn, trial_resources(o)),
             param_space,
             total=o["num_candidates"],
             num_samples=o["num_candidates"],
@@ -392,7 +348,7 @@ class Pipeline:
             flops={e["name"]: e["flops"] for e in exports},
         )
         fn = tune.with_resources(
-            tune.with_parameters(retrain_subnet, opts=trial_opts), _resources(o)
+            tune.with_parameters(retrain_subnet, opts=trial_opts), trial_resources(o)
         )
         grid = self._tune(
             "retrain",
@@ -443,7 +399,10 @@ class Pipeline:
                     shutil.copy(sub / f, tmp / "best" / f)
                 torch.save(
                     {
-                        "meta": {"raynas": {"miou": best["miou"], "name": best["name"]}},
+                        "meta": {
+                            "raynas": {"miou": best["miou"], "name": best["name"]},
+                            "dataset_meta": ckpt.get("meta", {}).get("dataset_meta"),
+                        },
                         "state_dict": ckpt["state_dict"],
                     },
                     tmp / "best" / "subnet.pth",
@@ -461,13 +420,3 @@ class Pipeline:
             self.storage.upload(tmp / "report", "report")
         print(text, flush=True)
         return dict(baselines=baselines, rows=len(frame))
-
-
-def _grid_size(space: dict) -> int:
-    size = 1
-    for value in space.values():
-        if isinstance(value, dict) and "grid_search" in value:
-            size *= len(value["grid_search"])
-        elif isinstance(value, dict):
-            size *= _grid_size(value)
-    return size

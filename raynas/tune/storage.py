@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
-__all__ = ["Storage"]
+from raynas.core.errors import InputError, InvalidValueError
+
+__all__ = ["Storage", "StorageWriteError"]
+
+
+class StorageWriteError(InputError, OSError):
+    """The experiment storage cannot be written (read-only, missing, full)."""
 
 
 class Storage:
@@ -25,7 +34,13 @@ class Storage:
         if "://" not in uri:
             uri = str(Path(uri).expanduser().resolve())
         self.uri = uri
-        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        try:
+            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+            raise InvalidValueError(
+                f"storage {uri!r} is not a path or a URI that pyarrow can open ({err}); use a "
+                "local path, file://, s3://BUCKET/PATH or gs://BUCKET/PATH"
+            ) from err
 
     @property
     def is_local(self) -> bool:
@@ -44,7 +59,18 @@ class Storage:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
     def makedirs(self, *parts: str) -> None:
-        self.fs.create_dir(self.path(*parts), recursive=True)
+        with self._writing(*parts):
+            self.fs.create_dir(self.path(*parts), recursive=True)
+
+    @contextlib.contextmanager
+    def _writing(self, *parts: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as err:
+            raise StorageWriteError(
+                f"cannot write {self.path(*parts)} in storage {self.uri} ({err}); check that it "
+                "exists, is writable and has free space (or choose another --storage)"
+            ) from err
 
     def read_text(self, *parts: str) -> str:
         with self.fs.open_input_stream(self.path(*parts)) as f:
@@ -53,11 +79,12 @@ class Storage:
     def write_text(self, text: str, *parts: str) -> None:
         """Writes atomically: a temporary file renamed over the target."""
         target = self.path(*parts)
-        self.fs.create_dir(posixpath.dirname(target), recursive=True)
         tmp = posixpath.join(posixpath.dirname(target), f".tmp-{posixpath.basename(target)}")
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(text.encode())
-        self.fs.move(tmp, target)
+        with self._writing(*parts):
+            self.fs.create_dir(posixpath.dirname(target), recursive=True)
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(text.encode())
+            self.fs.move(tmp, target)
 
     def listdir(self, *parts: str) -> list[str]:
         selector = pafs.FileSelector(self.path(*parts), allow_not_found=True)
@@ -66,13 +93,14 @@ class Storage:
     def upload(self, local_dir: str | os.PathLike, *parts: str) -> str:
         """Copies a local folder into the storage; returns its storage path."""
         target = self.path(*parts)
-        self.fs.create_dir(target, recursive=True)
-        pafs.copy_files(
-            str(Path(local_dir).resolve()),
-            target,
-            source_filesystem=pafs.LocalFileSystem(),
-            destination_filesystem=self.fs,
-        )
+        with self._writing(*parts):
+            self.fs.create_dir(target, recursive=True)
+            pafs.copy_files(
+                str(Path(local_dir).resolve()),
+                target,
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=self.fs,
+            )
         return target
 
     def local_copy(self, *parts: str) -> Path:

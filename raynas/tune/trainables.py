@@ -22,6 +22,7 @@ from ray import tune
 
 from raynas.config import space_and_table
 from raynas.tune.archive import encode_rows
+from raynas.tune.lifeline import exit_with_parent
 
 __all__ = ["evaluate_candidate", "retrain_subnet", "train_supernet"]
 
@@ -37,6 +38,8 @@ def _config(cfg_text: str, options: Mapping[str, Any] | None) -> Config:
 
 
 def _threads() -> None:
+    """Sizes torch's thread pool to the trial's CPUs; the process ends with its raylet."""
+    exit_with_parent()
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
 

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from raynas.core import build_sampler
+from raynas.core.sampler import build_sampler
 from raynas.seg_space import BackboneSettings, HeadSettings, build_space
 
 SPACE = build_space(BackboneSettings(), HeadSettings())

@@ -30,7 +30,7 @@ class Recorder(Hook):
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         sampler = next(h for h in runner.hooks if isinstance(h, PathSamplingHook))
         self.archs[runner.iter] = dict(sampler.current)
-        self.losses[runner.iter] = float(outputs["loss"])
+        self.losses[runner.iter] = float(outputs["loss"].detach())
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self.metrics.append(dict(metrics or {}))

@@ -198,3 +198,65 @@ def test_resume_after_sigkill_in_supernet_and_in_search(
     search = frame[frame.phase == "search"]
     assert len(search) == 8 == search.trial_id.nunique()
     assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+def test_no_trial_process_outlives_the_driver(
+    sig: signal.Signals, tmp_path: Path, small_options: dict[str, Any]
+) -> None:
+    run = {**SMALL_RUN, "supernet.iters": 2000, "supernet.report_interval": 1000}
+    proc = _raynas("run", str(QUICKSTART), "--storage", str(tmp_path), "--name", "d",
+                   "--cfg-options", *_options(small_options, **run))  # fmt: skip
+    deadline = time.time() + 120
+    trial = set()
+    while not trial:  # a supernet trial is training
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        trial = {p for p in _descendants(proc.pid) if "ray::" in _cmdline(p)}
+        time.sleep(0.5)
+    tree = _descendants(proc.pid)
+    time.sleep(2)
+    os.kill(proc.pid, sig)  # the driver only, as a terminal, a scheduler or the OOM killer would
+    proc.wait(timeout=120)
+    deadline = time.time() + 30
+    while _alive(tree) and time.time() < deadline:
+        time.sleep(0.5)
+    survivors = {p: _cmdline(p) for p in _alive(tree)}
+    for p in survivors:
+        os.kill(p, signal.SIGKILL)
+    assert not survivors, f"{signal.Signals(sig).name} of the driver left {survivors}"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from raynas.tune.options import resolve_tune_cfg
-from raynas.tune.pipeline import ray_init_kwargs
+from raynas.tune.options import ray_init_kwargs, resolve_tune_cfg
 
 
 def test_local_ray_gets_cpus_and_the_default_worker_env() -> None:

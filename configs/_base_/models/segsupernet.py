@@ -33,7 +33,9 @@ model = dict(
         num_classes=8,
         dropout_ratio=0.1,
         align_corners=False,
-        loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
+        loss_decode=dict(
+            type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True
+        ),
     ),
     train_cfg=dict(),
     test_cfg=dict(mode="whole"),

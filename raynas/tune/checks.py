@@ -1,0 +1,138 @@
+"""A pipeline's inputs checked before anything is written: config, datasets, constraints,
+searcher and schedulers, the Ray address, and an experiment's ``pipeline.json``."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+from raynas.config import space_and_table
+from raynas.core.errors import InvalidValueError
+from raynas.tune.storage import Storage
+
+__all__ = [
+    "PHASES",
+    "STATE",
+    "STATE_VERSION",
+    "check_address",
+    "check_datasets",
+    "check_factories",
+    "check_feasible",
+    "check_supernet",
+    "read_state",
+]
+
+PHASES = ("supernet", "search", "retrain", "report")
+STATE = "pipeline.json"
+STATE_VERSION = 1
+
+
+def read_state(storage: Storage) -> dict[str, Any]:
+    """``pipeline.json``, checked: a hand-edited or foreign file is refused, never guessed at."""
+    where = storage.child(STATE).uri
+    try:
+        state = json.loads(storage.read_text(STATE))
+    except ValueError as err:
+        raise InvalidValueError(f"{where} is not valid JSON ({err}); restore it") from err
+    version = state.get("version", STATE_VERSION) if isinstance(state, dict) else None
+    if version != STATE_VERSION:
+        raise InvalidValueError(
+            f"{where} has format version {version!r}; this raynas reads version "
+            f"{STATE_VERSION}: continue the experiment with the raynas that started it"
+        )
+    phases = state.get("phases")
+    if not isinstance(phases, dict) or not all(isinstance(v, dict) for v in phases.values()):
+        raise InvalidValueError(f"{where}: 'phases' must map phase names to dicts; restore it")
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        raise InvalidValueError(f"{where}: unknown phase(s) {unknown}; phases: {list(PHASES)}")
+    return state
+
+
+def check_address(address: str | None) -> None:
+    """Refuses a Ray address that does not answer, before anything is written."""
+    from raynas.tune.doctor import unreachable
+
+    problem = unreachable(address) if address and address != "auto" else ""
+    if problem:
+        raise InvalidValueError(
+            f"--address {address}: {problem}; start the cluster (`ray start --head`) "
+            "or pass the address that `ray status` prints on its head node"
+        )
+
+
+def check_factories(opts: dict[str, Any]) -> None:
+    """Builds the searcher and the schedulers once, so a bad type or argument fails now."""
+    from raynas.tune.factories import build_searcher, build_trial_scheduler
+
+    build_searcher(opts["search"]["searcher"], ["mIoU", "flops"], ["max", "min"])
+    for phase in ("supernet", "retrain"):
+        build_trial_scheduler(opts[phase]["scheduler"])
+
+
+def check_feasible(cfg: Config, constraints: Mapping[str, Any]) -> None:
+    """Refuses constraints that no architecture of the space meets, before any training."""
+    if not constraints:
+        return
+    space, table = space_and_table(cfg)
+    for key, (low, high) in constraints.items():
+        lo, hi = (getattr(table(space.extreme(big)), key) for big in (False, True))
+        if (high is not None and high < lo) or (low is not None and low > hi):
+            raise InvalidValueError(
+                f"tune_cfg.search.constraints.{key}=({low}, {high}) admits no architecture: "
+                f"this space spans {key} {lo:.4g} (smallest path) to {hi:.4g} (largest path)"
+            )
+
+
+def check_supernet(cfg: Config) -> None:
+    backbone = cfg.get("model", {}).get("backbone", {}).get("type")
+    head = cfg.get("model", {}).get("decode_head", {}).get("type")
+    if backbone != "SegSuperNet" or head != "SearchableHead":
+        raise InvalidValueError(
+            f"model must be an EncoderDecoder with backbone SegSuperNet and "
+            f"decode_head SearchableHead, got {backbone!r} / {head!r}"
+        )
+
+
+def _suffixes(dataset: Mapping[str, Any]) -> tuple[str, str]:
+    """Image and mask suffixes of a dataset config: its own, else its class's defaults."""
+    from mmseg.registry import DATASETS
+
+    import mmseg_plugins  # noqa: F401  (registers SynthSegDataset)
+
+    cls = DATASETS.get(dataset["type"])
+    params = inspect.signature(cls).parameters if cls is not None else {}
+
+    def suffix(key: str, fallback: str) -> str:
+        default = params[key].default if key in params else fallback
+        return dataset.get(key, fallback if default is inspect.Parameter.empty else default)
+
+    return suffix("img_suffix", ".jpg"), suffix("seg_map_suffix", ".png")
+
+
+def check_datasets(cfg: Config) -> None:
+    """Fails early on a missing, empty or inconsistent dataset; generates a missing synthseg
+    dataset once, here."""
+    from raynas.data.checks import check_seg_folder
+    from raynas.data.synth import SynthSpec, ensure_synth_dataset
+
+    head = cfg.model.decode_head
+    for key in ("train_dataloader", "val_dataloader"):
+        ds = cfg[key]["dataset"]
+        root = Path(ds.get("data_root") or ".")
+        if ds.get("synth") is not None:
+            ensure_synth_dataset(root, SynthSpec(**ds["synth"]), log=print)
+        prefix = ds.get("data_prefix", {})
+        check_seg_folder(
+            f"{key}.dataset (data_root={str(root)!r})",
+            root / prefix.get("img_path", ""),
+            root / prefix.get("seg_map_path", ""),
+            head.num_classes,
+            _suffixes(ds),
+            head.get("ignore_index", 255),
+        )
