@@ -82,7 +82,7 @@ def search_throughput(
     pipe.state["phases"]["supernet"] = json.loads((quickstart / "pipeline.json").read_text())[
         "phases"
     ]["supernet"]
-    pipe._save()
+    pipe.save()
     start = time.time()
     pipe.run(until="search")
     wall = time.time() - start
@@ -128,7 +128,7 @@ def main() -> None:
     ]
     best = quick["best"]
     md = (
-        f"Quickstart best subnet {best['name']}: mIoU {best['miou']:.2f} at "
+        f"Quickstart best subnet {best['name']}: mIoU {best['mIoU']:.2f} at "
         f"{best['flops'] / 1e6:.1f} MFLOPs; majority-class baseline "
         f"{quick['baselines']['majority class']:.2f}.\n\n" + "\n".join(lines) + "\n"
     )

@@ -44,7 +44,8 @@ class IterTimer(Hook):
 
 
 def evaluate(runner: Runner, paths: dict[str, dict]) -> dict[str, float]:
-    from mmseg_plugins.bn_calib import calibration_loader, evaluate_path
+    from mmseg_plugins.bn_calib import calibration_loader
+    from mmseg_plugins.path_eval import evaluate_path
 
     calib = calibration_loader(runner.train_dataloader.dataset, 8)
     evaluator = Evaluator(runner.cfg.val_evaluator)
@@ -88,7 +89,7 @@ def train(strategy: str, iters: int, work: Path) -> tuple[Runner, dict]:
     hook = next(h for h in runner.hooks if isinstance(h, PathSamplingHook))
     sampler = hook._sampler
     if hasattr(sampler, "scheduler"):
-        info["transitions"] = sampler.scheduler.transitions
+        info["transitions"] = sampler.stage_scheduler.transitions
         info["round_s"] = sampler.last_log.get("round_s")
     return runner, info
 
@@ -110,8 +111,8 @@ def main() -> None:
             rng = np.random.default_rng(0)
             paths = {"largest": space.extreme(True), "smallest": space.extreme(False)}
             paths.update({f"random{i}": space.sample(rng) for i in range(3)})
-        rows[strategy] = dict(info, miou=evaluate(runner, paths))
-        print(strategy, json.dumps(rows[strategy]["miou"]), flush=True)
+        rows[strategy] = dict(info, mIoU=evaluate(runner, paths))
+        print(strategy, json.dumps(rows[strategy]["mIoU"]), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "strategies.json").write_text(json.dumps(dict(iters=args.iters, rows=rows), indent=2))
     names = list(paths)
@@ -120,7 +121,7 @@ def main() -> None:
         "|---|" + "---|" * (len(names) + 3),
     ]
     for strategy, r in rows.items():
-        vals = [r["miou"][n] for n in names]
+        vals = [r["mIoU"][n] for n in names]
         lines.append(
             f"| {strategy} | "
             + " | ".join(f"{v:.2f}" for v in vals)

@@ -22,7 +22,7 @@ from mmengine.config import Config
 
 from mmseg_plugins.arch import build_subnet, search_space, set_arch
 from mmseg_plugins.latency import LatencyTable, measure_latency
-from raynas.complexity import PathComplexity
+from raynas.core.complexity import PathComplexity
 from raynas.export import build_supernet
 
 ROOT = Path(__file__).resolve().parents[1]

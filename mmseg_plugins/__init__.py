@@ -18,12 +18,16 @@ from mmseg_plugins.arch import (  # noqa: E402
     subnet_state_dict,
 )
 from mmseg_plugins.bn_calib import recalibrate_bn  # noqa: E402
-from mmseg_plugins.data_sampling import DataImportanceHook, ImportanceSampler  # noqa: E402
 from mmseg_plugins.datasets import SynthSegDataset  # noqa: E402
-from mmseg_plugins.hooks import PathSamplingHook  # noqa: E402
+from mmseg_plugins.hooks import (  # noqa: E402
+    CaLRHook,
+    DataImportanceHook,
+    MomentumSeparationHook,
+    PathSamplingHook,
+)
+from mmseg_plugins.importance_sampling import ImportanceSampler  # noqa: E402
 from mmseg_plugins.loops import PathValLoop  # noqa: E402
 from mmseg_plugins.models import FixedHead, SearchableHead, SegSubNet, SegSuperNet  # noqa: E402
-from mmseg_plugins.training_hooks import CaLRHook, MomentumSeparationHook  # noqa: E402
 
 __all__ = [
     "CaLRHook",

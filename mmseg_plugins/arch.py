@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from mmseg_plugins.models import FixedHead, SearchableHead, SegSubNet, SegSuperNet
-from raynas.seg_space import BACKBONE, HEAD, build_space, needed_stages, stage_width, strip
-from raynas.space import Arch, InvalidArchError, SearchSpace
+from raynas.core.seg_space import BACKBONE, HEAD, build_space, needed_stages, stage_width, strip
+from raynas.core.space import Arch, InvalidArchError, SearchSpace
 
 __all__ = [
     "build_subnet",
@@ -32,6 +32,13 @@ __all__ = [
     "subnet_model_cfg",
     "subnet_state_dict",
 ]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP/FSDP wrapper (or the model itself)."""
+    from mmengine.model import is_model_wrapper
+
+    return model.module if is_model_wrapper(model) else model
 
 
 def is_supernet(model: nn.Module) -> bool:
@@ -73,8 +80,8 @@ def current_arch(model: nn.Module) -> Arch:
 
 def complexity_table(model: nn.Module, input_size: Any) -> Any:
     """Closed-form FLOPs/params of the model's paths for ``(H, W)`` inputs
-    (:class:`raynas.complexity.PathComplexity`)."""
-    from raynas.complexity import PathComplexity
+    (:class:`raynas.core.complexity.PathComplexity`)."""
+    from raynas.core.complexity import PathComplexity
 
     return PathComplexity(
         model.backbone.settings,

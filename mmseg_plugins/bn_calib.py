@@ -1,4 +1,4 @@
-"""Batch-norm recalibration of one path of a supernet, and evaluation of a path with it."""
+"""Batch-norm recalibration of one path of a supernet, on fixed calibration batches."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader, Dataset, Subset
 __all__ = [
     "bn_buffers_preserved",
     "calibration_loader",
-    "evaluate_path",
     "recalibrate_bn",
     "train_calibration_loader",
 ]
@@ -120,35 +119,3 @@ def recalibrate_bn(
             m.momentum = momentum
         model.train(was_training)
     return used
-
-
-@torch.no_grad()
-def evaluate_path(
-    model: nn.Module,
-    arch: Mapping[str, Any],
-    calib: Iterable[dict],
-    calib_batches: int,
-    loader: Iterable[dict],
-    evaluator: Any,
-    size: int,
-) -> dict[str, float]:
-    """Metrics of one path: set it, recalibrate BN, evaluate; BN buffers restored after.
-
-    Args:
-        model: The supernet segmentor.
-        arch: The path.
-        calib: Training batches for recalibration (:func:`calibration_loader`).
-        calib_batches: How many of them.
-        loader: Evaluation batches.
-        evaluator: An mmengine ``Evaluator`` with its ``dataset_meta`` set.
-        size: Number of evaluated samples (``Evaluator.evaluate``'s argument).
-    """
-    from mmseg_plugins.arch import set_arch
-
-    set_arch(model, arch)
-    with bn_buffers_preserved(model):
-        recalibrate_bn(model, calib, calib_batches)
-        model.eval()
-        for batch in loader:
-            evaluator.process(model.val_step(batch), batch)
-        return evaluator.evaluate(size)

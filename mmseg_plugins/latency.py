@@ -15,7 +15,7 @@ from torch import nn
 
 from mmseg_plugins.arch import current_arch, set_arch
 from mmseg_plugins.models.blocks import FixedLayer
-from raynas.seg_space import BACKBONE, HEAD, needed_stages, stage_arch, stage_width
+from raynas.core.seg_space import BACKBONE, HEAD, needed_stages, stage_arch, stage_width
 
 __all__ = ["LatencyTable", "measure_latency"]
 

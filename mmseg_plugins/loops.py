@@ -10,10 +10,9 @@ from mmengine.runner import ValLoop
 from mmengine.runner.base_loop import BaseLoop
 from mmseg.registry import LOOPS
 
-from mmseg_plugins.arch import current_arch, search_space, set_arch
+from mmseg_plugins.arch import current_arch, search_space, set_arch, unwrap
 from mmseg_plugins.bn_calib import bn_buffers_preserved, calibration_loader, recalibrate_bn
-from mmseg_plugins.hooks import unwrap
-from raynas.space import Arch
+from raynas.core.space import Arch
 
 __all__ = ["PathValLoop"]
 

@@ -29,7 +29,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_space(args: argparse.Namespace) -> int:
     from raynas.config import load_config
-    from raynas.seg_space import space_from_model_cfg
+    from raynas.core.seg_space import space_from_model_cfg
 
     cfg = load_config(args.config, args.cfg_options)
     space = space_from_model_cfg(cfg.model)
@@ -50,8 +50,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _resolve_arch(spec: str, cfg) -> dict:
-    from raynas.arch_io import load_arch
-    from raynas.seg_space import space_from_model_cfg
+    from raynas.core.arch_io import load_arch
+    from raynas.core.seg_space import space_from_model_cfg
 
     space = space_from_model_cfg(cfg.model)
     if spec in ("largest", "smallest"):
@@ -96,14 +96,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"`raynas resume {pipeline.storage.uri}`)",
         flush=True,
     )
-    pipeline.run(args.address)
+    _run_pipeline(pipeline, args)
     return 0
+
+
+def _run_pipeline(pipeline, args: argparse.Namespace) -> None:
+    dashboard = False if args.no_dashboard else None
+    pipeline.run(args.address, until=args.until, quiet=args.quiet, dashboard=dashboard)
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from raynas.tune.pipeline import Pipeline
 
-    Pipeline(args.experiment).run(args.address)
+    _run_pipeline(Pipeline(args.experiment), args)
     return 0
 
 
@@ -118,6 +123,18 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from raynas.tune.doctor import main as doctor
 
     return doctor(args.address)
+
+
+def _running_options(parser: argparse.ArgumentParser) -> None:
+    from raynas.tune.checks import PHASES
+
+    parser.add_argument("--until", choices=PHASES, help="stop after this phase (resume goes on)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="only raynas' progress lines, not Tune's tables"
+    )
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="do not start the Ray dashboard"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("experiment", help="experiment folder (STORAGE/NAME)")
     resume.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     resume.set_defaults(func=_cmd_resume)
+    for p in (run, resume):
+        _running_options(p)
     report = sub.add_parser("report", help="print the table and redraw the plots of an experiment")
     report.add_argument("experiment", help="experiment folder (STORAGE/NAME)")
     report.set_defaults(func=_cmd_report)

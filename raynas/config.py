@@ -23,8 +23,8 @@ __all__ = [
 
 def space_and_table(cfg: Config) -> tuple[Any, Any]:
     """The search space and the FLOPs/params table of a supernet config, at its input size."""
-    from raynas.complexity import PathComplexity
-    from raynas.seg_space import space_from_model_cfg
+    from raynas.core.complexity import PathComplexity
+    from raynas.core.seg_space import space_from_model_cfg
 
     size = tuple(cfg.model.data_preprocessor.get("size") or cfg.get("crop_size"))
     return space_from_model_cfg(cfg.model), PathComplexity.from_model_cfg(cfg.model, size)

@@ -121,7 +121,7 @@ def export_subnet(
     """
     from mmseg_plugins.arch import build_subnet, path_widths, set_arch, subnet_model_cfg
     from mmseg_plugins.bn_calib import recalibrate_bn, train_calibration_loader
-    from raynas.arch_io import dump_arch
+    from raynas.core.arch_io import dump_arch
 
     if model is None:
         model = build_supernet(cfg)

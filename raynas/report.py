@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,10 @@ __all__ = ["majority_miou", "pareto_front", "plot_pareto", "select_top_k", "summ
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
     """Feasible rows not dominated in (max mIoU, min FLOPs), sorted by FLOPs."""
-    ok = frame[frame["feasible"] & frame["miou"].notna()]
+    ok = frame[frame["feasible"] & frame["mIoU"].notna()]
     if ok.empty:
         return ok
-    mask = pareto_mask(np.stack([-ok["miou"].to_numpy(), ok["flops"].to_numpy()], 1))
+    mask = pareto_mask(np.stack([-ok["mIoU"].to_numpy(), ok["flops"].to_numpy()], 1))
     return ok[mask].sort_values("flops")
 
 
@@ -27,10 +26,10 @@ def select_top_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     """``k`` Pareto rows spread over the cost range (crowding distance; the best mIoU first)."""
     front = pareto_front(frame).drop_duplicates("arch")
     if len(front) <= k:
-        return front.sort_values("miou", ascending=False)
-    points = np.stack([-front["miou"].to_numpy(), front["flops"].to_numpy()], 1)
-    order = np.lexsort((-front["miou"].to_numpy(), -crowding_distance(points)))
-    return front.iloc[order[:k]].sort_values("miou", ascending=False)
+        return front.sort_values("mIoU", ascending=False)
+    points = np.stack([-front["mIoU"].to_numpy(), front["flops"].to_numpy()], 1)
+    order = np.lexsort((-front["mIoU"].to_numpy(), -crowding_distance(points)))
+    return front.iloc[order[:k]].sort_values("mIoU", ascending=False)
 
 
 def majority_miou(ann_dir: str | Path, num_classes: int) -> float:
@@ -59,23 +58,23 @@ def plot_pareto(frame: pd.DataFrame, path: str | Path, baselines: dict[str, floa
     search = frame[(frame["phase"] == "search") & frame["feasible"]]
     ax.scatter(
         search["flops"] / 1e6,
-        search["miou"],
+        search["mIoU"],
         s=14,
         alpha=0.5,
         label="search candidates (inherited weights)",
     )
     front = pareto_front(search)
     if not front.empty:
-        ax.plot(front["flops"] / 1e6, front["miou"], "-o", ms=4, color="C1", label="Pareto front")
+        ax.plot(front["flops"] / 1e6, front["mIoU"], "-o", ms=4, color="C1", label="Pareto front")
     sup = frame[frame["phase"] == "supernet"].sort_values("iteration").groupby("path").tail(1)
     ax.scatter(
-        sup["flops"] / 1e6, sup["miou"], marker="s", color="C2", label="supernet largest/smallest"
+        sup["flops"] / 1e6, sup["mIoU"], marker="s", color="C2", label="supernet largest/smallest"
     )
     retrain = frame[frame["phase"] == "retrain"].sort_values("iteration").groupby("trial_id")
     final = retrain.tail(1)
     ax.scatter(
         final["flops"] / 1e6,
-        final["miou"],
+        final["mIoU"],
         marker="*",
         s=140,
         color="C3",
@@ -98,7 +97,7 @@ def plot_pareto(frame: pd.DataFrame, path: str | Path, baselines: dict[str, floa
 
 def _fmt_row(r: Any) -> str:
     params = f"{r.params / 1e3:.1f}" if r.params == r.params and r.params is not None else "-"
-    miou = f"{r.miou:.2f}" if r.miou == r.miou and r.miou is not None else "-"
+    miou = f"{r.mIoU:.2f}" if r.mIoU == r.mIoU and r.mIoU is not None else "-"
     return f"| {r.phase} | {r.path} | {miou} | {r.flops / 1e6:.2f} | {params} | {r.trial_id} |"
 
 
@@ -110,7 +109,7 @@ def summary_markdown(
     lines = ["# raynas report", ""]
     if best:
         lines += [
-            f"Best subnet: **{best['name']}**, val mIoU **{best['miou']:.2f}**, "
+            f"Best subnet: **{best['name']}**, val mIoU **{best['mIoU']:.2f}**, "
             f"{best['flops'] / 1e6:.2f} MFLOPs; config `{best['config']}`, checkpoint "
             f"`{best['checkpoint']}`.",
             "",
@@ -118,7 +117,7 @@ def summary_markdown(
     lines += ["## Baselines", "", "| baseline | mIoU |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in baselines.items()]
     retrain = frame[frame["phase"] == "retrain"].sort_values("iteration")
-    final = retrain.groupby("trial_id").tail(1).sort_values("miou", ascending=False)
+    final = retrain.groupby("trial_id").tail(1).sort_values("mIoU", ascending=False)
     lines += ["", "## Retrained subnets", "", head] + [_fmt_row(r) for r in final.itertuples()]
     search = frame[frame["phase"] == "search"]
     lines += ["", f"## Search Pareto front ({len(search)} candidates evaluated)", "", head]
@@ -128,7 +127,3 @@ def summary_markdown(
         _fmt_row(r) for r in sup.itertuples()
     ]
     return "\n".join(lines) + "\n"
-
-
-def arch_of(row: Any) -> dict[str, Any]:
-    return json.loads(row.arch)

@@ -2,7 +2,7 @@
 
 Stem to 1/4, then three stages at 1/8, 1/16 and 1/32. Each stage is a stride-2 ``downsample``
 conv and up to ``max_depths[i]`` residual layers; every layer chooses operator, dilation and
-resolution, every stage its depth and width (see :mod:`raynas.seg_space`).
+resolution, every stage its depth and width (see :mod:`raynas.core.seg_space`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from torch import nn
 
 from mmseg_plugins.models.blocks import FixedLayer, SearchLayer
 from mmseg_plugins.models.elastic import ConvBN
-from raynas.seg_space import BackboneSettings, stage_arch, stage_width
-from raynas.space import Arch
+from raynas.core.seg_space import BackboneSettings, stage_arch, stage_width
+from raynas.core.space import Arch
 
 __all__ = ["SegSubNet", "SegSuperNet"]
 
@@ -61,7 +61,7 @@ class SegSuperNet(_Backbone):
     """Weight-sharing supernet backbone.
 
     Args:
-        arch_settings: :class:`raynas.seg_space.BackboneSettings` fields.
+        arch_settings: :class:`raynas.core.seg_space.BackboneSettings` fields.
         out_indices: Stages whose outputs are returned.
         init_cfg: mmengine init config.
     """
@@ -110,11 +110,11 @@ class SegSubNet(_Backbone):
     """The static backbone of one path: plain convolutions, no search machinery.
 
     Parameter names equal the supernet's names for the same path, so supernet weights load
-    into it by key (see :func:`mmseg_plugins.models.arch.subnet_state_dict`).
+    into it by key (see :func:`mmseg_plugins.arch.subnet_state_dict`).
 
     Args:
         arch: Backbone sub-arch (labels without ``backbone.``) or a full arch.
-        arch_settings: The supernet's :class:`raynas.seg_space.BackboneSettings` fields.
+        arch_settings: The supernet's :class:`raynas.core.seg_space.BackboneSettings` fields.
         out_indices: Stages whose outputs are returned (None for stages not computed).
         num_stages: Stages the path computes (the head's deepest fused stage + 1).
         init_cfg: mmengine init config (e.g. ``Pretrained`` with inherited weights).

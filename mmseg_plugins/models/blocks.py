@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmseg_plugins.models.elastic import ConvBN
-from raynas.seg_space import expansion
+from raynas.core.seg_space import expansion
 
 __all__ = ["FRBody", "FixedLayer", "IRBody", "SearchLayer"]
 

@@ -3,7 +3,7 @@
 An elastic layer takes its input channels from the input tensor and its output channels and
 dilation from attributes set by ``set_arch``; setting them changes no parameter shape. Every
 slice is a prefix (``weight[:out, :in]``), so a path's weights are the prefix slices of the
-supernet's tensors, which :func:`mmseg_plugins.models.arch.subnet_state_dict` relies on.
+supernet's tensors, which :func:`mmseg_plugins.arch.subnet_state_dict` relies on.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from mmseg_plugins.models.elastic import ConvBN, ElasticConv2d
-from raynas.seg_space import SCALES, HeadSettings, fusion_scales
-from raynas.space import Arch
+from raynas.core.seg_space import SCALES, HeadSettings, fusion_scales
+from raynas.core.space import Arch
 
 __all__ = ["FixedHead", "SearchableHead"]
 

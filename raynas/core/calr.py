@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import math
 
+from raynas.core.errors import InvalidValueError
+
 __all__ = ["calr_factor", "calr_gamma"]
 
 
 def calr_gamma(complexity: float, c_min: float, c_max: float, gamma_max: float = 4.0) -> float:
     """Decay exponent of a path of ``complexity`` (clamped to ``[c_min, c_max]``)."""
     if not 0 < c_min < c_max:
-        raise ValueError(f"need 0 < c_min ({c_min}) < c_max ({c_max})")
+        raise InvalidValueError(f"need 0 < c_min ({c_min}) < c_max ({c_max})")
     gamma_min = 1.0 / gamma_max
     c = min(max(complexity, c_min), c_max)
-    w = -(gamma_max - gamma_min) / (math.log(c_max) - math.log(c_min))
-    tau = gamma_min - w * math.log(c_max)
-    return w * math.log(c) + tau
+    slope = -(gamma_max - gamma_min) / (math.log(c_max) - math.log(c_min))
+    intercept = gamma_min - slope * math.log(c_max)
+    return slope * math.log(c) + intercept
 
 
 def calr_factor(

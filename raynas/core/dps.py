@@ -1,6 +1,7 @@
 """Dynamic Path Selection (DPS): train only the paths that the current stage's proxies select.
 
-Our reconstruction (the paper's full text is not public; see ``algorithms.md`` section 1):
+Our reconstruction (the paper's full text is not public; the method notes we worked from are
+summarised in the README, "Supernet training strategies"):
 
 - A pool of ``pool_size`` paths, initially uniform. Every ``round_interval`` iterations the
   hook measures the stage's proxies for every pool path and calls :meth:`DPSSampler.select`.
@@ -22,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from raynas.core.errors import InvalidValueError
 from raynas.core.pareto import crowding_distance, non_dominated_fronts
 from raynas.core.predictor import Predictor
 from raynas.core.proxies import loss_decrease
 from raynas.core.sampler import PathSampler
+from raynas.core.space import Arch, SearchSpace
 from raynas.core.stages import DEFAULT_STAGES, Stage, StageScheduler
-from raynas.space import Arch, SearchSpace
 
 __all__ = ["DPSSampler", "select_diverse"]
 
@@ -61,6 +63,9 @@ def select_diverse(
 class DPSSampler(PathSampler):
     """Stagewise Pareto path selection over a refreshed candidate pool.
 
+    A round (:meth:`on_round`) takes the pool's measured proxies, steps the stage scheduler
+    (:attr:`stage_scheduler`), selects and refreshes the pool.
+
     Args:
         space: The search space.
         seed: Seed.
@@ -72,7 +77,7 @@ class DPSSampler(PathSampler):
         mutation_prob: Per-label mutation probability.
         min_hamming: Minimum structural distance inside the selected set.
         stages: Stage table (``Stage`` or dicts).
-        tau_threshold: Stage scheduler's Kendall tau threshold.
+        tau_threshold: Stage scheduler's Kendall-tau threshold.
         patience: Stage scheduler's stable rounds.
         plateau: Stage scheduler's rounds without objective improvement (None: off).
         min_delta: Stage scheduler's minimum objective improvement.
@@ -99,11 +104,13 @@ class DPSSampler(PathSampler):
     ) -> None:
         super().__init__(space, seed)
         if not 0 < num_selected <= pool_size:
-            raise ValueError(f"need 0 < num_selected ({num_selected}) <= pool_size ({pool_size})")
+            raise InvalidValueError(
+                f"need 0 < num_selected ({num_selected}) <= pool_size ({pool_size})"
+            )
         self.pool_size, self.num_selected = pool_size, num_selected
         self.round_interval, self.epsilon, self.explore = round_interval, epsilon, explore
         self.mutation_prob, self.min_hamming = mutation_prob, min_hamming
-        self.scheduler = StageScheduler(stages, tau_threshold, patience, plateau, min_delta)
+        self.stage_scheduler = StageScheduler(stages, tau_threshold, patience, plateau, min_delta)
         self.predictor = Predictor(
             len(space.encode(space.extreme(True))), seed=seed, **dict(predictor or {})
         )
@@ -126,9 +133,16 @@ class DPSSampler(PathSampler):
     def key(self, arch: Arch) -> str:
         return repr(self.space.key(arch))
 
+    name = "dps"
+    needs_init_weights = True
+
+    @property
+    def candidates(self) -> list[Arch]:
+        return self.pool
+
     @property
     def stage(self) -> Stage:
-        return self.scheduler.stage
+        return self.stage_scheduler.stage
 
     def sample(self, iteration: int) -> Arch:
         if self.rng.random() < self.epsilon:
@@ -142,20 +156,20 @@ class DPSSampler(PathSampler):
     def needs(self) -> set[str]:
         """Proxies the hook must measure for the pool this round (the predictor's target and
         the loss are always measured: they feed the predictor and the loss-decrease history)."""
-        needed = {"miou", "loss"} | set(self.stage.objectives)
+        needed = {"mIoU", "loss"} | set(self.stage.objectives)
         if "predicted" in needed:
             needed.discard("predicted")
         return needed
 
-    def select(
-        self, iteration: int, scores: Mapping[str, np.ndarray], flops: np.ndarray
+    def on_round(
+        self, iteration: int, scores: Mapping[str, np.ndarray], flops: Sequence[float]
     ) -> dict[str, Any]:
         """Runs one round: predictor update, stage step, Pareto selection, pool refresh.
 
         Args:
             iteration: Iterations done.
             scores: Proxy name -> one value per pool path (higher is better), including
-                ``'miou'`` (measured on the held-out batch) for the predictor.
+                ``'mIoU'`` (measured on the held-out batch) for the predictor.
             flops: FLOPs per pool path.
 
         Returns:
@@ -165,14 +179,14 @@ class DPSSampler(PathSampler):
         if "loss" in scores:
             scores["loss_decrease"] = self._loss_decrease(scores["loss"])
         encodings = np.stack([self.space.encode(a) for a in self.pool])
-        self.predictor.add(encodings, scores["miou"])
+        self.predictor.add(encodings, scores["mIoU"])
         fit_mse = self.predictor.fit()
         if self.predictor.ready:
             scores["predicted"] = self.predictor.predict(encodings)
-        objectives = [o for o in self.stage.objectives if o in scores] or ["miou"]
+        objectives = [o for o in self.stage.objectives if o in scores] or ["mIoU"]
         primary = {self.key(a): float(v) for a, v in zip(self.pool, scores[objectives[0]])}
         stage_before = self.stage.name
-        moved = self.scheduler.step(iteration, primary)
+        moved = self.stage_scheduler.step(iteration, primary)
         points = np.stack([-_fill(scores[o]) for o in objectives] + [np.asarray(flops, float)], 1)
         codes = np.stack([self.space.index_vector(a) for a in self.pool])
         chosen = select_diverse(points, codes, self.num_selected, self.min_hamming)
@@ -182,11 +196,11 @@ class DPSSampler(PathSampler):
             iteration=iteration,
             stage=stage_before,
             next_stage=self.stage.name,
-            transition=self.scheduler.transitions[-1] if moved else None,
+            transition=self.stage_scheduler.transitions[-1] if moved else None,
             pool=len(self.pool),
             selected=len(self.selected),
             objectives=objectives,
-            kendall_tau=self.scheduler.last_tau,
+            kendall_tau=self.stage_scheduler.last_tau,
             predictor_mse=fit_mse,
             proxies={
                 k: dict(
@@ -198,7 +212,20 @@ class DPSSampler(PathSampler):
             },
             selected_paths=[dict(a) for a in self.selected],
         )
+        scalars = {"stage": float(self.stage_scheduler.index)}
+        tau = self.stage_scheduler.last_tau
+        if tau == tau:  # NaN until two rounds have been ranked
+            scalars["kendall_tau"] = float(tau)
+        scalars.update({f"{k}_mean": v["mean"] for k, v in self.last_log["proxies"].items()})
+        self.last_log["scalars"] = scalars
         return self.last_log
+
+    def summary(self, log: Mapping[str, Any]) -> str:
+        return (
+            f"stage {log['stage']}, pool {log['pool']}, selected {log['selected']}, objectives "
+            f"{log['objectives']}, Kendall tau {log['kendall_tau']:.3f}"
+            + (f"; stage transition {log['transition']}" if log["transition"] else "")
+        )
 
     def _loss_decrease(self, losses: np.ndarray) -> np.ndarray:
         """Held-out loss decrease of each pool path since the previous round (NaN if new)."""
@@ -231,7 +258,7 @@ class DPSSampler(PathSampler):
             **super().state_dict(),
             "pool": [dict(a) for a in self.pool],
             "selected": [dict(a) for a in self.selected],
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": self.stage_scheduler.state_dict(),
             "loss_history": [[k, v] for k, v in self.loss_history.items()],
             "predictor": self.predictor.state_dict(),
         }
@@ -240,7 +267,7 @@ class DPSSampler(PathSampler):
         super().load_state_dict(state)
         self.pool = [dict(a) for a in state["pool"]]
         self.selected = [dict(a) for a in state["selected"]]
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.stage_scheduler.load_state_dict(state["scheduler"])
         self.loss_history = {k: list(v) for k, v in state["loss_history"]}
         self.predictor.load_state_dict(state["predictor"])
 

@@ -1,8 +1,8 @@
 """PA&DA (Lu et al., CVPR 2023): importance sampling of paths and data by gradient norms.
 
-Path sampling: every label draws its choice from ``p = tau * normalise(g) + (1 - tau) *
+Path sampling: every label draws its choice from ``p = mix * normalise(g) + (1 - mix) *
 uniform`` where ``g`` is the running (pairwise) mean gradient norm of the weights each choice
-trains, refreshed every ``update_interval`` iterations, ``tau = t / total_iters`` rising over
+trains, refreshed every ``update_interval`` iterations, ``mix = t / total_iters`` rising over
 training, and every probability floored at ``floor`` (choices that train few or no weights are
 not starved). Data sampling: the same mixture over per-image scores (see
 :class:`ImportanceWeights`).
@@ -10,24 +10,24 @@ not starved). Data sampling: the same mixture over per-image scores (see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from raynas.core.sampler import PathSampler
-from raynas.space import Arch, SearchSpace
+from raynas.core.space import Arch, SearchSpace
 
 __all__ = ["ImportanceWeights", "PADASampler", "mix_with_uniform"]
 
 
-def mix_with_uniform(scores: np.ndarray, tau: float, floor: float = 0.0) -> np.ndarray:
-    """``tau * scores / sum + (1 - tau) * uniform``, floored, renormalised."""
+def mix_with_uniform(scores: np.ndarray, mix: float, floor: float = 0.0) -> np.ndarray:
+    """``mix * scores / sum + (1 - mix) * uniform``, floored, renormalised."""
     scores = np.asarray(scores, float)
     n = len(scores)
     uniform = np.full(n, 1.0 / n)
     norm = scores / scores.sum() if scores.sum() > 0 else uniform
-    p = np.maximum(tau * norm + (1 - tau) * uniform, floor)
+    p = np.maximum(mix * norm + (1 - mix) * uniform, floor)
     return p / p.sum()
 
 
@@ -37,10 +37,13 @@ class PADASampler(PathSampler):
     Args:
         space: The search space.
         seed: Seed.
-        total_iters: Iterations of the whole training (``tau = t / total_iters``).
+        total_iters: Iterations of the whole training (``mix = t / total_iters``).
         update_interval: Iterations between probability refreshes (an "epoch").
         floor: Minimum probability of any choice.
     """
+
+    name = "pada"
+    needs_grad_norms = True
 
     def __init__(
         self,
@@ -77,19 +80,20 @@ class PADASampler(PathSampler):
     def due(self, iteration: int) -> bool:
         return iteration > 0 and iteration % self.update_interval == 0
 
-    def refresh(self, iteration: int) -> dict[str, Any]:
-        """Recomputes every label's probabilities (called every ``update_interval``)."""
-        tau = min(1.0, iteration / self.total_iters)
+    def on_round(
+        self, iteration: int, scores: Mapping[str, np.ndarray], flops: Sequence[float]
+    ) -> dict[str, Any]:
+        """Recomputes every label's probabilities (every ``update_interval``; no proxies)."""
+        mix = min(1.0, iteration / self.total_iters)
         for w in self.weights.values():
-            w.refresh(tau)
+            w.refresh(mix)
         entropy = [
             float(-(p * np.log(p)).sum() / np.log(len(p)))
             for p in self.probs.values()
             if len(p) > 1
         ]
-        self.last_log = dict(
-            iteration=iteration, tau=tau, mean_norm_entropy=float(np.mean(entropy))
-        )
+        scalars = dict(mix=mix, prob_entropy=float(np.mean(entropy)))
+        self.last_log = dict(iteration=iteration, scalars=scalars)
         return self.last_log
 
     def state_dict(self) -> dict[str, Any]:
@@ -124,8 +128,9 @@ class ImportanceWeights:
             self.scores[i] = 0.5 * (self.scores[i] + s) if self.seen[i] else s
             self.seen[i] = True
 
-    def refresh(self, tau: float) -> np.ndarray:
-        self.probs = mix_with_uniform(self.scores, tau, self.floor / self.size)
+    def refresh(self, mix: float) -> np.ndarray:
+        """Probabilities from the scores, ``mix`` of the way from uniform."""
+        self.probs = mix_with_uniform(self.scores, mix, self.floor / self.size)
         return self.probs
 
     def state_dict(self) -> dict[str, Any]:

@@ -10,10 +10,6 @@ import numpy as np
 __all__ = ["crowding_distance", "non_dominated_fronts", "pareto_mask"]
 
 
-def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.all(a <= b) and np.any(a < b))
-
-
 def pareto_mask(points: np.ndarray) -> np.ndarray:
     """Boolean mask of the non-dominated rows of an ``(n, m)`` array."""
     points = np.asarray(points, dtype=float)

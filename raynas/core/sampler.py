@@ -1,17 +1,25 @@
-"""Path samplers: which path of the supernet trains at each iteration."""
+"""The path-sampler contract: which path of the supernet trains at each iteration.
+
+Every sampler draws a path per iteration (:meth:`PathSampler.sample`) and may get feedback
+after it (:meth:`PathSampler.update`). A sampler with *rounds* (DPS, PA&DA) says when one is
+due (:meth:`PathSampler.due`), which paths to measure and which proxies it needs
+(:attr:`PathSampler.candidates`, :meth:`PathSampler.needs`), and takes the measurements in
+:meth:`PathSampler.on_round`. The training hook (``mmseg_plugins.hooks.path_sampling``)
+calls only this interface.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from raynas.core.errors import UnknownKeyError, closest
-from raynas.space import Arch, SearchSpace
+from raynas.core.space import Arch, SearchSpace
 
-__all__ = ["PathSampler", "UniformSampler", "build_sampler"]
+__all__ = ["PathSampler", "UniformSampler"]
 
 
 class PathSampler(abc.ABC):
@@ -20,7 +28,16 @@ class PathSampler(abc.ABC):
     Args:
         space: The search space.
         seed: Seed of the sampler's own generator.
+
+    Attributes:
+        name: The sampler's config ``type``.
+        needs_grad_norms: ``update`` wants per-label gradient norms (``metrics['grad_norms']``).
+        needs_init_weights: Proxies need the supernet's initial weights (angle).
     """
+
+    name = "base"
+    needs_grad_norms = False
+    needs_init_weights = False
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         self.space = space
@@ -31,8 +48,34 @@ class PathSampler(abc.ABC):
     def sample(self, iteration: int) -> Arch:
         """The path to train at ``iteration``."""
 
-    def update(self, arch: Arch, metrics: Mapping[str, float]) -> None:  # noqa: B027
+    def update(self, arch: Arch, metrics: Mapping[str, Any]) -> None:  # noqa: B027
         """Feedback after training ``arch`` for one iteration (default: ignored)."""
+
+    def due(self, iteration: int) -> bool:
+        """Whether a round is due after ``iteration`` iterations (default: never)."""
+        return False
+
+    @property
+    def candidates(self) -> Sequence[Arch]:
+        """Paths whose proxies a round needs (default: none)."""
+        return []
+
+    def needs(self) -> set[str]:
+        """Proxies to measure for :attr:`candidates` this round (default: none)."""
+        return set()
+
+    def on_round(
+        self, iteration: int, scores: Mapping[str, np.ndarray], flops: Sequence[float]
+    ) -> dict[str, Any]:
+        """Runs one round on the candidates' proxy ``scores`` and FLOPs; returns its log.
+
+        The log's ``scalars`` (name -> float) are logged by the hook as ``strategy/NAME``.
+        """
+        return {"iteration": iteration, "scalars": {}}
+
+    def summary(self, log: Mapping[str, Any]) -> str:
+        """One line describing a round's log, for the training log."""
+        return json.dumps(log.get("scalars", {}), default=float)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "seed": self.seed}
@@ -44,27 +87,7 @@ class PathSampler(abc.ABC):
 class UniformSampler(PathSampler):
     """SPOS baseline: every label drawn uniformly and independently."""
 
+    name = "uniform"
+
     def sample(self, iteration: int) -> Arch:
         return self.space.sample(self.rng)
-
-
-def _registry() -> dict[str, type[PathSampler]]:
-    from raynas.core.dps import DPSSampler
-    from raynas.core.pada import PADASampler
-
-    return {"uniform": UniformSampler, "dps": DPSSampler, "pada": PADASampler}
-
-
-def build_sampler(cfg: Mapping[str, Any], space: SearchSpace) -> PathSampler:
-    """Builds a sampler from ``dict(type=..., **kwargs)``.
-
-    Raises:
-        KeyError: Unknown ``type``, naming the known ones.
-    """
-    cfg = dict(cfg)
-    kind = cfg.pop("type", "uniform")
-    samplers = _registry()
-    if kind not in samplers:
-        hint = closest(kind, samplers)
-        raise UnknownKeyError(f"unknown sampler type {kind!r}{hint}; known: {sorted(samplers)}")
-    return samplers[kind](space, **cfg)

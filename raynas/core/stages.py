@@ -156,11 +156,3 @@ class StageScheduler:
         self.stale = int(state.get("stale", 0))
         self.previous = {k: float(v) for k, v in state["previous"]}
         self.transitions = list(state["transitions"])
-
-
-def ranks(values: np.ndarray) -> np.ndarray:
-    """Normalised ranks in [0, 1] (ties share the average rank)."""
-    from scipy.stats import rankdata
-
-    values = np.asarray(values, float)
-    return (rankdata(values) - 1) / max(1, len(values) - 1)

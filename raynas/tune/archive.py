@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +31,7 @@ SCHEMA = pa.schema(
         ("path", pa.string()),  # a name ('largest', 'candidate', 'subnet0', ...)
         ("arch", pa.string()),  # JSON of the label -> choice mapping
         ("encoding", pa.list_(pa.float32())),
-        ("miou", pa.float64()),
+        ("mIoU", pa.float64()),
         ("flops", pa.int64()),
         ("params", pa.int64()),
         ("latency_ms", pa.float64()),
@@ -110,6 +110,32 @@ class Archive:
                 "rewritten from the trials' result logs"
             ) from err
 
+    def backfill(self, phase: str, grid: Any, uri: Callable[[str], str]) -> None:
+        """Makes the archive match the trials' result logs: no gaps, no orphans.
+
+        Args:
+            phase: The phase.
+            grid: Tune's ``ResultGrid`` of the phase.
+            uri: Maps a path Tune returned to a URI of the experiment's filesystem.
+        """
+        existing = set(self.files(phase))
+        known = set()
+        for result in grid:
+            trial_id = result.metrics["trial_id"]
+            known.add(trial_id)
+            log = Storage(uri(result.path))
+            if not log.exists("result.json"):
+                continue
+            for line in log.read_text("result.json").splitlines():
+                rec = json.loads(line)
+                iteration = int(rec["training_iteration"])
+                name = self.file_name(phase, trial_id, iteration)
+                rows = decode_rows(rec.get("archive_rows"))
+                if rows and name not in existing:
+                    self.write(phase, trial_id, iteration, rows)
+                    existing.add(name)
+        self.reconcile(phase, known)
+
     def reconcile(self, phase: str, known_trials: set[str]) -> int:
         """Deletes files of ``phase`` whose trial a restored experiment does not know.
 
@@ -136,7 +162,7 @@ def _record(phase: str, trial_id: str, iteration: int, row: Mapping[str, Any]) -
         "encoding": [float(v) for v in row["encoding"]]
         if row.get("encoding") is not None
         else None,
-        "miou": _float(row.get("miou")),
+        "mIoU": _float(row.get("mIoU")),
         "flops": _int(row.get("flops")),
         "params": _int(row.get("params")),
         "latency_ms": _float(row.get("latency_ms")),

@@ -12,7 +12,7 @@ from typing import Any
 from mmengine.config import Config
 
 from raynas.config import space_and_table
-from raynas.core.errors import InvalidValueError
+from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 from raynas.tune.storage import Storage
 
 __all__ = [
@@ -67,8 +67,17 @@ def check_address(address: str | None) -> None:
 
 
 def check_factories(opts: dict[str, Any]) -> None:
-    """Builds the searcher and the schedulers once, so a bad type or argument fails now."""
+    """Checks the search type and builds the searcher and the schedulers once, so a bad type
+    or argument fails now."""
     from raynas.tune.factories import build_searcher, build_trial_scheduler
+    from raynas.tune.phases import SEARCH_TYPES
+
+    kind = opts["search"]["type"]
+    if kind not in SEARCH_TYPES:
+        raise UnknownKeyError(
+            f"unknown tune_cfg.search.type {kind!r}{closest(kind, SEARCH_TYPES)}; known: "
+            f"{sorted(SEARCH_TYPES)}"
+        )
 
     build_searcher(opts["search"]["searcher"], ["mIoU", "flops"], ["max", "min"])
     for phase in ("supernet", "retrain"):

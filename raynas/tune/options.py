@@ -21,6 +21,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         max_concurrent=1,
     ),
     "search": dict(
+        type="sampling",  # a key of raynas.tune.phases.SEARCH_TYPES
         num_candidates=32,
         searcher=dict(type="nsga2", population_size=8, seed=0),
         constraints={},  # e.g. dict(flops=(None, 60e6), params=(None, 1e6))
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "ray": dict(
         num_cpus=None,
         num_gpus=None,
+        dashboard=True,  # the Ray dashboard of a local Ray (raynas run --no-dashboard)
         # environment of every Ray worker, merged over this default (None drops a variable;
         # one set in the driver's environment wins): libgomp's default spin-wait slows
         # 2-thread torch training ~60x when another process takes a core
@@ -182,11 +184,15 @@ def ray_init_kwargs(
         address: A cluster to join, or None to start a local Ray.
         environ: The driver's environment; its variables win over ``opts['env_vars']``.
     """
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="WARNING")
+    kwargs: dict[str, Any] = dict(logging_level="WARNING")
     if address:
         kwargs["address"] = address
     else:
-        kwargs.update(num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"])
+        kwargs.update(
+            num_cpus=opts["num_cpus"],
+            num_gpus=opts["num_gpus"],
+            include_dashboard=bool(opts["dashboard"]),
+        )
     env = {k: str(v) for k, v in opts["env_vars"].items() if k not in environ}
     if env:
         kwargs["runtime_env"] = {"env_vars": env}

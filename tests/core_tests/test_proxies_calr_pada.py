@@ -11,7 +11,7 @@ from raynas.core.calr import calr_factor, calr_gamma
 from raynas.core.pada import PADASampler, mix_with_uniform
 from raynas.core.predictor import Predictor
 from raynas.core.proxies import angle_score, batch_miou, hsic, loss_decrease
-from raynas.seg_space import BackboneSettings, HeadSettings, build_space
+from raynas.core.seg_space import BackboneSettings, HeadSettings, build_space
 
 
 def test_angle_is_zero_at_init_and_grows_as_weights_move() -> None:
@@ -57,9 +57,9 @@ def test_pada_probabilities_follow_injected_gradient_norms() -> None:
     arch = space.extreme(True)
     for op, g in (("fr", 1.0), ("ir3", 3.0), ("ir6", 6.0)):
         sampler.update({**arch, label: op}, {"grad_norms": {label: g}})
-    sampler.refresh(100)  # tau = 1: pure gradient-norm distribution
+    sampler.on_round(100, {}, [])  # mix = 1: pure gradient-norm distribution
     np.testing.assert_allclose(sampler.probs[label], [0.1, 0.3, 0.6])
-    sampler.refresh(50)  # tau = 0.5: half uniform
+    sampler.on_round(50, {}, [])  # mix = 0.5: half uniform
     np.testing.assert_allclose(sampler.probs[label], 0.5 * np.array([0.1, 0.3, 0.6]) + 0.5 / 3)
     p = mix_with_uniform(np.array([0.0, 0.0, 1.0]), 1.0, floor=0.05)
     assert p.min() > 0 and p.sum() == pytest.approx(1.0)  # floor keeps every choice alive

@@ -1,4 +1,5 @@
-"""Contract every path sampler passes: valid paths, deterministic by seed, state round-trip."""
+"""Contract every registered path sampler passes: valid paths, deterministic by seed, state
+round-trip, rounds driven only through the ``PathSampler`` interface."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import copy
 import numpy as np
 import pytest
 
-from raynas.core.sampler import build_sampler
-from raynas.seg_space import BackboneSettings, HeadSettings, build_space
+from raynas.core.sampler import PathSampler
+from raynas.core.samplers import SAMPLERS as REGISTRY
+from raynas.core.samplers import build_sampler
+from raynas.core.seg_space import BackboneSettings, HeadSettings, build_space
 
 SPACE = build_space(BackboneSettings(), HeadSettings())
-SAMPLERS = {
+SAMPLERS = {  # small settings of every registered sampler
     "uniform": dict(type="uniform"),
     "dps": dict(type="dps", pool_size=12, num_selected=4, round_interval=5),
     "pada": dict(type="pada", total_iters=40, update_interval=5),
@@ -27,14 +30,18 @@ def _drive(sampler, start: int, n: int, feedback_seed: int) -> list[dict]:
         out.append(arch)
         norms = {k: float(rng.random()) for k in SPACE.choices}
         sampler.update(arch, {"loss": float(rng.random()), "grad_norms": norms})
-        if hasattr(sampler, "due") and sampler.due(it + 1):
-            if hasattr(sampler, "select"):
-                n_pool = len(sampler.pool)
-                scores = {k: rng.random(n_pool) for k in ("miou", "loss", "angle", "ib")}
-                sampler.select(it + 1, scores, rng.random(n_pool))
-            else:
-                sampler.refresh(it + 1)
+        if sampler.due(it + 1):
+            n = len(sampler.candidates)
+            scores = {k: rng.random(n) for k in sampler.needs()}
+            log = sampler.on_round(it + 1, scores, rng.random(n))
+            assert all(isinstance(v, float) for v in log["scalars"].values())
+            assert isinstance(sampler.summary(log), str)
     return out
+
+
+def test_every_registered_sampler_is_covered() -> None:
+    assert set(SAMPLERS) == set(REGISTRY)
+    assert all(issubclass(cls, PathSampler) and cls.name == k for k, cls in REGISTRY.items())
 
 
 @pytest.fixture(params=sorted(SAMPLERS))

@@ -17,9 +17,10 @@ from mmseg.registry import DATASETS
 from torch.utils.data import DataLoader
 
 from mmseg_plugins import recalibrate_bn, search_space
-from mmseg_plugins.bn_calib import calibration_loader, evaluate_path
-from mmseg_plugins.data_sampling import ImportancePixelSampler
-from mmseg_plugins.proxies import ProxyEvaluator
+from mmseg_plugins.bn_calib import calibration_loader
+from mmseg_plugins.importance_sampling import ImportancePixelSampler
+from mmseg_plugins.path_eval import evaluate_path
+from mmseg_plugins.proxy_evaluator import ProxyEvaluator
 from raynas.core.proxies import angle_score, batch_miou, hsic, ms_ib_score
 from raynas.export import build_supernet
 
@@ -90,7 +91,7 @@ def test_dps_proxy_round(model_and_data, where) -> None:
     proxies = ProxyEvaluator(model, batch, init)
     space = search_space(model)
     archs = [space.extreme(True), space.extreme(False)]
-    scores = proxies.measure(archs, {"loss", "miou", "ib", "angle"})
+    scores = proxies.measure(archs, {"loss", "mIoU", "ib", "angle"})
     for name, values in scores.items():
         assert values.shape == (2,) and all(v == v for v in values), name  # no NaN
 

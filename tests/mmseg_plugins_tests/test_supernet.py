@@ -17,9 +17,9 @@ from mmseg_plugins.arch import (
     set_arch,
     subnet_state_dict,
 )
-from raynas.arch_io import dump_arch, load_arch
-from raynas.complexity import PathComplexity
-from raynas.space import InvalidArchError
+from raynas.core.arch_io import dump_arch, load_arch
+from raynas.core.complexity import PathComplexity
+from raynas.core.space import InvalidArchError
 
 CFG = Path(__file__).resolve().parents[2] / "configs/_base_/models/segsupernet.py"
 

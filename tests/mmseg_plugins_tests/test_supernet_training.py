@@ -261,7 +261,7 @@ def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
     runner, rec = _train(cfg)
     hook = next(h for h in runner.hooks if isinstance(h, PathSamplingHook))
     sampler = hook._sampler
-    moves = sampler.scheduler.transitions
+    moves = sampler.stage_scheduler.transitions
     assert [(m["src"], m["dst"]) for m in moves] == [
         ("convergence", "expressiveness"),
         ("expressiveness", "balanced"),
@@ -270,7 +270,7 @@ def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
     log = sampler.last_log
     assert log["stage"] == "balanced" and log["objectives"] == ["predicted", "ib"]
     assert log["selected"] == 3 and len(sampler.pool) == 8
-    assert set(log["proxies"]) >= {"miou", "loss", "ib", "predicted"}
+    assert set(log["proxies"]) >= {"mIoU", "loss", "ib", "predicted"}
     assert runner.message_hub.get_scalar("strategy/stage").current() == 2.0
     pool_keys = {sampler.key(a) for a in sampler.selected}
     trained = [
@@ -286,7 +286,7 @@ def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
 
 def test_pada_data_sampling_and_importance_correction(load_cfg) -> None:
     from mmseg_plugins import DataImportanceHook
-    from mmseg_plugins.data_sampling import ImportancePixelSampler
+    from mmseg_plugins.importance_sampling import ImportancePixelSampler
 
     config, options = STRATEGIES["pada"]
     cfg = _cfg(
@@ -317,7 +317,7 @@ def test_pada_data_sampling_and_importance_correction(load_cfg) -> None:
 def test_evaluate_path_scores_a_path_and_restores_bn(trained) -> None:
     from mmengine.evaluator import Evaluator
 
-    from mmseg_plugins.bn_calib import evaluate_path
+    from mmseg_plugins.path_eval import evaluate_path
 
     runner, _ = trained
     model, val = runner.model, runner.val_loop.dataloader

@@ -21,8 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from raynas.arch_io import dump_arch
 from raynas.cli import main
+from raynas.core.arch_io import dump_arch
 from raynas.tune.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +38,8 @@ class Foreign:
 def world(tmp_path_factory: pytest.TempPathFactory, small_options: dict) -> dict[str, Path]:
     """An experiment folder, a supernet checkpoint, a valid arch file and bad datasets."""
     from raynas.config import load_config
+    from raynas.core.seg_space import space_from_model_cfg
     from raynas.export import build_supernet
-    from raynas.seg_space import space_from_model_cfg
 
     tmp = tmp_path_factory.mktemp("bad")
     options = {k: None if k.endswith(".synth") else v for k, v in small_options.items()}
@@ -146,6 +146,7 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
         _run("tune_cfg.supernet.param_space.cfg_optons.seed=1"),
         ("'cfg_optons'", "'cfg_options'?"),
     ),
+    "search type typo": (_run("tune_cfg.search.type=samplng"), ("'sampling'?",)),
     "ray typo": (_run("tune_cfg.ray.num_cpu=2"), ("'num_cpus'?",)),
     "negative iters": (_run("tune_cfg.supernet.iters=-5"), ("supernet.iters", ">= 1", "-5")),
     "top_k 0": (_run("tune_cfg.retrain.top_k=0"), ("tune_cfg.retrain.top_k", ">= 1")),
@@ -230,12 +231,12 @@ def test_enough_cases() -> None:
 
 
 def test_internal_error_is_exit_1_with_a_hint(monkeypatch, capsys) -> None:
-    import raynas.seg_space
+    import raynas.core.seg_space
 
     def broken(*args: Any) -> None:
         raise KeyError("a bug, not your input")
 
-    monkeypatch.setattr(raynas.seg_space, "space_from_model_cfg", broken)
+    monkeypatch.setattr(raynas.core.seg_space, "space_from_model_cfg", broken)
     assert main(["space", str(SUPERNET)]) == 1
     err = capsys.readouterr().err
     assert "internal error KeyError" in err and "RAYNAS_DEBUG=1" in err

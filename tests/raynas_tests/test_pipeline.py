@@ -113,7 +113,7 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
 
     majority = state["phases"]["report"]["baselines"]["majority class"]
     best = state["phases"]["retrain"]["best"]
-    assert best["miou"] > majority + MARGIN, (best, majority)
+    assert best["mIoU"] > majority + MARGIN, (best, majority)
 
     for f in (
         "report/pareto.png",

@@ -1,5 +1,5 @@
 # The raynas segmentation supernet: SegSuperNet backbone + SearchableHead in mmseg's
-# EncoderDecoder. Search-space fields are documented in raynas/seg_space.py; `raynas space
+# EncoderDecoder. Search-space fields are documented in raynas/core/seg_space.py; `raynas space
 # CONFIG` prints the labels, choices and size of the space a config defines.
 norm_cfg = dict(type="BN", requires_grad=True)
 data_preprocessor = dict(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from raynas.seg_space import (
+from raynas.core.seg_space import (
     HEAD,
     BackboneSettings,
     HeadSettings,
@@ -148,9 +148,3 @@ class PathComplexity:
                 total += Complexity(4 * ch * sizes[0][0] * sizes[0][1], 0)
         total += _conv_bn(ch, ch, (3, 3), sizes[0])
         return total + _conv_bn(ch, self.num_classes, (1, 1), sizes[0], bn=False, bias=True)
-
-    def flops(self, arch: Mapping[str, Any]) -> int:
-        return self(arch).flops
-
-    def params(self, arch: Mapping[str, Any]) -> int:
-        return self(arch).params

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
-from raynas.space import Arch, SearchSpace
+from raynas.core.space import Arch, SearchSpace
 
 __all__ = [
     "BACKBONE",
@@ -191,11 +191,6 @@ def stage_arch(
         for j in range(depth)
     ]
     return depth, float(arch[f"{prefix}.width"]), layers
-
-
-def prefixed(arch: Mapping[str, Any], prefix: str) -> Arch:
-    """Adds ``prefix`` to every label of a sub-arch."""
-    return {prefix + k: v for k, v in arch.items()}
 
 
 def strip(arch: Mapping[str, Any], prefix: str) -> Arch:

@@ -1,29 +1,32 @@
-"""mmengine hooks connecting the pure path samplers to the Runner."""
+"""The hook that connects a pure path sampler (``raynas.core.samplers``) to the Runner."""
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 from torch import nn
 
-from mmseg_plugins.arch import complexity_table, label_modules, search_space, set_arch
-from raynas.core.sampler import PathSampler, build_sampler
-from raynas.space import Arch
+from mmseg_plugins.arch import complexity_table, label_modules, search_space, set_arch, unwrap
+from mmseg_plugins.checkpoint import (
+    INIT_WEIGHTS_KEY,
+    RNG_KEY,
+    SAMPLER_KEY,
+    read_meta,
+    rng_state,
+    set_rng_state,
+    write_meta,
+)
+from raynas.core.sampler import PathSampler
+from raynas.core.samplers import build_sampler
+from raynas.core.space import Arch
 
-__all__ = ["PathSamplingHook", "unwrap"]
-
-META_KEY = "raynas_sampler"
-RNG_KEY = "raynas_rng"
-INIT_KEY = "raynas_init_weights"
+__all__ = ["PathSamplingHook"]
 
 
 def _proxy_evaluator(
@@ -31,33 +34,11 @@ def _proxy_evaluator(
 ) -> Any:
     from mmengine.dataset import pseudo_collate
 
-    from mmseg_plugins.proxies import ProxyEvaluator
+    from mmseg_plugins.proxy_evaluator import ProxyEvaluator
 
     dataset = runner.val_loop.dataloader.dataset
     batch = pseudo_collate([dataset[i] for i in range(min(images, len(dataset)))])
     return ProxyEvaluator(model, batch, init_state, beta)
-
-
-def rng_state() -> dict[str, Any]:
-    """Global RNG states (python, numpy, torch) in checkpoint-safe types."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    python = state["python"]
-    random.setstate((python[0], tuple(python[1]), python[2]))
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()
@@ -69,13 +50,15 @@ class PathSamplingHook(Hook):
     iteration after a resume, so a resumed run draws the same next paths, and with a fixed
     ``randomness.seed`` computes the same losses, as an uninterrupted one.
 
-    Samplers with selection rounds (DPS) get their pool's proxies measured here, on the first
-    ``proxy_images`` validation images (each round's log, selected paths included, is appended
-    to ``{log_dir}/dps_rounds.jsonl``); samplers with ``refresh`` (PA&DA) get per-label
-    gradient norms, read just before each optimizer step.
+    Samplers with rounds (:meth:`PathSampler.due`) get them here: the proxies they
+    :meth:`~PathSampler.needs` for their :attr:`~PathSampler.candidates` are measured on the
+    first ``proxy_images`` validation images, their :meth:`~PathSampler.on_round` log is
+    appended to ``{log_dir}/{sampler}_rounds.jsonl`` and its scalars logged as
+    ``strategy/NAME``. Samplers that ask for gradient norms (PA&DA) get them per label, read
+    just before each optimizer step.
 
     Args:
-        sampler: ``dict(type=..., **kwargs)`` for :func:`raynas.core.sampler.build_sampler`.
+        sampler: ``dict(type=..., **kwargs)`` for :func:`raynas.core.samplers.build_sampler`.
         proxy_images: Held-out images for DPS proxies.
         ib_beta: Beta of the multi-scale IB proxy.
     """
@@ -106,10 +89,10 @@ class PathSamplingHook(Hook):
 
     def before_train(self, runner: Any) -> None:
         sampler = self.sampler(runner)
-        if hasattr(sampler, "select") and self._init_state is None:
+        if sampler.needs_init_weights and self._init_state is None:
             state = unwrap(runner.model).state_dict()
             self._init_state = {k: v.detach().clone() for k, v in state.items()}
-        if hasattr(sampler, "refresh"):  # PA&DA: gradient norms per label, read before step
+        if sampler.needs_grad_norms:  # read just before the optimizer step
             runner.optim_wrapper.optimizer.register_step_pre_hook(
                 lambda *_: self._record_grad_norms(runner)
             )
@@ -138,52 +121,43 @@ class PathSamplingHook(Hook):
         if self.current is not None and loss is not None:
             value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
             sampler.update(self.current, {"loss": value, "grad_norms": self._grad_norms})
-        if hasattr(sampler, "due") and sampler.due(runner.iter + 1):
-            if hasattr(sampler, "select"):
-                self._round(runner, sampler, runner.iter + 1)
-            else:
-                log = sampler.refresh(runner.iter + 1)
-                runner.message_hub.update_scalar("strategy/tau", log["tau"])
-                runner.message_hub.update_scalar("strategy/prob_entropy", log["mean_norm_entropy"])
+        if sampler.due(runner.iter + 1):
+            self._round(runner, sampler, runner.iter + 1)
 
-    def _round(self, runner: Any, sampler: Any, iteration: int) -> None:
-        """One DPS selection round: measure the pool's proxies, select, log."""
-        model = unwrap(runner.model)
-        if self._proxies is None:
-            self._proxies = _proxy_evaluator(
-                runner, model, self._init_state, self.proxy_images, self.ib_beta
-            )
-            self._table = complexity_table(model, self._proxies.inputs.shape[-2:])
+    def _round(self, runner: Any, sampler: PathSampler, iteration: int) -> None:
+        """One round: measure what the sampler needs, hand it over, log what it says."""
         start = time.perf_counter()
-        scores = self._proxies.measure(sampler.pool, sampler.needs())
-        log = sampler.select(iteration, scores, [self._table(a).flops for a in sampler.pool])
+        needs, candidates = sampler.needs(), sampler.candidates
+        scores, flops = {}, []
+        if needs:
+            model = unwrap(runner.model)
+            if self._proxies is None:
+                self._proxies = _proxy_evaluator(
+                    runner, model, self._init_state, self.proxy_images, self.ib_beta
+                )
+                self._table = complexity_table(model, self._proxies.inputs.shape[-2:])
+            scores = self._proxies.measure(candidates, needs)
+            flops = [self._table(a).flops for a in candidates]
+        log = sampler.on_round(iteration, scores, flops)
         log["round_s"] = time.perf_counter() - start
         hub = runner.message_hub
-        hub.update_scalar("strategy/stage", float(sampler.scheduler.index))
-        hub.update_scalar("strategy/round_s", log["round_s"])
-        if log["kendall_tau"] == log["kendall_tau"]:
-            hub.update_scalar("strategy/kendall_tau", log["kendall_tau"])
-        for name, stats in log["proxies"].items():
-            hub.update_scalar(f"strategy/{name}_mean", stats["mean"])
-        with open(os.path.join(runner.log_dir, "dps_rounds.jsonl"), "a") as f:
+        for name, value in {**log.get("scalars", {}), "round_s": log["round_s"]}.items():
+            hub.update_scalar(f"strategy/{name}", value)
+        with open(os.path.join(runner.log_dir, f"{sampler.name}_rounds.jsonl"), "a") as f:
             f.write(json.dumps(log, default=float) + "\n")
         runner.logger.info(
-            f"DPS round at iter {iteration}: stage {log['stage']}, pool {log['pool']}, selected "
-            f"{log['selected']}, objectives {log['objectives']}, Kendall tau "
-            f"{log['kendall_tau']:.3f}, {log['round_s']:.2f} s"
-            + (f"; stage transition {log['transition']}" if log["transition"] else "")
+            f"{sampler.name} round at iter {iteration} ({log['round_s']:.2f} s): "
+            + sampler.summary(log)
         )
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        meta = checkpoint.setdefault("meta", {})
-        meta[META_KEY] = self.sampler(runner).state_dict()
-        meta[RNG_KEY] = rng_state()
+        write_meta(checkpoint, SAMPLER_KEY, self.sampler(runner).state_dict())
+        write_meta(checkpoint, RNG_KEY, rng_state())
         if self._init_state is not None:
-            meta[INIT_KEY] = self._init_state
+            write_meta(checkpoint, INIT_WEIGHTS_KEY, self._init_state)
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        meta = checkpoint.get("meta", {})
-        self._pending = meta.get(META_KEY, self._pending)
-        self._pending_rng = meta.get(RNG_KEY, self._pending_rng)
-        if meta.get(INIT_KEY) is not None:
-            self._init_state = meta[INIT_KEY]
+        self._pending = read_meta(checkpoint, SAMPLER_KEY, self._pending)
+        self._pending_rng = read_meta(checkpoint, RNG_KEY, self._pending_rng)
+        if read_meta(checkpoint, INIT_WEIGHTS_KEY) is not None:
+            self._init_state = read_meta(checkpoint, INIT_WEIGHTS_KEY)

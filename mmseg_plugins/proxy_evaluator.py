@@ -13,7 +13,7 @@ from torch import nn
 from mmseg_plugins.arch import current_arch, path_parameters, set_arch
 from mmseg_plugins.bn_calib import bn_buffers_preserved
 from raynas.core.proxies import angle_score, batch_miou, ms_ib_score
-from raynas.space import Arch
+from raynas.core.space import Arch
 
 __all__ = ["ProxyEvaluator"]
 
@@ -63,8 +63,8 @@ class ProxyEvaluator:
                         logits, size=self.labels.shape[-2:], mode="bilinear", align_corners=False
                     )
                     out["loss"].append(float(F.cross_entropy(up, self.labels, ignore_index=255)))
-                if "miou" in needs:
-                    out["miou"].append(batch_miou(logits, self.labels, self.num_classes))
+                if "mIoU" in needs:
+                    out["mIoU"].append(batch_miou(logits, self.labels, self.num_classes))
                 if "ib" in needs:
                     out["ib"].append(
                         ms_ib_score(

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from raynas.core.errors import MissingInputError
-from raynas.space import Arch, InvalidArchError
+from raynas.core.space import Arch, InvalidArchError
 
 __all__ = ["dump_arch", "load_arch"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +59,6 @@ class SearchSpace:
                         f"label {label!r} must repeat the conditions of its parent "
                         f"{parent!r}: {sorted(missing)}"
                     )
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.choices)
 
     def validate(self, arch: Mapping[str, Hashable]) -> Arch:
         """Checks ``arch`` and returns it as a plain dict.
@@ -142,9 +138,6 @@ class SearchSpace:
         canon = self.canonical(arch)
         return np.array([opts.index(canon[k]) for k, opts in self.choices.items()])
 
-    def hamming(self, a: Mapping[str, Hashable], b: Mapping[str, Hashable]) -> int:
-        return int((self.index_vector(a) != self.index_vector(b)).sum())
-
     def size(self) -> int:
         """Number of distinct networks (assignments of active labels)."""
         parents = sorted({p for conds in self.conditions.values() for p, _ in conds})
@@ -166,10 +159,6 @@ class SearchSpace:
             )
         return total * total_free
 
-    def subspace(self, prefix: str) -> dict[str, tuple[Hashable, ...]]:
-        """Choices whose labels start with ``prefix``, with the prefix removed."""
-        return {k[len(prefix) :]: v for k, v in self.choices.items() if k.startswith(prefix)}
-
     def describe(self) -> str:
         """A human-readable table of labels and choices, with the space size."""
         width = max(len(k) for k in self.choices)
@@ -185,8 +174,3 @@ def _cond(conds: tuple[Condition, ...] | None) -> str:
     if not conds:
         return ""
     return "   (active if " + " and ".join(f"{p} in {list(v)}" for p, v in conds) + ")"
-
-
-def split_arch(arch: Mapping[str, Hashable], prefixes: Iterable[str]) -> list[Arch]:
-    """Splits an arch into per-prefix sub-archs with the prefixes removed."""
-    return [{k[len(p) :]: v for k, v in arch.items() if k.startswith(p)} for p in prefixes]

@@ -1,0 +1,73 @@
+"""What a pipeline phase is: one step that runs (usually as one Tune experiment), reads its
+results and returns its entry of ``pipeline.json``."""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raynas.tune.pipeline import Pipeline
+
+__all__ = ["Phase", "TunePhase"]
+
+
+class Phase(abc.ABC):
+    """One step of the pipeline.
+
+    Args:
+        pipeline: The experiment (its config, options, storage and state).
+
+    Attributes:
+        name: The phase's name: its key in ``tune_cfg``, ``pipeline.json`` and its folder.
+    """
+
+    name = "phase"
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.opts: dict[str, Any] = pipeline.opts.get(self.name, {})
+
+    @abc.abstractmethod
+    def run(self) -> dict[str, Any]:
+        """Runs the phase (continuing an interrupted run); returns its ``pipeline.json`` entry."""
+
+
+class TunePhase(Phase):
+    """A phase that is one Tune experiment, ``STORAGE/NAME/<phase>/``, which
+    ``tune.Tuner.restore(...).get_results()`` reads like any other."""
+
+    @abc.abstractmethod
+    def trainable(self) -> Any:
+        """The function trainable, with its parameters and resources."""
+
+    @abc.abstractmethod
+    def param_space(self) -> dict[str, Any]:
+        """What Tune samples per trial."""
+
+    @abc.abstractmethod
+    def total(self) -> int:
+        """How many trials the phase runs (for progress and completeness)."""
+
+    def iters(self) -> int | None:
+        """Training iterations per trial (for progress), None for evaluation trials."""
+        return None
+
+    def tune_config(self) -> dict[str, Any]:
+        """``tune.TuneConfig`` arguments (searcher, scheduler, samples, concurrency)."""
+        return dict(max_concurrent_trials=self.opts.get("max_concurrent", 1))
+
+    @abc.abstractmethod
+    def results(self, grid: Any) -> dict[str, Any]:
+        """The phase's ``pipeline.json`` entry from Tune's ``ResultGrid``."""
+
+    def run(self) -> dict[str, Any]:
+        grid = self.pipeline.tune(
+            self.name,
+            self.trainable(),
+            self.param_space(),
+            self.total(),
+            self.iters(),
+            **self.tune_config(),
+        )
+        return self.results(grid)

@@ -1,0 +1,72 @@
+"""Phase 4, the report: ``report/pareto.png``, ``report/report.md`` (with the majority-class
+baseline) and ``best/`` (config + checkpoint of the best retrained subnet, for plain mmseg)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from raynas.tune.archive import Archive
+from raynas.tune.phases.base import Phase
+from raynas.tune.storage import Storage
+
+__all__ = ["ReportPhase"]
+
+
+class ReportPhase(Phase):
+    """Writes the report from the archive and the pipeline state; prints the tables."""
+
+    name = "report"
+
+    def run(self) -> dict[str, Any]:
+        from raynas.report import majority_miou, plot_pareto, summary_markdown
+
+        pipeline = self.pipeline
+        frame = Archive(pipeline.storage).read().to_pandas()
+        val = pipeline.cfg.val_dataloader.dataset
+        ann = Path(val.data_root) / val.data_prefix.seg_map_path
+        classes = pipeline.cfg.model.decode_head.num_classes
+        baselines = {"majority class": majority_miou(ann, classes)}
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            info = self._best(tmp)
+            text = summary_markdown(frame, baselines, info)
+            (tmp / "report").mkdir()
+            (tmp / "report" / "report.md").write_text(text)
+            plot_pareto(frame, tmp / "report" / "pareto.png", baselines)
+            pipeline.storage.upload(tmp / "report", "report")
+        print(text, flush=True)
+        return dict(baselines=baselines, rows=len(frame))
+
+    def _best(self, tmp: Path) -> dict[str, Any] | None:
+        """Uploads ``best/`` (the best retrained subnet); returns what the report says of it."""
+        import torch
+
+        from mmseg_plugins.checkpoint import (
+            CKPT_NAME,
+            DATASET_META_KEY,
+            read_meta,
+            subnet_checkpoint,
+        )
+        from mmseg_plugins.safe_load import load_local
+
+        storage, best = self.pipeline.storage, self.pipeline.phase("retrain").get("best")
+        if not best:
+            return None
+        sub = Storage(best["subnet_dir"]).local_copy()
+        ckpt = load_local(str(Storage(best["checkpoint"]).local_copy() / CKPT_NAME), "cpu")
+        (tmp / "best").mkdir()
+        for f in ("subnet.py", "arch.yaml"):
+            shutil.copy(sub / f, tmp / "best" / f)
+        provenance = {"mIoU": best["mIoU"], "name": best["name"]}
+        meta = read_meta(ckpt, DATASET_META_KEY)
+        torch.save(subnet_checkpoint(ckpt["state_dict"], provenance, meta),
+                   tmp / "best" / "subnet.pth")  # fmt: skip
+        storage.upload(tmp / "best", "best")
+        return dict(
+            best,
+            config=storage.child("best", "subnet.py").uri,
+            checkpoint=storage.child("best", "subnet.pth").uri,
+        )

@@ -1,0 +1,154 @@
+"""Phase 2, sampling-based search with inherited weights (``search=dict(type='sampling')``):
+Optuna's NSGA-II (or TPE, random) through Ray's ``OptunaSearch`` proposes architectures; each
+trial sets the path on the trained supernet, recalibrates BN and scores it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from ray import tune
+
+from mmseg_plugins.checkpoint import CKPT_NAME
+from raynas.config import space_and_table
+from raynas.tune.archive import encode_rows
+from raynas.tune.factories import build_searcher
+from raynas.tune.options import trial_resources
+from raynas.tune.phases.base import TunePhase
+from raynas.tune.trial import archive_row, trial_config, trial_threads
+
+__all__ = ["SamplingSearch", "evaluate_candidate"]
+
+
+class _Evaluator:
+    """A loaded supernet with its data, kept per worker process across candidates."""
+
+    def __init__(self, cfg: Config, checkpoint_dir: str, opts: Mapping[str, Any]) -> None:
+        from mmengine.dataset import pseudo_collate
+        from mmengine.evaluator import Evaluator
+        from mmseg.registry import DATASETS
+        from torch.utils.data import DataLoader, Subset
+
+        from mmseg_plugins.bn_calib import train_calibration_loader
+        from raynas.export import build_supernet, load_supernet_weights
+        from raynas.tune.storage import Storage
+
+        self.cfg = cfg
+        self.model = build_supernet(cfg)
+        load_supernet_weights(self.model, Storage(checkpoint_dir).local_copy() / CKPT_NAME)
+        if torch.cuda.is_available():  # a trial with a GPU (Ray sets CUDA_VISIBLE_DEVICES)
+            self.model.cuda()
+        self.space, self.table = space_and_table(cfg)
+        self.calib = train_calibration_loader(cfg)
+        val = DATASETS.build(cfg.val_dataloader.dataset)
+        n = min(len(val), int(opts.get("eval_images") or len(val)))
+        self.val = DataLoader(
+            Subset(val, range(n)), batch_size=cfg.val_dataloader.batch_size,
+            collate_fn=pseudo_collate,
+        )  # fmt: skip
+        self.evaluator = Evaluator(cfg.val_evaluator)
+        self.evaluator.dataset_meta = val.metainfo
+
+    def miou(self, arch: Mapping[str, Any], calib_batches: int) -> float:
+        from mmseg_plugins.path_eval import evaluate_path
+
+        size = len(self.val.dataset)
+        metrics = evaluate_path(
+            self.model, arch, self.calib, calib_batches, self.val, self.evaluator, size
+        )
+        return float(metrics["mIoU"])
+
+    def latency(self, arch: Mapping[str, Any]) -> float:
+        from mmseg_plugins.arch import build_subnet
+        from mmseg_plugins.latency import measure_latency
+
+        sub = build_subnet(self.model, arch, self.cfg.model)
+        return measure_latency(sub, tuple(self.table.input_size))
+
+
+_EVALUATORS: dict[tuple[int, str], _Evaluator] = {}
+
+
+def _feasible(cost: Any, constraints: Mapping[str, Any]) -> bool:
+    for key, (low, high) in constraints.items():
+        value = getattr(cost, key)
+        if (low is not None and value < low) or (high is not None and value > high):
+            return False
+    return True
+
+
+def evaluate_candidate(config: dict, cfg_text: str, opts: dict) -> None:
+    """The trainable: one candidate with inherited weights (BN recalibration, mIoU, cost)."""
+    trial_threads()
+    start = time.perf_counter()
+    key = (hash(cfg_text), opts["supernet_checkpoint"])
+    if key not in _EVALUATORS:  # actors are reused, so later candidates skip the loading
+        _EVALUATORS.clear()
+        cfg = trial_config(cfg_text, opts.get("cfg_options"))
+        _EVALUATORS[key] = _Evaluator(cfg, opts["supernet_checkpoint"], opts)
+    ev = _EVALUATORS[key]
+    arch = ev.space.canonical(ev.space.validate(config["arch"]))
+    cost = ev.table(arch)
+    feasible = _feasible(cost, opts.get("constraints") or {})
+    miou = ev.miou(arch, opts.get("calib_batches", 4)) if feasible else 0.0
+    latency = ev.latency(arch) if feasible and opts.get("latency") else None
+    row = archive_row(
+        arch, "candidate", miou if feasible else None, cost, ev.space, latency_ms=latency,
+        feasible=feasible,
+    )  # fmt: skip
+    tune.report(
+        {
+            "mIoU": miou,
+            "flops": cost.flops,
+            "params": cost.params,
+            "feasible": int(feasible),
+            "latency_ms": latency or 0.0,
+            "compute_s": time.perf_counter() - start,
+            "compute_end": time.time(),
+            "archive_rows": encode_rows([row]),
+        }
+    )
+
+
+class SamplingSearch(TunePhase):
+    """Candidates proposed by an Optuna sampler, scored with the supernet's weights."""
+
+    name = "search"
+
+    def trainable(self) -> Any:
+        sup = self.pipeline.phase("supernet")
+        trial_opts = dict(
+            supernet_checkpoint=sup["checkpoint"],
+            cfg_options=sup.get("cfg_options"),
+            constraints={k: tuple(v) for k, v in self.opts["constraints"].items()},
+            calib_batches=self.opts["calib_batches"],
+            eval_images=self.opts["eval_images"],
+            latency=self.opts["latency"],
+        )
+        fn = tune.with_parameters(
+            evaluate_candidate, cfg_text=self.pipeline.cfg_text, opts=trial_opts
+        )
+        return tune.with_resources(fn, trial_resources(self.opts))
+
+    def param_space(self) -> dict[str, Any]:
+        space, _ = space_and_table(self.pipeline.cfg)
+        return {"arch": {k: tune.choice(list(v)) for k, v in space.choices.items()}}
+
+    def total(self) -> int:
+        return self.opts["num_candidates"]
+
+    def tune_config(self) -> dict[str, Any]:
+        searcher = build_searcher(self.opts["searcher"], ["mIoU", "flops"], ["max", "min"])
+        return dict(
+            super().tune_config(),
+            num_samples=self.opts["num_candidates"],
+            search_alg=searcher,
+            reuse_actors=True,
+        )
+
+    def results(self, grid: Any) -> dict[str, Any]:
+        feasible = sum(int(r.metrics.get("feasible", 0)) for r in grid)
+        return dict(evaluated=len(grid), feasible=feasible)

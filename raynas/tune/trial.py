@@ -1,0 +1,160 @@
+"""What every Tune trial of raynas shares: its config, threads and lifeline, and running the
+mmengine Runner inside a trial (report + checkpoint at each validation, resume from Tune's
+checkpoint)."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from ray import tune
+
+from mmseg_plugins.checkpoint import CKPT_NAME
+from raynas.tune.archive import encode_rows
+from raynas.tune.lifeline import exit_with_parent
+
+__all__ = ["Rows", "TuneReportHook", "archive_row", "prepare_runner_cfg", "run_runner",
+           "trial_config", "trial_threads"]  # fmt: skip
+
+Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
+# mmengine 0.10 warns of these in every training run, whatever the config says
+_HARMLESS = (
+    '"FileClient" will be deprecated',
+    '"HardDiskBackend" is the alias',
+    "The prefix is not set in metric class",
+)
+
+
+class _DropHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_HARMLESS)
+
+
+def trial_config(cfg_text: str, options: Mapping[str, Any] | None) -> Config:
+    """The experiment's frozen config with the trial's ``cfg_options``."""
+    import mmseg_plugins  # noqa: F401  (registers modules, safe checkpoint loading)
+    from raynas.config import config_from_text
+
+    return config_from_text(cfg_text, dict(options or {}))
+
+
+def trial_threads() -> None:
+    """Sizes torch's thread pool to the trial's CPUs; the process ends with its raylet; Ray
+    Train's per-checkpoint INFO line stays out of the console."""
+    exit_with_parent()
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def _scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real)}
+
+
+def _strategy_metrics(runner: Any) -> dict[str, float]:
+    """The path-sampling strategy's latest scalars (``strategy/...``), e.g. the DPS stage."""
+    return {
+        k: float(v.current())
+        for k, v in runner.message_hub.log_scalars.items()
+        if k.startswith("strategy/")
+    }
+
+
+class TuneReportHook(Hook):
+    """After each validation: ``tune.report`` the metrics, archive rows and the checkpoint.
+
+    Injected by the training trainables (not registered): it needs a Tune session.
+    """
+
+    priority = "LOWEST"
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        self.start = time.perf_counter()
+
+    def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
+        metrics = dict(metrics or {})
+        ckpt = Path(runner.work_dir) / f"iter_{runner.iter}.pth"
+        report = {
+            **_scalar_metrics(metrics),
+            **_strategy_metrics(runner),
+            "iter": runner.iter,
+            "compute_s": time.perf_counter() - self.start,
+            "compute_end": time.time(),
+            "archive_rows": encode_rows(self.rows(runner, metrics)),
+        }
+        if not ckpt.is_file():
+            tune.report(report)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                os.link(ckpt, Path(d) / CKPT_NAME)
+            except OSError:  # another filesystem
+                shutil.copy(ckpt, Path(d) / CKPT_NAME)
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -> None:
+    """Schedule, validation and checkpoints every ``interval``; resume from Tune's checkpoint."""
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = "WARNING"  # while the Runner is built; then INFO to the file (run_runner)
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = interval
+    for sched in cfg.get("param_scheduler") or []:
+        if "end" in sched:
+            sched["end"] = iters
+    cfg.default_hooks.checkpoint = dict(
+        type="CheckpointHook", by_epoch=False, interval=interval, max_keep_ckpts=1, save_last=True
+    )
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # restored trial: continue from the last reported checkpoint
+        work_dir.mkdir(parents=True, exist_ok=True)
+        with checkpoint.as_directory() as d:
+            shutil.copy(Path(d) / CKPT_NAME, work_dir / "resume_from.pth")
+        cfg.load_from = str(work_dir / "resume_from.pth")
+        cfg.resume = True
+
+
+def run_runner(cfg: Config, rows: Rows) -> None:
+    """Trains with the mmengine Runner, reporting to Tune at each validation.
+
+    mmengine's INFO log (loss lines) goes to the trial's log file in its work dir; the console
+    (which Ray forwards to the driver from every trial) gets warnings only.
+    """
+    from mmengine.runner import Runner
+
+    trial_threads()
+    runner = Runner.from_cfg(cfg)
+    runner.logger.setLevel(logging.INFO)
+    for handler in runner.logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.INFO)
+        else:
+            handler.addFilter(_DropHarmless())
+    runner.register_hook(TuneReportHook(rows))
+    runner.train()
+
+
+def archive_row(
+    arch: Mapping[str, Any], path: str, miou: float | None, cost: Any, space: Any, **extra: Any
+) -> dict:
+    """An archive row of an evaluated path."""
+    return dict(
+        path=path,
+        arch=dict(arch),
+        encoding=space.encode(arch).tolist(),
+        mIoU=miou,
+        flops=cost.flops,
+        params=cost.params,
+        **extra,
+    )
