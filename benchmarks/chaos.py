@@ -8,7 +8,7 @@ and duplicated (against an uninterrupted run of the same config), iterations rec
 kill (from mmengine's per-attempt scalar logs), and, all phases at ``max_concurrent=1``,
 whether the final archive and best model equal the uninterrupted run's.
 
-Run:  python benchmarks/chaos.py [--kills 22] [--seed 0]      (slow: about 10-15 min)
+Run:  python benchmarks/chaos.py [--kills 26] [--seed 0]      (slow: about 15-20 min)
 Writes benchmarks/results/chaos.json and chaos.md and prints the table.
 """
 
@@ -213,7 +213,11 @@ def _report_done(exp: Path) -> bool:
 def _strike(driver: Driver, slot: dict) -> dict:
     event = dict(slot, phase_seen=driver.phase(), t=time.time())
     if slot["target"] == "worker":
-        pid = trial_worker_pid()
+        deadline = time.time() + 60  # a trial may still be starting (or being restored)
+        while (pid := trial_worker_pid()) is None and time.time() < deadline:
+            if driver.proc.poll() is not None:
+                break
+            time.sleep(0.2)
         event["worker_pid"] = pid
         if pid is None:
             event["done"] = "no trial worker found"
@@ -291,7 +295,7 @@ def recomputed_iterations(exp: Path) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kills", type=int, default=22)
+    ap.add_argument("--kills", type=int, default=26)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="keep the experiments in this folder")
     args = ap.parse_args()

@@ -1,4 +1,5 @@
-"""Validation of named paths of a supernet (e.g. the largest and the smallest)."""
+"""Loops: validation of named paths of a supernet (e.g. the largest and the smallest), and an
+iteration-based training loop whose resume continues exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from mmengine.runner import ValLoop
+from mmengine.logging import print_log
+from mmengine.runner import IterBasedTrainLoop, ValLoop
 from mmengine.runner.base_loop import BaseLoop
 from mmseg.registry import LOOPS
 
@@ -14,7 +16,7 @@ from mmseg_plugins.arch import current_arch, search_space, set_arch, unwrap
 from mmseg_plugins.bn_calib import bn_buffers_preserved, calibration_loader, recalibrate_bn
 from raynas.core.space import Arch
 
-__all__ = ["PathValLoop"]
+__all__ = ["ExactResumeTrainLoop", "PathValLoop"]
 
 
 @LOOPS.register_module()
@@ -96,3 +98,35 @@ class PathValLoop(ValLoop):
     @torch.no_grad()
     def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
         super().run_iter(idx, data_batch)
+
+
+@LOOPS.register_module()
+class ExactResumeTrainLoop(IterBasedTrainLoop):
+    """mmengine's ``IterBasedTrainLoop`` with one more hook point, ``after_dataloader_skip``,
+    between the data-loader replay of a resume and the first new batch (where
+    :class:`~mmseg_plugins.hooks.rng_state.RNGStateHook` restores the global RNGs, so the next
+    batch's augmentations draw as in an uninterrupted run)."""
+
+    def run(self) -> Any:
+        self.runner.call_hook("before_train")
+        self.runner.call_hook("before_train_epoch")
+        if self._iter > 0:
+            print_log(f"Advance dataloader {self._iter} steps to skip data that has already "
+                      "been trained", logger="current")  # fmt: skip
+            for _ in range(self._iter):
+                next(self.dataloader_iterator)
+            self.runner.call_hook("after_dataloader_skip")
+        while self._iter < self._max_iters and not self.stop_training:
+            self.runner.model.train()
+            data_batch = next(self.dataloader_iterator)
+            self.run_iter(data_batch)
+            self._decide_current_val_interval()
+            if (
+                self.runner.val_loop is not None
+                and self._iter >= self.val_begin
+                and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)
+            ):
+                self.runner.val_loop.run()
+        self.runner.call_hook("after_train_epoch")
+        self.runner.call_hook("after_train")
+        return self.runner.model

@@ -121,6 +121,7 @@ def export_subnet(
     """
     from mmseg_plugins.arch import build_subnet, path_widths, set_arch, subnet_model_cfg
     from mmseg_plugins.bn_calib import recalibrate_bn, train_calibration_loader
+    from mmseg_plugins.checkpoint import subnet_checkpoint
     from raynas.core.arch_io import dump_arch
 
     if model is None:
@@ -144,11 +145,6 @@ def export_subnet(
     config_path = out / "subnet.py"
     sub_cfg.dump(str(config_path))
     ckpt_path = out / "subnet.pth"
-    torch.save(
-        {
-            "meta": {"raynas": {"arch": arch, **facts}, "dataset_meta": dataset_meta(cfg)},
-            "state_dict": {k: v.detach().cpu() for k, v in sub.state_dict().items()},
-        },
-        ckpt_path,
-    )
+    provenance = {"arch": arch, **facts}
+    torch.save(subnet_checkpoint(sub.state_dict(), provenance, dataset_meta(cfg)), ckpt_path)
     return ExportResult(config_path, ckpt_path, arch_path)

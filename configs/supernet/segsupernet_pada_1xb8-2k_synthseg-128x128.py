@@ -1,5 +1,5 @@
 # Supernet training with PA&DA: paths and images sampled by normalised gradient norms,
-# mixed with uniform by tau = iter / max_iters, refreshed every 100 iterations (paths) and
+# mixed with uniform by mix = iter / max_iters, refreshed every 100 iterations (paths) and
 # every pass over the data (images).
 _base_ = ["./segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
 custom_hooks = [

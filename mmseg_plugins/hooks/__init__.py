@@ -1,9 +1,16 @@
 """mmengine hooks of raynas, registered in mmseg's HOOKS: path sampling (the supernet's
-training strategy), CaLR, momentum separation and PA&DA's data importance."""
+training strategy), CaLR, momentum separation, PA&DA's data importance and RNG states."""
 
 from mmseg_plugins.hooks.calr import CaLRHook
 from mmseg_plugins.hooks.data_importance import DataImportanceHook
 from mmseg_plugins.hooks.momentum import MomentumSeparationHook
 from mmseg_plugins.hooks.path_sampling import PathSamplingHook
+from mmseg_plugins.hooks.rng_state import RNGStateHook
 
-__all__ = ["CaLRHook", "DataImportanceHook", "MomentumSeparationHook", "PathSamplingHook"]
+__all__ = [
+    "CaLRHook",
+    "DataImportanceHook",
+    "MomentumSeparationHook",
+    "PathSamplingHook",
+    "RNGStateHook",
+]

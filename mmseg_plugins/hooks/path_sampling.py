@@ -13,15 +13,7 @@ from mmseg.registry import HOOKS
 from torch import nn
 
 from mmseg_plugins.arch import complexity_table, label_modules, search_space, set_arch, unwrap
-from mmseg_plugins.checkpoint import (
-    INIT_WEIGHTS_KEY,
-    RNG_KEY,
-    SAMPLER_KEY,
-    read_meta,
-    rng_state,
-    set_rng_state,
-    write_meta,
-)
+from mmseg_plugins.checkpoint import INIT_WEIGHTS_KEY, SAMPLER_KEY, read_meta, write_meta
 from raynas.core.sampler import PathSampler
 from raynas.core.samplers import build_sampler
 from raynas.core.space import Arch
@@ -45,10 +37,11 @@ def _proxy_evaluator(
 class PathSamplingHook(Hook):
     """Samples one path per training iteration and sets it on the supernet.
 
-    The sampler's state travels in the checkpoint's ``meta['raynas_sampler']`` and the global
-    RNG states (dropout, augmentation) in ``meta['raynas_rng']``; they are restored at the first
-    iteration after a resume, so a resumed run draws the same next paths, and with a fixed
-    ``randomness.seed`` computes the same losses, as an uninterrupted one.
+    The sampler's state travels in the checkpoint's ``meta['raynas_sampler']`` and is restored
+    at the first iteration after a resume, so a resumed run draws the same next paths as an
+    uninterrupted one (with :class:`~mmseg_plugins.hooks.rng_state.RNGStateHook` and
+    :class:`~mmseg_plugins.loops.ExactResumeTrainLoop`, which the configs use, it also
+    computes the same losses).
 
     Samplers with rounds (:meth:`PathSampler.due`) get them here: the proxies they
     :meth:`~PathSampler.needs` for their :attr:`~PathSampler.candidates` are measured on the
@@ -76,7 +69,6 @@ class PathSamplingHook(Hook):
         self._table: Any = None
         self._grad_norms: dict[str, float] | None = None
         self._pending: dict[str, Any] | None = None
-        self._pending_rng: dict[str, Any] | None = None
         self.current: Arch | None = None
 
     def sampler(self, runner: Any) -> PathSampler:
@@ -107,9 +99,6 @@ class PathSamplingHook(Hook):
         self._grad_norms = norms
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
-        if self._pending_rng is not None:
-            set_rng_state(self._pending_rng)
-            self._pending_rng = None
         self.current = self.sampler(runner).sample(runner.iter)
         set_arch(unwrap(runner.model), self.current)
 
@@ -152,12 +141,10 @@ class PathSamplingHook(Hook):
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         write_meta(checkpoint, SAMPLER_KEY, self.sampler(runner).state_dict())
-        write_meta(checkpoint, RNG_KEY, rng_state())
         if self._init_state is not None:
             write_meta(checkpoint, INIT_WEIGHTS_KEY, self._init_state)
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         self._pending = read_meta(checkpoint, SAMPLER_KEY, self._pending)
-        self._pending_rng = read_meta(checkpoint, RNG_KEY, self._pending_rng)
         if read_meta(checkpoint, INIT_WEIGHTS_KEY) is not None:
             self._init_state = read_meta(checkpoint, INIT_WEIGHTS_KEY)

@@ -105,11 +105,15 @@ class TuneReportHook(Hook):
 
 
 def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -> None:
-    """Schedule, validation and checkpoints every ``interval``; resume from Tune's checkpoint."""
+    """Schedule, validation and checkpoints every ``interval``; resume from Tune's checkpoint,
+    exactly (global RNG states restored after the data-loader replay)."""
     cfg.work_dir = str(work_dir)
     cfg.log_level = "WARNING"  # while the Runner is built; then INFO to the file (run_runner)
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = interval
+    if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":
+        cfg.train_cfg.type = "ExactResumeTrainLoop"  # a resumed trial continues exactly
+    cfg.default_hooks.setdefault("rng_state", dict(type="RNGStateHook"))
     for sched in cfg.get("param_scheduler") or []:
         if "end" in sched:
             sched["end"] = iters

@@ -152,6 +152,26 @@ def test_resume_continues_the_same_paths_and_losses(
         assert resumed.losses[it] == pytest.approx(full.losses[it], rel=1e-4)
 
 
+def test_resume_is_exact_with_random_augmentation(load_cfg, tmp_path: Path) -> None:
+    """RandomFlip draws from numpy's global RNG; the data-loader replay of a resume consumes
+    it, so the RNG states are restored after the replay (ExactResumeTrainLoop)."""
+
+    def cfg(work: str):
+        c = load_cfg(CONFIG, **{"train_cfg.max_iters": 20, "train_cfg.val_interval": 100,
+                                "default_hooks.checkpoint.interval": 10})  # fmt: skip
+        c.work_dir = str(tmp_path / work)
+        assert c.train_pipeline[2].type == "RandomFlip" and c.train_pipeline[2].prob == 0.5
+        return c
+
+    _, full = _train(cfg("full"))
+    _train(cfg("cut"), stop_at=10)
+    runner, resumed = _train(cfg("cut"), resume=True)
+    assert runner.iter == 20
+    for it in range(10, 20):
+        assert resumed.archs[it] == full.archs[it]
+        assert resumed.losses[it] == pytest.approx(full.losses[it], rel=1e-5), it
+
+
 def _pixel_acc(model, loader) -> float:
     correct = total = 0
     model.eval()

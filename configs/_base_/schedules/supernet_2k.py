@@ -5,7 +5,8 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=5.0),
 )
 param_scheduler = [dict(type="PolyLR", eta_min=1e-4, power=0.9, begin=0, end=2000, by_epoch=False)]
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=2000, val_interval=500)
+# mmengine's IterBasedTrainLoop plus the hook point where RNGStateHook restores the RNGs
+train_cfg = dict(type="ExactResumeTrainLoop", max_iters=2000, val_interval=500)
 # every validation scores the largest and the smallest path, each after BN recalibration
 val_cfg = dict(type="PathValLoop", paths=("largest", "smallest"), calib_batches=4)
 test_cfg = dict(type="TestLoop")
