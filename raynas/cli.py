@@ -40,9 +40,12 @@ def _cmd_space(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from mmengine.runner import Runner
 
-    from raynas.config import load_config
+    from raynas.config import apply_selection_split, load_config
+    from raynas.tune.checks import check_datasets
 
     cfg = load_config(args.config, args.cfg_options)
+    check_datasets(cfg)  # generates a missing synthseg dataset
+    apply_selection_split(cfg)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or f"work_dirs/{args.config.stem}"
     cfg.resume = args.resume
     Runner.from_cfg(cfg).train()

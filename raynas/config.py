@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config, DictAction
 
-from raynas.core.errors import MissingInputError
+from raynas.core.errors import InvalidValueError, MissingInputError
 
 __all__ = [
     "DictAction",
     "absolutize_data_roots",
+    "apply_selection_split",
     "config_from_text",
+    "dataset_files",
+    "dataset_suffixes",
     "load_config",
     "space_and_table",
 ]
@@ -80,3 +83,74 @@ def _datasets(dataset: Any) -> Sequence[dict]:
         return []
     inner = dataset.get("datasets") or ([dataset.get("dataset")] if "dataset" in dataset else [])
     return [dataset, *[d for sub in inner for d in _datasets(sub)]]
+
+
+def dataset_suffixes(dataset: Mapping[str, Any]) -> tuple[str, str]:
+    """Image and mask suffixes of a dataset config: its own, else its class's defaults."""
+    import inspect
+
+    from mmseg.registry import DATASETS
+
+    import mmseg_plugins  # noqa: F401  (registers SynthSegDataset)
+
+    cls = DATASETS.get(dataset["type"])
+    params = inspect.signature(cls).parameters if cls is not None else {}
+
+    def suffix(key: str, fallback: str) -> str:
+        default = params[key].default if key in params else fallback
+        return dataset.get(key, fallback if default is inspect.Parameter.empty else default)
+
+    return suffix("img_suffix", ".jpg"), suffix("seg_map_suffix", ".png")
+
+
+def dataset_files(dataset: Mapping[str, Any]) -> tuple[list[Path], list[Path]]:
+    """Images and masks of a folder dataset, in mmseg's order (sorted image paths)."""
+    root = Path(dataset.get("data_root") or ".")
+    prefix = dataset.get("data_prefix", {})
+    img_dir, ann_dir = root / prefix.get("img_path", ""), root / prefix.get("seg_map_path", "")
+    img_suffix, seg_suffix = dataset_suffixes(dataset)
+    images = sorted(p for p in img_dir.rglob(f"*{img_suffix}") if p.is_file())
+    masks = [
+        ann_dir / p.relative_to(img_dir).with_name(p.name[: -len(img_suffix)] + seg_suffix)
+        for p in images
+    ]
+    return images, masks
+
+
+def apply_selection_split(cfg: Config) -> None:
+    """Carves ``cfg.selection_split = dict(fraction=..., seed=...)`` from the training set.
+
+    Afterwards ``train_dataloader`` keeps the other training images, ``val_dataloader`` reads
+    the selection split (so validation during training, proxies, search scores and the choice
+    of the best model select on it) and ``test_dataloader`` keeps the validation set, which
+    only reports. Applied once (``selection_split.applied``); a config without the key is left
+    as it is.
+    """
+    import copy
+
+    from raynas.data.split import class_presence, stratified_selection
+
+    spec = cfg.get("selection_split")
+    if not spec or spec.get("applied"):
+        return
+    train = cfg.train_dataloader.dataset
+    if train.get("ann_file") or train.get("indices") is not None:
+        raise InvalidValueError(
+            "selection_split needs a folder training dataset without ann_file or indices; "
+            "set selection_split=None and pass a selection split as val_dataloader yourself"
+        )
+    _, masks = dataset_files(train)
+    ignore = cfg.model.decode_head.get("ignore_index", 255)
+    selected = stratified_selection(class_presence(masks, ignore), spec["fraction"],
+                                    spec.get("seed", 0))  # fmt: skip
+    kept = sorted(set(range(len(masks))) - set(selected))
+    val = copy.deepcopy(cfg.val_dataloader)
+    selection = copy.deepcopy(train)
+    selection.pipeline = copy.deepcopy(val.dataset.pipeline)
+    selection.indices = selected
+    cfg.test_dataloader = val
+    cfg.test_evaluator = copy.deepcopy(cfg.val_evaluator)
+    cfg.val_dataloader = dict(val, dataset=selection)
+    cfg.train_dataloader.dataset.indices = kept
+    cfg.selection_split = dict(spec, applied=True, num_selection=len(selected),
+                               num_train=len(kept))  # fmt: skip

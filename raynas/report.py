@@ -84,7 +84,7 @@ def plot_pareto(frame: pd.DataFrame, path: str | Path, baselines: dict[str, floa
         ax.axhline(value, ls="--", lw=1, color="gray")
         ax.text(ax.get_xlim()[0], value, f" {name} {value:.1f}", va="bottom", fontsize=8)
     ax.set_xlabel("MFLOPs per image")
-    ax.set_ylabel("val mIoU (%)")
+    ax.set_ylabel("mIoU (%): search on the selection split, retrained on val")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -98,20 +98,29 @@ def plot_pareto(frame: pd.DataFrame, path: str | Path, baselines: dict[str, floa
 def _fmt_row(r: Any) -> str:
     params = f"{r.params / 1e3:.1f}" if r.params == r.params and r.params is not None else "-"
     miou = f"{r.mIoU:.2f}" if r.mIoU == r.mIoU and r.mIoU is not None else "-"
-    return f"| {r.phase} | {r.path} | {miou} | {r.flops / 1e6:.2f} | {params} | {r.trial_id} |"
+    split = getattr(r, "split", None) or "val"
+    return (
+        f"| {r.phase} | {r.path} | {miou} | {split} | {r.flops / 1e6:.2f} | {params} | "
+        f"{r.trial_id} |"
+    )
 
 
 def summary_markdown(
     frame: pd.DataFrame, baselines: dict[str, float], best: dict[str, Any] | None
 ) -> str:
     """Markdown tables: retrained subnets, the search Pareto front, baselines."""
-    head = "| phase | path | mIoU | MFLOPs | params k | trial |\n|---|---|---|---|---|---|"
+    head = (
+        "| phase | path | mIoU | measured on | MFLOPs | params k | trial |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     lines = ["# raynas report", ""]
     if best:
         lines += [
             f"Best subnet: **{best['name']}**, val mIoU **{best['mIoU']:.2f}**, "
             f"{best['flops'] / 1e6:.2f} MFLOPs; config `{best['config']}`, checkpoint "
-            f"`{best['checkpoint']}`.",
+            f"`{best['checkpoint']}`. Chosen on the selection split"
+            + (f" (mIoU {best['selection_mIoU']:.2f})" if "selection_mIoU" in best else "")
+            + "; the validation set only reports.",
             "",
         ]
     lines += ["## Baselines", "", "| baseline | mIoU |", "|---|---|"]

@@ -32,6 +32,7 @@ SCHEMA = pa.schema(
         ("arch", pa.string()),  # JSON of the label -> choice mapping
         ("encoding", pa.list_(pa.float32())),
         ("mIoU", pa.float64()),
+        ("split", pa.string()),  # what mIoU was measured on: 'selection' or 'val'
         ("flops", pa.int64()),
         ("params", pa.int64()),
         ("latency_ms", pa.float64()),
@@ -163,6 +164,7 @@ def _record(phase: str, trial_id: str, iteration: int, row: Mapping[str, Any]) -
         if row.get("encoding") is not None
         else None,
         "mIoU": _float(row.get("mIoU")),
+        "split": row.get("split"),
         "flops": _int(row.get("flops")),
         "params": _int(row.get("params")),
         "latency_ms": _float(row.get("latency_ms")),

@@ -3,7 +3,6 @@ searcher and schedulers, the Ray address, and an experiment's ``pipeline.json``.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from mmengine.config import Config
 
-from raynas.config import space_and_table
+from raynas.config import dataset_suffixes, space_and_table
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 from raynas.tune.storage import Storage
 
@@ -108,22 +107,6 @@ def check_supernet(cfg: Config) -> None:
         )
 
 
-def _suffixes(dataset: Mapping[str, Any]) -> tuple[str, str]:
-    """Image and mask suffixes of a dataset config: its own, else its class's defaults."""
-    from mmseg.registry import DATASETS
-
-    import mmseg_plugins  # noqa: F401  (registers SynthSegDataset)
-
-    cls = DATASETS.get(dataset["type"])
-    params = inspect.signature(cls).parameters if cls is not None else {}
-
-    def suffix(key: str, fallback: str) -> str:
-        default = params[key].default if key in params else fallback
-        return dataset.get(key, fallback if default is inspect.Parameter.empty else default)
-
-    return suffix("img_suffix", ".jpg"), suffix("seg_map_suffix", ".png")
-
-
 def check_datasets(cfg: Config) -> None:
     """Fails early on a missing, empty or inconsistent dataset; generates a missing synthseg
     dataset once, here."""
@@ -142,6 +125,6 @@ def check_datasets(cfg: Config) -> None:
             root / prefix.get("img_path", ""),
             root / prefix.get("seg_map_path", ""),
             head.num_classes,
-            _suffixes(ds),
+            dataset_suffixes(ds),
             head.get("ignore_index", 255),
         )

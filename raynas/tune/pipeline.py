@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from raynas.config import config_from_text
+from raynas.config import apply_selection_split, config_from_text
 from raynas.core.errors import (
     ExistingOutputError,
     MissingInputError,
@@ -85,6 +85,7 @@ class Pipeline:
         check_factories(opts)
         check_feasible(cfg, opts["search"]["constraints"])
         check_datasets(cfg)
+        apply_selection_split(cfg)
         exp.write_text(cfg.pretty_text, CONFIG)
         state = {"version": STATE_VERSION, "source": str(config), "created": time.time()}
         exp.write_text(json.dumps({**state, "phases": {}}, indent=2), STATE)

@@ -24,7 +24,7 @@ from raynas.tune.archive import encode_rows
 from raynas.tune.lifeline import exit_with_parent
 
 __all__ = ["Rows", "TuneReportHook", "archive_row", "prepare_runner_cfg", "run_runner",
-           "trial_config", "trial_threads"]  # fmt: skip
+           "scored_on", "trial_config", "trial_threads"]  # fmt: skip
 
 Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
 # mmengine 0.10 warns of these in every training run, whatever the config says
@@ -81,6 +81,7 @@ class TuneReportHook(Hook):
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
         self.start = time.perf_counter()
+        self.last: dict[str, float] = {}
 
     def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
         metrics = dict(metrics or {})
@@ -93,6 +94,7 @@ class TuneReportHook(Hook):
             "compute_end": time.time(),
             "archive_rows": encode_rows(self.rows(runner, metrics)),
         }
+        self.last = _scalar_metrics(metrics)
         if not ckpt.is_file():
             tune.report(report)
             return
@@ -129,8 +131,14 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -
         cfg.resume = True
 
 
-def run_runner(cfg: Config, rows: Rows) -> None:
-    """Trains with the mmengine Runner, reporting to Tune at each validation.
+def scored_on(cfg: Config) -> str:
+    """What a trial's validation reads: ``'selection'`` (carved from training) or ``'val'``."""
+    return "selection" if (cfg.get("selection_split") or {}).get("applied") else "val"
+
+
+def run_runner(cfg: Config, rows: Rows) -> tuple[Any, TuneReportHook]:
+    """Trains with the mmengine Runner, reporting to Tune at each validation; returns the
+    runner and its report hook.
 
     mmengine's INFO log (loss lines) goes to the trial's log file in its work dir; the console
     (which Ray forwards to the driver from every trial) gets warnings only.
@@ -145,15 +153,24 @@ def run_runner(cfg: Config, rows: Rows) -> None:
             handler.setLevel(logging.INFO)
         else:
             handler.addFilter(_DropHarmless())
-    runner.register_hook(TuneReportHook(rows))
+    hook = TuneReportHook(rows)
+    runner.register_hook(hook)
     runner.train()
+    return runner, hook
 
 
 def archive_row(
-    arch: Mapping[str, Any], path: str, miou: float | None, cost: Any, space: Any, **extra: Any
+    arch: Mapping[str, Any],
+    path: str,
+    miou: float | None,
+    cost: Any,
+    space: Any,
+    split: str,
+    **extra: Any,
 ) -> dict:
-    """An archive row of an evaluated path."""
+    """An archive row of an evaluated path (``split``: what ``miou`` was measured on)."""
     return dict(
+        split=split,
         path=path,
         arch=dict(arch),
         encoding=space.encode(arch).tolist(),

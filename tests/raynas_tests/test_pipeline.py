@@ -21,12 +21,16 @@ QUICKSTART = ROOT / "configs" / "quickstart.py"
 MARGIN = 3.0  # mIoU points the retrained subnet must gain over majority-class prediction
 
 
-def _options(small_options: dict[str, Any], **tune: Any) -> list[str]:
+def _option_dict(small_options: dict[str, Any], **tune: Any) -> dict[str, Any]:
     opts = dict(small_options)
     for split in ("train", "val", "test"):
         opts[f"{split}_dataloader.dataset.synth"] = None  # the fixture generated it already
     opts.update({f"tune_cfg.{k}": v for k, v in tune.items()})
-    return [f"{k}={_literal(v)}" for k, v in opts.items()]
+    return opts
+
+
+def _options(small_options: dict[str, Any], **tune: Any) -> list[str]:
+    return [f"{k}={_literal(v)}" for k, v in _option_dict(small_options, **tune).items()]
 
 
 def _literal(v: Any) -> str:
@@ -85,21 +89,25 @@ def _frame(exp: Path):
 
 
 def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> None:
+    """The whole pipeline; the validation set is unreadable while anything selects
+    (supernet, search), then back for the retrained models' report."""
     from mmseg.apis import inference_model, init_model
 
-    opts = _options(small_options, **SMALL_RUN)
-    out = _finish(
-        _raynas(
-            "run",
-            str(QUICKSTART),
-            "--storage",
-            str(tmp_path),
-            "--name",
-            "e2e",
-            "--cfg-options",
-            *opts,
-        )
-    )
+    from raynas.tune.pipeline import Pipeline
+
+    Pipeline.create(QUICKSTART, str(tmp_path), "e2e", _option_dict(small_options, **SMALL_RUN))
+    root = Path(small_options["data_root"])
+    hidden = [root / d / "val" for d in ("img_dir", "ann_dir")]
+    for d in hidden:
+        d.rename(d.with_name("val-hidden"))
+    try:
+        out = _finish(_raynas("resume", str(tmp_path / "e2e"), "--until", "search"))
+    finally:
+        for d in hidden:
+            d.with_name("val-hidden").rename(d)
+    state = json.loads((tmp_path / "e2e" / "pipeline.json").read_text())
+    assert state["phases"]["search"]["done"] and "retrain" not in state["phases"]
+    out += _finish(_raynas("resume", str(tmp_path / "e2e"), "--quiet"))
     exp = tmp_path / "e2e"
     state = json.loads((exp / "pipeline.json").read_text())
     assert all(state["phases"][p]["done"] for p in ("supernet", "search", "retrain", "report"))
@@ -108,6 +116,9 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     frame = _frame(exp)
     search = frame[frame.phase == "search"]
     assert len(search) == 6 == search.trial_id.nunique()  # one row per evaluated candidate
+    assert set(frame[frame.phase != "retrain"].split) == {"selection"}
+    final = frame[frame.phase == "retrain"].sort_values("iteration").groupby("trial_id").tail(1)
+    assert set(final.split) == {"val"}  # the retrained models reported on val
     assert len(frame[frame.phase == "supernet"]) == 2 * 2  # largest+smallest at 2 reports
     assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()
 

@@ -6,3 +6,7 @@ data_root = "data/cityscapes/"
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
+# Everything that selects (supernet validation, DPS proxies, search scores, top-k, the best
+# model) reads a split carved from the training images (raynas.config.apply_selection_split:
+# stratified, deterministic); the validation set becomes test_dataloader and only reports.
+selection_split = dict(fraction=0.1, seed=0)

@@ -42,3 +42,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
 test_evaluator = val_evaluator
+# Everything that selects (supernet validation, DPS proxies, search scores, top-k, the best
+# model) reads a split carved from the training images (raynas.config.apply_selection_split:
+# stratified, deterministic); the validation set becomes test_dataloader and only reports.
+selection_split = dict(fraction=0.1, seed=0)

@@ -13,12 +13,12 @@ from typing import Any
 from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
-from raynas.tune.archive import Archive
+from raynas.tune.archive import Archive, encode_rows
 from raynas.tune.factories import build_trial_scheduler
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
 from raynas.tune.storage import Storage
-from raynas.tune.trial import prepare_runner_cfg, run_runner, trial_config
+from raynas.tune.trial import prepare_runner_cfg, run_runner, scored_on, trial_config
 
 __all__ = ["RetrainPhase", "retrain_subnet"]
 
@@ -37,14 +37,19 @@ def retrain_subnet(config: dict, opts: dict) -> None:
         cfg.load_from = str(subnet / "subnet.pth")
     arch = load_arch(subnet / "arch.yaml")
     name = Path(config["subnet_dir"]).name
+    split = scored_on(cfg)
 
-    def rows(runner: Any, metrics: Mapping[str, Any]) -> list[dict]:
+    def rows(runner: Any, metrics: Mapping[str, Any], on: str = split) -> list[dict]:
         params = parameter_count(runner.model)[""]
         flops = opts["flops"].get(name)
         return [dict(path=name, arch=arch, encoding=None, mIoU=metrics.get("mIoU"),
-                     flops=flops, params=params)]  # fmt: skip
+                     split=on, flops=flops, params=params)]  # fmt: skip
 
-    run_runner(cfg, rows)
+    runner, hook = run_runner(cfg, rows)
+    if split == "selection":  # the validation set, read once, to report
+        val = runner.test()
+        tune.report({**hook.last, "val_mIoU": float(val["mIoU"]), "iter": runner.iter,
+                     "archive_rows": encode_rows(rows(runner, val, "val"))})  # fmt: skip
 
 
 class RetrainPhase(TunePhase):
@@ -122,7 +127,8 @@ class RetrainPhase(TunePhase):
         return dict(
             best=dict(
                 name=name,
-                mIoU=best.metrics["mIoU"],
+                mIoU=best.metrics.get("val_mIoU", best.metrics["mIoU"]),
+                selection_mIoU=best.metrics["mIoU"],
                 flops=flops,
                 subnet_dir=best.config["subnet_dir"],
                 checkpoint=self.pipeline.uri(best.checkpoint.path),

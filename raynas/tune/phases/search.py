@@ -18,7 +18,7 @@ from raynas.tune.archive import encode_rows
 from raynas.tune.factories import build_searcher
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
-from raynas.tune.trial import archive_row, trial_config, trial_threads
+from raynas.tune.trial import archive_row, scored_on, trial_config, trial_threads
 
 __all__ = ["SamplingSearch", "evaluate_candidate"]
 
@@ -96,8 +96,8 @@ def evaluate_candidate(config: dict, cfg_text: str, opts: dict) -> None:
     miou = ev.miou(arch, opts.get("calib_batches", 4)) if feasible else 0.0
     latency = ev.latency(arch) if feasible and opts.get("latency") else None
     row = archive_row(
-        arch, "candidate", miou if feasible else None, cost, ev.space, latency_ms=latency,
-        feasible=feasible,
+        arch, "candidate", miou if feasible else None, cost, ev.space, scored_on(ev.cfg),
+        latency_ms=latency, feasible=feasible,
     )  # fmt: skip
     tune.report(
         {

@@ -14,7 +14,13 @@ from raynas.tune.factories import build_trial_scheduler
 from raynas.tune.options import trial_resources
 from raynas.tune.param_space import grid_size, tune_spec
 from raynas.tune.phases.base import TunePhase
-from raynas.tune.trial import archive_row, prepare_runner_cfg, run_runner, trial_config
+from raynas.tune.trial import (
+    archive_row,
+    prepare_runner_cfg,
+    run_runner,
+    scored_on,
+    trial_config,
+)
 
 __all__ = ["SupernetPhase", "train_supernet"]
 
@@ -26,10 +32,11 @@ def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
     prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], work)
     space, table = space_and_table(cfg)
     paths = {"largest": space.extreme(True), "smallest": space.extreme(False)}
+    split = scored_on(cfg)
 
     def rows(runner: Any, metrics: Mapping[str, Any]) -> list[dict]:
         return [
-            archive_row(arch, name, metrics.get(f"{name}/mIoU"), table(arch), space)
+            archive_row(arch, name, metrics.get(f"{name}/mIoU"), table(arch), space, split)
             for name, arch in paths.items()
             if f"{name}/mIoU" in metrics
         ]

@@ -1,0 +1,189 @@
+"""Training recipes: why inherited accuracy and the pipeline's retrain trail stand-alone training.
+
+For each recipe (the previous default SGD lr 0.05 + poly, and AdamW lr 2e-3, wd 1e-4, poly,
+grad clip 5, with a linear warm-up), on the embedded dataset (val mIoU, full val set):
+- a uniform supernet trained for --supernet-iters; the largest, a mid-size and the smallest
+  path's inherited mIoU (BN recalibrated);
+- the largest and the mid-size path trained stand-alone from scratch for the same iterations;
+  inherited / stand-alone is the fraction the issue asks about (goals: 90% largest, 80% mid);
+- the mid-size path retrained --retrain-iters from its inherited weights (the pipeline's
+  retrain), against the same path from scratch for supernet + retrain iterations.
+Every training is cached in --cache (by recipe, model and iterations) and reused.
+
+Run:  python benchmarks/recipes.py [--supernet-iters 1500 --retrain-iters 1000]
+Writes benchmarks/results/recipes.json and recipes.md and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+SUPERNET = ROOT / "configs/supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
+RECIPES: dict[str, dict[str, Any]] = {
+    "sgd": dict(optimizer=dict(type="SGD", lr=0.05, momentum=0.9, weight_decay=4e-5), warmup=0),
+    "adamw": dict(
+        optimizer=dict(type="AdamW", lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-4),
+        warmup=100,
+    ),
+}
+
+
+def apply_recipe(cfg: Any, recipe: str, iters: int) -> None:
+    """Optimizer, clip 5, poly decay to 0 over ``iters`` (after a linear warm-up)."""
+    spec = RECIPES[recipe]
+    cfg.optim_wrapper = dict(type="OptimWrapper", optimizer=dict(spec["optimizer"]),
+                             clip_grad=dict(max_norm=5.0))  # fmt: skip
+    warm = spec["warmup"]
+    scheds = [dict(type="PolyLR", eta_min=0.0, power=0.9, begin=warm, end=iters, by_epoch=False)]
+    if warm:
+        scheds.insert(0, dict(type="LinearLR", start_factor=0.01, begin=0, end=warm,
+                              by_epoch=False))  # fmt: skip
+    cfg.param_scheduler = scheds
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters
+
+
+def _runner(cfg: Any, work: Path) -> Any:
+    from mmengine.runner import Runner
+
+    cfg.work_dir = str(work)
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False,
+                                        interval=cfg.train_cfg.max_iters)  # fmt: skip
+    cfg.log_level = "WARNING"
+    return Runner.from_cfg(cfg)
+
+
+def mid_path(space: Any, table: Any) -> dict:
+    """The sampled path (fixed seed) closest to the middle of the FLOPs range."""
+    rng = np.random.default_rng(0)
+    lo, hi = (table(space.extreme(b)).flops for b in (False, True))
+    paths = [space.canonical(space.sample(rng)) for _ in range(200)]
+    return min(paths, key=lambda a: abs(table(a).flops - (lo + hi) / 2))
+
+
+def supernet(recipe: str, iters: int, paths: dict, cache: Path) -> dict[str, float]:
+    """Inherited val mIoU of ``paths`` after training a uniform supernet."""
+    from raynas.config import load_config
+
+    key = cache / f"supernet-{recipe}-{iters}.json"
+    if key.is_file():
+        return json.loads(key.read_text())
+    cfg = load_config(SUPERNET)
+    apply_recipe(cfg, recipe, iters)
+    cfg.val_cfg.calib_batches = 8
+    runner = _runner(cfg, cache / f"supernet-{recipe}-{iters}")
+    runner.train()
+    from strategies import evaluate  # benchmarks/ is on sys.path when run as a script
+
+    result = evaluate(runner, paths)
+    key.write_text(json.dumps(result))
+    return result
+
+
+def standalone(recipe: str, arch: dict, name: str, iters: int, cache: Path,
+               init: Path | None = None) -> float:  # fmt: skip
+    """Val mIoU of one path trained as a plain mmseg model (from ``init`` or scratch)."""
+    from mmseg_plugins.arch import path_widths, subnet_model_cfg
+    from raynas.config import load_config
+    from raynas.export import build_supernet, subnet_config
+
+    tag = f"{name}-{recipe}-{iters}-{'inherit' if init else 'scratch'}"
+    key = cache / f"{tag}.json"
+    if key.is_file():
+        return json.loads(key.read_text())["mIoU"]
+    sup_cfg = load_config(SUPERNET)
+    widths = path_widths(build_supernet(sup_cfg), arch)
+    cfg = subnet_config(sup_cfg, subnet_model_cfg(sup_cfg.model, arch, widths))
+    apply_recipe(cfg, recipe, iters)
+    if init:
+        cfg.load_from = str(init)
+    runner = _runner(cfg, cache / tag)
+    runner.train()
+    miou = float(runner.val_loop.run()["mIoU"])
+    key.write_text(json.dumps({"mIoU": miou}))
+    return miou
+
+
+def export_mid(recipe: str, iters: int, arch: dict, cache: Path) -> Path:
+    from raynas.config import load_config
+    from raynas.export import export_subnet
+
+    out = cache / f"mid-export-{recipe}-{iters}"
+    if not (out / "subnet.pth").is_file():
+        ckpt = cache / f"supernet-{recipe}-{iters}" / f"iter_{iters}.pth"
+        export_subnet(load_config(SUPERNET), ckpt, arch, out, calib_batches=8)
+    return out / "subnet.pth"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--supernet-iters", type=int, default=1500)
+    ap.add_argument("--retrain-iters", type=int, default=1000)
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-recipes"))
+    args = ap.parse_args()
+    from mmengine.registry import init_default_scope
+
+    import mmseg_plugins  # noqa: F401
+    from raynas.config import load_config, space_and_table
+
+    init_default_scope("mmseg")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    space, table = space_and_table(load_config(SUPERNET))
+    paths = {"largest": space.extreme(True), "mid": mid_path(space, table),
+             "smallest": space.extreme(False)}  # fmt: skip
+    n, r = args.supernet_iters, args.retrain_iters
+    rows = {}
+    for recipe in args.recipes:
+        start = time.time()
+        inherited = supernet(recipe, n, paths, args.cache)
+        alone = {p: standalone(recipe, paths[p], p, n, args.cache) for p in ("largest", "mid")}
+        init = export_mid(recipe, n, paths["mid"], args.cache)
+        retrained = standalone(recipe, paths["mid"], "mid", r, args.cache, init=init)
+        scratch = standalone("adamw", paths["mid"], "mid", n + r, args.cache)
+        rows[recipe] = dict(
+            inherited=inherited, standalone=alone, retrain_inherit=retrained,
+            scratch_plain_same_total=scratch, wall_s=time.time() - start,
+            fraction={p: inherited[p] / alone[p] for p in alone},
+        )  # fmt: skip
+        print(recipe, json.dumps(rows[recipe]), flush=True)
+    flops = {p: table(a).flops / 1e6 for p, a in paths.items()}
+    write(rows, flops, n, r)
+
+
+def write(rows: dict, flops: dict, n: int, r: int) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "recipes.json").write_text(json.dumps(dict(rows=rows, mflops=flops, supernet_iters=n,
+                                                      retrain_iters=r), indent=2))  # fmt: skip
+    lines = [
+        f"supernet {n} iterations, retrain {r}; val mIoU on synthseg (300 images); MFLOPs "
+        + ", ".join(f"{p} {v:.1f}" for p, v in flops.items()),
+        "",
+        "| recipe | inherited largest / mid / smallest | stand-alone largest / mid | "
+        "inherited / stand-alone (largest, mid) | mid retrained from inherited | mid from "
+        "scratch, AdamW, same total iterations |",
+        "|---|---|---|---|---|---|",
+    ]
+    for recipe, v in rows.items():
+        inh, alone, frac = v["inherited"], v["standalone"], v["fraction"]
+        lines.append(
+            f"| {recipe} | {inh['largest']:.2f} / {inh['mid']:.2f} / {inh['smallest']:.2f} | "
+            f"{alone['largest']:.2f} / {alone['mid']:.2f} | {frac['largest']:.0%}, "
+            f"{frac['mid']:.0%} | {v['retrain_inherit']:.2f} | "
+            f"{v['scratch_plain_same_total']:.2f} |"
+        )
+    md = "\n".join(lines) + "\n"
+    (OUT / "recipes.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
