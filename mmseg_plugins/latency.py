@@ -17,7 +17,19 @@ from mmseg_plugins.arch import current_arch, set_arch
 from mmseg_plugins.models.blocks import FixedLayer
 from raynas.core.seg_space import BACKBONE, HEAD, needed_stages, stage_arch, stage_width
 
-__all__ = ["LatencyTable", "measure_latency"]
+__all__ = ["LatencyTable", "device_key", "measure_latency"]
+
+
+def device_key(device: torch.device | str = "cpu") -> str:
+    """What a latency was measured on: the GPU's name, or the CPU model and torch's threads."""
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{platform.processor() or platform.machine()}-{torch.get_num_threads()}threads"
+    return f"{device.type}-{name}".replace(" ", "_").replace("/", "_")
 
 
 @torch.no_grad()
@@ -28,7 +40,7 @@ def _time(fn: Callable[[], Any], warmup: int, runs: int) -> float:
     for _ in range(runs):
         start = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
+        if torch.cuda.is_initialized():
             torch.cuda.synchronize()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples) * 1e3
@@ -70,14 +82,26 @@ class LatencyTable:
     Save and reuse the table with :meth:`save` / :meth:`load`; a loaded table predicts the
     paths it covers without a model.
 
+    A table belongs to one device and input size (:func:`device_key`): :meth:`load` refuses
+    a table of another.
+
     Args:
         settings: The supernet's backbone settings.
         input_size: ``(H, W)`` of the input image.
         runs: Timed runs per entry.
+        device: Where layers are measured (the supernet given to :meth:`fixed` must be there).
     """
 
-    def __init__(self, settings: Any, input_size: tuple[int, int], runs: int = 20) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        input_size: tuple[int, int],
+        runs: int = 20,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.settings, self.input_size, self.runs = settings, tuple(input_size), runs
+        self.device = torch.device(device)
+        self.device_key = device_key(self.device)
         self.entries: dict[str, float] = {}
 
     def _size(self, stage: int) -> tuple[int, int]:
@@ -88,8 +112,8 @@ class LatencyTable:
     def layer(self, stage: int, width: int, op: str, dilation: int, zoom: int) -> float:
         key = f"{stage}/{width}/{op}/{dilation}/{zoom}"
         if key not in self.entries:
-            module = FixedLayer(width, op, dilation, zoom).eval()
-            x = torch.randn(1, width, *self._size(stage))
+            module = FixedLayer(width, op, dilation, zoom).to(self.device).eval()
+            x = torch.randn(1, width, *self._size(stage), device=self.device)
             self.entries[key] = _time(lambda: module(x), 3, self.runs)
         return self.entries[key]
 
@@ -141,13 +165,19 @@ class LatencyTable:
         return self.fixed(arch, model) + self.layers(arch)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(
-            json.dumps({"input_size": self.input_size, "entries": self.entries}, indent=1)
-        )
+        doc = {"input_size": self.input_size, "device": self.device_key, "entries": self.entries}
+        Path(path).write_text(json.dumps(doc, indent=1))
 
     def load(self, path: str | os.PathLike) -> LatencyTable:
+        """Adds the entries of a saved table of the same input size and device.
+
+        Raises:
+            ValueError: The table was measured at another input size or on another device.
+        """
         doc = json.loads(Path(path).read_text())
         if tuple(doc["input_size"]) != self.input_size:
             raise ValueError(f"{path} was measured at {doc['input_size']}, not {self.input_size}")
+        if doc.get("device", self.device_key) != self.device_key:
+            raise ValueError(f"{path} was measured on {doc['device']}, not {self.device_key}")
         self.entries.update(doc["entries"])
         return self

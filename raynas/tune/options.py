@@ -24,10 +24,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         type="sampling",  # a key of raynas.tune.phases.SEARCH_TYPES
         num_candidates=32,
         searcher=dict(type="nsga2", population_size=8, seed=0),
-        constraints={},  # e.g. dict(flops=(None, 60e6), params=(None, 1e6))
+        # e.g. dict(flops=(None, 60e6), params=(None, 1e6), latency_ms=(None, 3.0))
+        constraints={},
+        cost="flops",  # the searcher's second objective (minimised): 'flops' or 'latency_ms'
         calib_batches=4,  # BN recalibration batches per candidate
-        eval_images=100,  # validation images per candidate (None: all)
-        latency=False,  # also measure each feasible candidate's latency
+        eval_images=100,  # selection-split images per candidate (None: all)
+        latency=False,  # also record every feasible candidate's latency (latency table)
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
     ),
@@ -67,7 +69,7 @@ _COUNTS: dict[str, tuple[int, bool]] = {
     "num_gpus": (0, True),
 }
 _RESOURCES = ("cpu", "gpu")
-_CONSTRAINTS = ("flops", "params")
+_CONSTRAINTS = ("flops", "params", "latency_ms")
 
 
 def _unknown(what: str, key: str, valid: Any) -> UnknownKeyError:
@@ -152,6 +154,10 @@ def _check_search(opts: dict[str, Any]) -> None:
             raise InvalidValueError(
                 f"tune_cfg.search.constraints.{key}: low {bounds[0]} > high {bounds[1]}"
             )
+    if opts["cost"] not in ("flops", "latency_ms"):
+        raise InvalidValueError(
+            f"tune_cfg.search.cost must be 'flops' or 'latency_ms', got {opts['cost']!r}"
+        )
     size = opts["searcher"].get("population_size")
     if size is not None:
         _check_count("tune_cfg.search.searcher.population_size", size, 2, False)

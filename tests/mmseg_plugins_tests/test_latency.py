@@ -69,3 +69,28 @@ def test_saved_table_predicts_without_a_model(supernet, tmp_path: Path) -> None:
         loaded.predict(space.extreme(True))
     with pytest.raises(ValueError, match="measured at"):
         LatencyTable(supernet.backbone.settings, (96, 96)).load(tmp_path / "lut.json")
+
+
+def test_table_belongs_to_one_device_and_input_size(supernet, tmp_path: Path) -> None:
+    from mmseg_plugins.latency import device_key
+
+    table = LatencyTable(supernet.backbone.settings, SIZE, runs=2)
+    assert table.device_key == device_key("cpu") and table.device_key.startswith("cpu-")
+    table.predict(search_space(supernet).extreme(False), supernet)
+    table.save(tmp_path / "t.json")
+    other = LatencyTable(supernet.backbone.settings, SIZE, runs=2)
+    other.device_key = "cuda-SomeGPU"
+    with pytest.raises(ValueError, match="measured on cpu-"):
+        other.load(tmp_path / "t.json")
+    with pytest.raises(ValueError, match="measured at"):
+        LatencyTable(supernet.backbone.settings, (32, 32)).load(tmp_path / "t.json")
+
+
+def test_latency_constraint_excludes_paths_above_the_bound() -> None:
+    from raynas.tune.phases.search import _feasible
+
+    bound = {"latency_ms": (None, 3.0), "flops": (None, 80e6)}
+    assert _feasible({"flops": 50e6, "latency_ms": 2.9}, bound)
+    assert not _feasible({"flops": 50e6, "latency_ms": 3.1}, bound)
+    assert not _feasible({"flops": 90e6, "latency_ms": 1.0}, bound)
+    assert _feasible({"flops": 50e6, "latency_ms": None}, bound)  # not measured: not checked

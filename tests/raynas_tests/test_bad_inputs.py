@@ -167,6 +167,7 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
         ("admits no architecture", "largest path"),
     ),
     "retrain init": (_run("tune_cfg.retrain.init=pretrained"), ("'inherit' or 'scratch'",)),
+    "search cost": (_run("tune_cfg.search.cost=params"), ("'flops' or 'latency_ms'",)),
     "latency not bool": (_run("tune_cfg.search.latency=maybe"), ("True or False",)),
     "existing experiment": (_run(name="exp"), ("exists", "raynas resume")),
     "dataset missing": (_data("/nonexistent/data"), ("dataset not found", "data_root")),

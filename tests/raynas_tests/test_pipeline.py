@@ -95,7 +95,8 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
 
     from raynas.tune.pipeline import Pipeline
 
-    Pipeline.create(QUICKSTART, str(tmp_path), "e2e", _option_dict(small_options, **SMALL_RUN))
+    run = {**SMALL_RUN, "search.cost": "latency_ms"}  # NSGA-II on mIoU and table latency
+    Pipeline.create(QUICKSTART, str(tmp_path), "e2e", _option_dict(small_options, **run))
     root = Path(small_options["data_root"])
     hidden = [root / d / "val" for d in ("img_dir", "ann_dir")]
     for d in hidden:
@@ -117,6 +118,8 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     search = frame[frame.phase == "search"]
     assert len(search) == 6 == search.trial_id.nunique()  # one row per evaluated candidate
     assert set(frame[frame.phase != "retrain"].split) == {"selection"}
+    assert (search.latency_ms > 0).all()
+    assert len(list((exp / "latency").glob("cpu-*-128x128.json"))) == 1  # the device's table
     final = frame[frame.phase == "retrain"].sort_values("iteration").groupby("trial_id").tail(1)
     assert set(final.split) == {"val"}  # the retrained models reported on val
     assert len(frame[frame.phase == "supernet"]) == 2 * 2  # largest+smallest at 2 reports

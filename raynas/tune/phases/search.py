@@ -4,6 +4,7 @@ trial sets the path on the trained supernet, recalibrates BN and scores it."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -51,6 +52,7 @@ class _Evaluator:
         )  # fmt: skip
         self.evaluator = Evaluator(cfg.val_evaluator)
         self.evaluator.dataset_meta = val.metainfo
+        self.lut: Any = None
 
     def miou(self, arch: Mapping[str, Any], calib_batches: int) -> float:
         from mmseg_plugins.path_eval import evaluate_path
@@ -61,20 +63,38 @@ class _Evaluator:
         )
         return float(metrics["mIoU"])
 
-    def latency(self, arch: Mapping[str, Any]) -> float:
-        from mmseg_plugins.arch import build_subnet
-        from mmseg_plugins.latency import measure_latency
+    def latency(self, arch: Mapping[str, Any], cache: str) -> float:
+        """The path's latency on this trial's device, predicted by the latency table (kept in
+        the experiment's ``latency/`` per device and input size; missing entries measured)."""
+        from mmseg_plugins.latency import LatencyTable
+        from raynas.tune.storage import Storage
 
-        sub = build_subnet(self.model, arch, self.cfg.model)
-        return measure_latency(sub, tuple(self.table.input_size))
+        if self.lut is None:
+            device = next(self.model.parameters()).device
+            size = tuple(self.table.input_size)
+            self.lut = LatencyTable(self.model.backbone.settings, size, device=device)
+            self.lut_name = f"{self.lut.device_key}-{size[0]}x{size[1]}.json"
+            if Storage(cache).exists(self.lut_name):
+                self.lut.entries.update(json.loads(Storage(cache).read_text(self.lut_name))
+                                        ["entries"])  # fmt: skip
+        known = len(self.lut.entries)
+        value = self.lut.predict(arch, self.model)
+        if len(self.lut.entries) > known:
+            doc = dict(input_size=self.lut.input_size, device=self.lut.device_key,
+                       entries=self.lut.entries)  # fmt: skip
+            Storage(cache).write_text(json.dumps(doc, indent=1), self.lut_name)
+        return value
 
 
 _EVALUATORS: dict[tuple[int, str], _Evaluator] = {}
 
 
-def _feasible(cost: Any, constraints: Mapping[str, Any]) -> bool:
+def _feasible(cost: Mapping[str, float], constraints: Mapping[str, Any]) -> bool:
+    """Whether every constraint of a known cost holds (unknown costs are not checked)."""
     for key, (low, high) in constraints.items():
-        value = getattr(cost, key)
+        value = cost.get(key)
+        if value is None:
+            continue
         if (low is not None and value < low) or (high is not None and value > high):
             return False
     return True
@@ -92,9 +112,10 @@ def evaluate_candidate(config: dict, cfg_text: str, opts: dict) -> None:
     ev = _EVALUATORS[key]
     arch = ev.space.canonical(ev.space.validate(config["arch"]))
     cost = ev.table(arch)
-    feasible = _feasible(cost, opts.get("constraints") or {})
+    latency = ev.latency(arch, opts["latency_cache"]) if opts.get("needs_latency") else None
+    costs = dict(flops=cost.flops, params=cost.params, latency_ms=latency)
+    feasible = _feasible(costs, opts.get("constraints") or {})
     miou = ev.miou(arch, opts.get("calib_batches", 4)) if feasible else 0.0
-    latency = ev.latency(arch) if feasible and opts.get("latency") else None
     row = archive_row(
         arch, "candidate", miou if feasible else None, cost, ev.space, scored_on(ev.cfg),
         latency_ms=latency, feasible=feasible,
@@ -126,7 +147,12 @@ class SamplingSearch(TunePhase):
             constraints={k: tuple(v) for k, v in self.opts["constraints"].items()},
             calib_batches=self.opts["calib_batches"],
             eval_images=self.opts["eval_images"],
-            latency=self.opts["latency"],
+            needs_latency=bool(
+                self.opts["latency"]
+                or self.opts["cost"] == "latency_ms"
+                or "latency_ms" in self.opts["constraints"]
+            ),
+            latency_cache=self.pipeline.storage.child("latency").uri,
         )
         fn = tune.with_parameters(
             evaluate_candidate, cfg_text=self.pipeline.cfg_text, opts=trial_opts
@@ -141,7 +167,8 @@ class SamplingSearch(TunePhase):
         return self.opts["num_candidates"]
 
     def tune_config(self) -> dict[str, Any]:
-        searcher = build_searcher(self.opts["searcher"], ["mIoU", "flops"], ["max", "min"])
+        metrics = ["mIoU", self.opts["cost"]]
+        searcher = build_searcher(self.opts["searcher"], metrics, ["max", "min"])
         return dict(
             super().tune_config(),
             num_samples=self.opts["num_candidates"],
