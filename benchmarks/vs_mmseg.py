@@ -1,0 +1,188 @@
+"""The found models against mmseg's real-time models, at the pipeline's retrain schedule.
+
+mmseg's FastSCNN, CGNet, BiSeNetV2, ERFNet and STDC1 (their mmseg configs with only the
+number of classes, input size and BN changed; no pretrained weights) are trained on the
+embedded dataset with exactly the config of the experiment's retrained subnets (dataset and
+selection split, optimizer, schedule, iterations), from scratch, and tested on val. The
+experiment's retrained subnets (from inherited weights) are read from its archive. Every
+model's params, FLOPs and CPU latency (batch 1, all measured in this one process) go on one
+Pareto plot. Trainings are cached in --cache.
+
+Run:  python benchmarks/vs_mmseg.py --experiment runs/quickstart [--models fastscnn ...]
+Writes benchmarks/results/vs_mmseg.{json,md,png} and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+MODELS = {
+    "fastscnn": "mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py",
+    "cgnet": "mmseg::cgnet/cgnet_fcn_4xb8-60k_cityscapes-512x1024.py",
+    "bisenetv2": "mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py",
+    "erfnet": "mmseg::erfnet/erfnet_fcn_4xb4-160k_cityscapes-512x1024.py",
+    "stdc1": "mmseg::stdc/stdc1_4xb12-80k_cityscapes-512x1024.py",
+}
+
+
+def _adapt(node: Any, num_classes: int) -> Any:
+    """SyncBN -> BN, num_classes everywhere, no pretrained weights."""
+    if isinstance(node, dict):
+        out = {k: _adapt(v, num_classes) for k, v in node.items()}
+        if out.get("type") == "SyncBN":
+            out["type"] = "BN"
+        if "num_classes" in out:
+            out["num_classes"] = num_classes
+        if isinstance(out.get("init_cfg"), dict) and out["init_cfg"].get("type") == "Pretrained":
+            out["init_cfg"] = None
+        if "pretrained" in out:
+            out["pretrained"] = None
+        return out
+    if isinstance(node, list | tuple):
+        return type(node)(_adapt(v, num_classes) for v in node)
+    return node
+
+
+def baseline_config(name: str, subnet_cfg: Any) -> Any:
+    """The subnet's training config with mmseg's ``name`` model in place of the subnet."""
+    from mmengine.config import Config
+
+    import mmseg
+
+    path = Path(mmseg.__file__).parent / ".mim/configs" / MODELS[name].removeprefix("mmseg::")
+    model = Config.fromfile(str(path)).model.to_dict()
+    cfg = copy.deepcopy(subnet_cfg)
+    model = _adapt(model, cfg.model.decode_head.num_classes)
+    model["data_preprocessor"] = cfg.model.data_preprocessor.to_dict()
+    cfg.model = model
+    return cfg
+
+
+def train_baseline(name: str, subnet_cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
+    from mmengine.runner import Runner
+
+    key = cache / f"{name}-{iters}.json"
+    if key.is_file():
+        return json.loads(key.read_text())
+    cfg = baseline_config(name, subnet_cfg)
+    cfg.work_dir = str(cache / f"{name}-{iters}")
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, iters
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
+    cfg.log_level = "WARNING"
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    result = dict(name=name, val_mIoU=float(runner.test()["mIoU"]),
+                  checkpoint=str(Path(cfg.work_dir) / f"iter_{iters}.pth"))  # fmt: skip
+    key.write_text(json.dumps(result))
+    return result
+
+
+def cost(cfg: Any, checkpoint: str | None, size: tuple[int, int]) -> dict[str, float]:
+    """Params, FLOPs and CPU latency (batch 1) of a config's model."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer, parameter_count
+    from mmseg.registry import MODELS as REGISTRY
+
+    from mmseg_plugins.latency import measure_latency
+
+    model = REGISTRY.build(copy.deepcopy(cfg.model)).eval()
+    if checkpoint:
+        from mmengine.runner import load_checkpoint
+
+        load_checkpoint(model, checkpoint, map_location="cpu")
+    x = torch.randn(1, 3, *size)
+    flops = FlopAnalyzer(model, (x,)).unsupported_ops_warnings(False)
+    flops = flops.uncalled_modules_warnings(False).total()
+    return dict(params=float(parameter_count(model)[""]), flops=float(flops),
+                latency_ms=measure_latency(model, size, warmup=10, runs=50))  # fmt: skip
+
+
+def found_models(exp: Path) -> list[dict[str, Any]]:
+    """The experiment's retrained subnets: val mIoU (last retrain row), config, checkpoint."""
+    import pandas as pd
+
+    frame = pd.read_parquet(exp / "archive")
+    retrain = frame[frame.phase == "retrain"].sort_values("iteration")
+    state = json.loads((exp / "pipeline.json").read_text())
+    exports = {e["name"]: e for e in state["phases"]["retrain"]["exports"]}
+    out = []
+    for _, row in retrain.groupby("trial_id").tail(1).iterrows():
+        trial = next((exp / "retrain").glob(f"*{row.trial_id}*"))
+        ckpt = sorted(trial.glob("checkpoint_*/checkpoint.pth"))[-1]
+        out.append(dict(name=f"found {row.path}", val_mIoU=float(row.mIoU), checkpoint=str(ckpt),
+                        config=str(Path(exports[row.path]["dir"]) / "subnet.py")))  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiment", type=Path, required=True)
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-vs-mmseg"))
+    args = ap.parse_args()
+    from mmengine.registry import init_default_scope
+
+    import mmseg_plugins  # noqa: F401
+    from raynas.config import load_config
+
+    init_default_scope("mmseg")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    found = found_models(args.experiment)
+    subnet_cfg = load_config(found[0]["config"])
+    exp_cfg = load_config(args.experiment / "config.py")
+    iters = exp_cfg.tune_cfg.retrain.iters
+    size = tuple(subnet_cfg.model.data_preprocessor.size)
+    rows = []
+    for name in args.models:
+        result = train_baseline(name, subnet_cfg, iters, args.cache)
+        rows.append({**result, **cost(baseline_config(name, subnet_cfg), None, size)})
+        print(json.dumps(rows[-1]), flush=True)
+    for model in found:
+        rows.append({**model, **cost(load_config(model["config"]), model["checkpoint"], size)})
+        print(json.dumps(rows[-1]), flush=True)
+    write(rows, iters, size)
+
+
+def write(rows: list[dict], iters: int, size: tuple) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "vs_mmseg.json").write_text(json.dumps(dict(rows=rows, iters=iters), indent=2))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in rows:
+        found = r["name"].startswith("found")
+        ax.scatter(r["latency_ms"], r["val_mIoU"], marker="*" if found else "o",
+                   s=140 if found else 50, color="C3" if found else "C0")  # fmt: skip
+        ax.annotate(r["name"], (r["latency_ms"], r["val_mIoU"]), fontsize=8)
+    ax.set_xlabel(f"CPU latency ms (batch 1, {size[0]}x{size[1]})")
+    ax.set_ylabel("val mIoU (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(OUT / "vs_mmseg.png")
+    lines = [
+        f"synthseg val mIoU after {iters} iterations of the pipeline's retrain config "
+        f"(found models: from inherited weights; mmseg models: from scratch); CPU latency "
+        f"batch 1 at {size[0]}x{size[1]}, measured in one process",
+        "",
+        "| model | val mIoU | latency ms | MFLOPs | params k |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: r["latency_ms"]):
+        lines.append(f"| {r['name']} | {r['val_mIoU']:.2f} | {r['latency_ms']:.2f} | "
+                     f"{r['flops'] / 1e6:.1f} | {r['params'] / 1e3:.0f} |")  # fmt: skip
+    md = "\n".join(lines) + "\n"
+    (OUT / "vs_mmseg.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
