@@ -51,9 +51,8 @@ def _adapt(node: Any, num_classes: int) -> Any:
 
 def baseline_config(name: str, subnet_cfg: Any) -> Any:
     """The subnet's training config with mmseg's ``name`` model in place of the subnet."""
-    from mmengine.config import Config
-
     import mmseg
+    from mmengine.config import Config
 
     path = Path(mmseg.__file__).parent / ".mim/configs" / MODELS[name].removeprefix("mmseg::")
     model = Config.fromfile(str(path)).model.to_dict()
