@@ -262,7 +262,7 @@ def compare(reference: Path, chaos_exp: Path) -> dict:
     merged = ref.assign(key=ref_keys).merge(
         got.assign(key=got_keys), on="key", suffixes=("_r", "_c")
     )
-    miou_equal = bool(((merged["miou_r"] - merged["miou_c"]).abs().fillna(0) < 1e-9).all())
+    miou_equal = bool(((merged["mIoU_r"] - merged["mIoU_c"]).abs().fillna(0) < 1e-9).all())
     best = [torch.load(p / "best" / "subnet.pth", weights_only=True)["state_dict"]
             for p in (reference, chaos_exp)]  # fmt: skip
     best_equal = best[0].keys() == best[1].keys() and all(
@@ -322,6 +322,9 @@ def main() -> None:
     print(f"reference run: exit {ref['code']}, {ref['wall_s']:.0f} s, phases {ref['durations']}")
     slots = plan(args.kills, args.seed, ref["durations"])
     result = chaos(config, storage, slots, log)
+    (OUT / "chaos.json").write_text(
+        json.dumps(result, indent=2, default=str)
+    )  # kept if below fails
     result["compare"] = compare(storage / "reference", storage / "chaos")
     result["recomputed"] = recomputed_iterations(storage / "chaos")
     result["reference"] = ref

@@ -49,16 +49,19 @@ def train_calibration_loader(cfg: Mapping[str, Any]) -> DataLoader:
 
 @contextlib.contextmanager
 def _seeded_global_rng(seed: int) -> Iterator[None]:
-    """Seeds numpy's and python's global RNGs (data augmentations draw from them) and
-    restores their previous states on exit."""
+    """Seeds numpy's, python's and torch's global RNGs (augmentations and, in train-mode
+    forwards, dropout draw from them) and restores their previous states on exit, so the
+    training stream does not depend on whether or when this ran."""
     np_state, py_state = np.random.get_state(), random.getstate()
-    np.random.seed(seed)
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator; CUDA's is left alone
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
 
 
 def _bns(model: nn.Module) -> list[_BatchNorm]:

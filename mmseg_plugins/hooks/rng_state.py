@@ -5,7 +5,9 @@ states travel in ``meta['raynas_rng']``. On resume, mmengine replays the data lo
 checkpoint's iteration, which consumes those RNGs; :class:`ExactResumeTrainLoop` therefore
 calls ``after_dataloader_skip``, where the saved states are restored, before it loads the next
 batch. With another loop the states are restored before the first iteration (the batch
-already loaded then draws differently).
+already loaded then draws differently). Validation leaves the states as it found them (a
+data-loader iterator alone draws from torch's RNG), so a run validated at a checkpoint and one
+resumed from it continue the same.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class RNGStateHook(Hook):
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._before_val: dict[str, Any] | None = None
+
+    def before_val_epoch(self, runner: Any) -> None:
+        self._before_val = rng_state()
+
+    def after_val_epoch(self, runner: Any, metrics: Any = None) -> None:
+        if self._before_val is not None:
+            set_rng_state(self._before_val)
+            self._before_val = None
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         write_meta(checkpoint, RNG_KEY, rng_state())

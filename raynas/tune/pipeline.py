@@ -39,6 +39,7 @@ from raynas.tune.checks import (
 )
 from raynas.tune.options import ray_init_kwargs, resolve_tune_cfg
 from raynas.tune.storage import Storage
+from raynas.tune.tune_state import set_aside_incomplete_sessions
 
 __all__ = ["PHASES", "Pipeline", "PipelineError", "check_address", "ray_init_kwargs"]
 
@@ -194,6 +195,10 @@ class Pipeline:
         from raynas.tune.callbacks import ArchiveCallback, ProgressCallback
 
         uri = self.storage.child(phase).uri
+        incomplete = set_aside_incomplete_sessions(self.storage.child(phase))
+        if incomplete:
+            print(f"[raynas] {phase}: set aside the half-written Tune state of session(s) "
+                  f"{incomplete} (in {phase}/.incomplete/)", flush=True)  # fmt: skip
         if tune.Tuner.can_restore(uri):
             print(f"[raynas] {phase}: restoring the interrupted Tune experiment {uri}", flush=True)
             tuner = tune.Tuner.restore(

@@ -154,11 +154,14 @@ def test_resume_continues_the_same_paths_and_losses(
 
 def test_resume_is_exact_with_random_augmentation(load_cfg, tmp_path: Path) -> None:
     """RandomFlip draws from numpy's global RNG; the data-loader replay of a resume consumes
-    it, so the RNG states are restored after the replay (ExactResumeTrainLoop)."""
+    it, so the RNG states are restored after the replay (ExactResumeTrainLoop). Validation
+    at the checkpoint (BN recalibration forwards in train mode, with dropout) must not move
+    the training stream either."""
 
     def cfg(work: str):
-        c = load_cfg(CONFIG, **{"train_cfg.max_iters": 20, "train_cfg.val_interval": 100,
-                                "default_hooks.checkpoint.interval": 10})  # fmt: skip
+        c = load_cfg(CONFIG, **{"train_cfg.max_iters": 20, "train_cfg.val_interval": 10,
+                                "default_hooks.checkpoint.interval": 10,
+                                "val_cfg.calib_batches": 1})  # fmt: skip
         c.work_dir = str(tmp_path / work)
         assert c.train_pipeline[2].type == "RandomFlip" and c.train_pipeline[2].prob == 0.5
         return c
