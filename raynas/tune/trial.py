@@ -24,7 +24,7 @@ from raynas.tune.archive import encode_rows
 from raynas.tune.lifeline import exit_with_parent
 
 __all__ = ["Rows", "TuneReportHook", "archive_row", "prepare_runner_cfg", "run_runner",
-           "scored_on", "trial_config", "trial_threads"]  # fmt: skip
+           "scale_schedule", "scored_on", "trial_config", "trial_threads"]  # fmt: skip
 
 Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
 # mmengine 0.10 warns of these in every training run, whatever the config says
@@ -111,14 +111,12 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -
     exactly (global RNG states restored after the data-loader replay)."""
     cfg.work_dir = str(work_dir)
     cfg.log_level = "WARNING"  # while the Runner is built; then INFO to the file (run_runner)
+    scale_schedule(cfg, iters)
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = interval
     if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":
         cfg.train_cfg.type = "ExactResumeTrainLoop"  # a resumed trial continues exactly
     cfg.default_hooks.setdefault("rng_state", dict(type="RNGStateHook"))
-    for sched in cfg.get("param_scheduler") or []:
-        if "end" in sched:
-            sched["end"] = iters
     cfg.default_hooks.checkpoint = dict(
         type="CheckpointHook", by_epoch=False, interval=interval, max_keep_ckpts=1, save_last=True
     )
@@ -134,6 +132,17 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -
 def scored_on(cfg: Config) -> str:
     """What a trial's validation reads: ``'selection'`` (carved from training) or ``'val'``."""
     return "selection" if (cfg.get("selection_split") or {}).get("applied") else "val"
+
+
+def scale_schedule(cfg: Config, iters: int) -> None:
+    """Stretches the config's schedule to ``iters``: schedulers that ran to the config's end
+    now run to ``iters``; shorter ones (a warm-up) keep their length, within ``iters``."""
+    total = cfg.train_cfg.max_iters
+    for sched in cfg.get("param_scheduler") or []:
+        if sched.get("end") is None or sched["end"] >= total:
+            sched["end"] = iters
+        sched["end"] = min(sched["end"], iters)
+        sched["begin"] = min(sched.get("begin", 0), sched["end"] - 1)
 
 
 def run_runner(cfg: Config, rows: Rows) -> tuple[Any, TuneReportHook]:

@@ -87,7 +87,7 @@ def trained(tmp_path_factory, make_cfg):
         **{
             "train_cfg.max_iters": 400,
             "train_cfg.val_interval": 400,
-            "param_scheduler.0.end": 400,
+            "param_scheduler.1.end": 400,
             "train_dataloader.batch_size": 8,
             "val_cfg.calib_batches": 3,
             "default_hooks.checkpoint.interval": 400,
