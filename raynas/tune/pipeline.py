@@ -229,7 +229,7 @@ class Pipeline:
 
     def _check_finished(self, phase: str, grid: Any, total: int) -> None:
         errors = [r.error for r in grid if r.error]
-        unfinished = sum(1 for r in grid if not r.error and not r.metrics.get("done"))
+        unfinished = len(grid) - grid.num_terminated - grid.num_errors
         if not errors and (unfinished or len(grid) < total):  # Tune returns after Ctrl-C
             raise PipelineInterrupted(
                 f"{phase}: interrupted with {unfinished + total - len(grid)} of {total} "

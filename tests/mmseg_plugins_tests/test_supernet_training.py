@@ -246,7 +246,9 @@ def test_momentum_buffers_are_separated_per_group(load_cfg) -> None:
     groups_seen = {a[label] for a in rec.archs.values()}
     assert set(hook.states) == groups_seen and len(groups_seen) >= 2
     stem = runner.model.backbone.stem[0].conv.weight  # trained by every path
-    buffers = [hook.states[g][stem]["momentum_buffer"] for g in groups_seen]
+    first = next(iter(groups_seen))
+    key = "momentum_buffer" if "momentum_buffer" in hook.states[first][stem] else "exp_avg"
+    buffers = [hook.states[g][stem][key] for g in groups_seen]  # SGD's momentum, AdamW's m
     assert not torch.allclose(buffers[0], buffers[1])
     # each group's buffer only saw its own steps: the optimizer holds the last group's state
     assert runner.optim_wrapper.optimizer.state is hook.states[hook.current]
