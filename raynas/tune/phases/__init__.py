@@ -7,18 +7,13 @@ A search type (``tune_cfg.search.type``) is a module and an entry in :data:`SEAR
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from raynas.tune.phases.base import Phase, TunePhase
+from raynas.tune.phases.base import Phase, PipelineView, TunePhase
 from raynas.tune.phases.report import ReportPhase
 from raynas.tune.phases.retrain import RetrainPhase
 from raynas.tune.phases.search import SamplingSearch
 from raynas.tune.phases.supernet import SupernetPhase
 
-if TYPE_CHECKING:
-    from raynas.tune.pipeline import Pipeline
-
-__all__ = ["PHASE_TYPES", "SEARCH_TYPES", "Phase", "TunePhase", "build_phase"]
+__all__ = ["PHASE_TYPES", "SEARCH_TYPES", "Phase", "PipelineView", "TunePhase", "build_phase"]
 
 SEARCH_TYPES: dict[str, type[Phase]] = {"sampling": SamplingSearch}
 PHASE_TYPES: dict[str, type[Phase]] = {
@@ -28,7 +23,7 @@ PHASE_TYPES: dict[str, type[Phase]] = {
 }
 
 
-def build_phase(name: str, pipeline: Pipeline) -> Phase:
+def build_phase(name: str, pipeline: PipelineView) -> Phase:
     """The phase ``name`` of ``pipeline`` (the search by ``tune_cfg.search.type``)."""
     if name == "search":
         return SEARCH_TYPES[pipeline.opts["search"]["type"]](pipeline)

@@ -4,12 +4,29 @@ results and returns its entry of ``pipeline.json``."""
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from raynas.tune.pipeline import Pipeline
+__all__ = ["Phase", "PipelineView", "TunePhase"]
 
-__all__ = ["Phase", "TunePhase"]
+
+class PipelineView(Protocol):
+    """What a phase uses of the pipeline (``raynas.tune.pipeline.Pipeline``)."""
+
+    cfg: Any
+    cfg_text: str
+    opts: dict[str, dict[str, Any]]
+    storage: Any
+
+    def phase(self, name: str) -> dict[str, Any]: ...
+
+    def save(self) -> None: ...
+
+    def uri(self, path: str) -> str: ...
+
+    def tune(
+        self, phase: str, trainable: Any, param_space: dict, total: int,
+        iters: int | None = None, **tune_config: Any,
+    ) -> Any: ...  # fmt: skip
 
 
 class Phase(abc.ABC):
@@ -24,7 +41,7 @@ class Phase(abc.ABC):
 
     name = "phase"
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: PipelineView) -> None:
         self.pipeline = pipeline
         self.opts: dict[str, Any] = pipeline.opts.get(self.name, {})
 
