@@ -118,7 +118,8 @@ def plan(kills: int, seed: int, durations: dict[str, float]) -> list[dict]:
     slots = []
     for phase, share in (("supernet", 0.4), ("search", 0.2), ("retrain", 0.3), ("report", 0.1)):
         n = max(1, round(kills * share))
-        delays = sorted(rng.uniform(0.5, max(1.0, durations[phase])) for _ in range(n))
+        # within the first 60% of the phase: a resumed phase ends sooner than a fresh one
+        delays = sorted(rng.uniform(0.5, max(1.0, 0.6 * durations[phase])) for _ in range(n))
         slots += [dict(phase=phase, delay=d, how="SIGKILL", target="driver") for d in delays]
     specials = [
         dict(phase="supernet", delay=durations["supernet"] / 3, how="SIGKILL", target="worker"),
