@@ -164,20 +164,28 @@ class LatencyTable:
         """Predicted end-to-end latency of a path: its fixed part plus its layers."""
         return self.fixed(arch, model) + self.layers(arch)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def to_json(self) -> str:
+        """The table as JSON (input size, device and entries)."""
         doc = {"input_size": self.input_size, "device": self.device_key, "entries": self.entries}
-        Path(path).write_text(json.dumps(doc, indent=1))
+        return json.dumps(doc, indent=1)
 
-    def load(self, path: str | os.PathLike) -> LatencyTable:
-        """Adds the entries of a saved table of the same input size and device.
+    def add_json(self, text: str, where: str = "table") -> LatencyTable:
+        """Adds the entries of :meth:`to_json` text of the same input size and device.
 
         Raises:
             ValueError: The table was measured at another input size or on another device.
         """
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(text)
         if tuple(doc["input_size"]) != self.input_size:
-            raise ValueError(f"{path} was measured at {doc['input_size']}, not {self.input_size}")
+            raise ValueError(f"{where} was measured at {doc['input_size']}, not {self.input_size}")
         if doc.get("device", self.device_key) != self.device_key:
-            raise ValueError(f"{path} was measured on {doc['device']}, not {self.device_key}")
+            raise ValueError(f"{where} was measured on {doc['device']}, not {self.device_key}")
         self.entries.update(doc["entries"])
         return self
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(self.to_json())
+
+    def load(self, path: str | os.PathLike) -> LatencyTable:
+        """Adds the entries of a saved table (see :meth:`add_json`)."""
+        return self.add_json(Path(path).read_text(), str(path))

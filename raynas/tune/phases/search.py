@@ -4,7 +4,6 @@ trial sets the path on the trained supernet, recalibrates BN and scores it."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -75,14 +74,11 @@ class _Evaluator:
             self.lut = LatencyTable(self.model.backbone.settings, size, device=device)
             self.lut_name = f"{self.lut.device_key}-{size[0]}x{size[1]}.json"
             if Storage(cache).exists(self.lut_name):
-                self.lut.entries.update(json.loads(Storage(cache).read_text(self.lut_name))
-                                        ["entries"])  # fmt: skip
+                self.lut.add_json(Storage(cache).read_text(self.lut_name), self.lut_name)
         known = len(self.lut.entries)
         value = self.lut.predict(arch, self.model)
         if len(self.lut.entries) > known:
-            doc = dict(input_size=self.lut.input_size, device=self.lut.device_key,
-                       entries=self.lut.entries)  # fmt: skip
-            Storage(cache).write_text(json.dumps(doc, indent=1), self.lut_name)
+            Storage(cache).write_text(self.lut.to_json(), self.lut_name)
         return value
 
 
