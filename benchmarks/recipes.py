@@ -34,6 +34,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         warmup=100,
     ),
 }
+# supernet-only variants: AdamW plus a distiller, at the wall time of 1500 uniform iterations
+# (sandwich: 3 paths per step, measured ~3x the time per iteration; cream ~1.3x once active)
+RECIPES["adamw+sandwich"] = dict(RECIPES["adamw"], base="adamw", iters_scale=1 / 3,
+                                 distill=dict(type="sandwich"))  # fmt: skip
+RECIPES["adamw+cream"] = dict(RECIPES["adamw"], base="adamw", iters_scale=0.8,
+                              distill=dict(type="cream"))  # fmt: skip
 
 
 def apply_recipe(cfg: Any, recipe: str, iters: int) -> None:
@@ -49,6 +55,8 @@ def apply_recipe(cfg: Any, recipe: str, iters: int) -> None:
     cfg.param_scheduler = scheds
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = iters
+    if spec.get("distill"):
+        cfg.custom_hooks[0].distill = dict(spec["distill"])
 
 
 def _runner(cfg: Any, work: Path) -> Any:
@@ -80,22 +88,25 @@ def supernet(recipe: str, iters: int, paths: dict, cache: Path) -> dict[str, flo
     apply_recipe(cfg, recipe, iters)
     cfg.val_cfg.calib_batches = 8
     runner = _runner(cfg, cache / f"supernet-{recipe}-{iters}")
+    start = time.time()
     runner.train()
     from strategies import evaluate  # benchmarks/ is on sys.path when run as a script
 
-    result = evaluate(runner, paths)
+    result = {**evaluate(runner, paths), "train_s": time.time() - start}
     key.write_text(json.dumps(result))
     return result
 
 
 def standalone(recipe: str, arch: dict, name: str, iters: int, cache: Path,
-               init: Path | None = None) -> float:  # fmt: skip
+               init: Path | None = None, tag: str = "") -> float:  # fmt: skip
     """Val mIoU of one path trained as a plain mmseg model (from ``init`` or scratch)."""
     from mmseg_plugins.arch import path_widths, subnet_model_cfg
     from raynas.config import load_config
     from raynas.export import build_supernet, subnet_config
 
-    tag = f"{name}-{recipe}-{iters}-{'inherit' if init else 'scratch'}"
+    tag = f"{name}-{recipe}-{iters}-{'inherit' if init else 'scratch'}" + (
+        f"-from-{tag}" if tag and tag != f"{recipe}-1500" else ""
+    )
     key = cache / f"{tag}.json"
     if key.is_file():
         return json.loads(key.read_text())["mIoU"]
@@ -144,15 +155,20 @@ def main() -> None:
     rows = {}
     for recipe in args.recipes:
         start = time.time()
-        inherited = supernet(recipe, n, paths, args.cache)
-        alone = {p: standalone(recipe, paths[p], p, n, args.cache) for p in ("largest", "mid")}
-        init = export_mid(recipe, n, paths["mid"], args.cache)
-        retrained = standalone(recipe, paths["mid"], "mid", r, args.cache, init=init)
+        base, ns = (
+            RECIPES[recipe].get("base", recipe),
+            round(n * RECIPES[recipe].get("iters_scale", 1)),
+        )
+        inherited = supernet(recipe, ns, paths, args.cache)
+        alone = {p: standalone(base, paths[p], p, n, args.cache) for p in ("largest", "mid")}
+        init = export_mid(recipe, ns, paths["mid"], args.cache)
+        retrained = standalone(base, paths["mid"], "mid", r, args.cache, init=init,
+                               tag=f"{recipe}-{ns}")  # fmt: skip
         scratch = standalone("adamw", paths["mid"], "mid", n + r, args.cache)
         rows[recipe] = dict(
             inherited=inherited, standalone=alone, retrain_inherit=retrained,
             scratch_plain_same_total=scratch, wall_s=time.time() - start,
-            fraction={p: inherited[p] / alone[p] for p in alone},
+            fraction={p: inherited[p] / alone[p] for p in alone}, supernet_iters=ns,
         )  # fmt: skip
         print(recipe, json.dumps(rows[recipe]), flush=True)
     flops = {p: table(a).flops / 1e6 for p, a in paths.items()}
@@ -167,15 +183,16 @@ def write(rows: dict, flops: dict, n: int, r: int) -> None:
         f"supernet {n} iterations, retrain {r}; val mIoU on synthseg (300 images); MFLOPs "
         + ", ".join(f"{p} {v:.1f}" for p, v in flops.items()),
         "",
-        "| recipe | inherited largest / mid / smallest | stand-alone largest / mid | "
-        "inherited / stand-alone (largest, mid) | mid retrained from inherited | mid from "
-        "scratch, AdamW, same total iterations |",
-        "|---|---|---|---|---|---|",
+        "| recipe | supernet iters (s) | inherited largest / mid / smallest | "
+        "stand-alone largest / mid | inherited / stand-alone (largest, mid) | "
+        "mid retrained from inherited | mid from scratch, AdamW, same total iterations |",
+        "|---|---|---|---|---|---|---|",
     ]
     for recipe, v in rows.items():
         inh, alone, frac = v["inherited"], v["standalone"], v["fraction"]
         lines.append(
-            f"| {recipe} | {inh['largest']:.2f} / {inh['mid']:.2f} / {inh['smallest']:.2f} | "
+            f"| {recipe} | {v.get('supernet_iters', n)} ({inh.get('train_s', float('nan')):.0f}) "
+            f"| {inh['largest']:.2f} / {inh['mid']:.2f} / {inh['smallest']:.2f} | "
             f"{alone['largest']:.2f} / {alone['mid']:.2f} | {frac['largest']:.0%}, "
             f"{frac['mid']:.0%} | {v['retrain_inherit']:.2f} | "
             f"{v['scratch_plain_same_total']:.2f} |"

@@ -15,52 +15,14 @@ Writes benchmarks/results/vs_mmseg.{json,md,png} and prints the table.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
+from raynas.baselines import BASELINES, baseline_config
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
-MODELS = {
-    "fastscnn": "mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py",
-    "cgnet": "mmseg::cgnet/cgnet_fcn_4xb8-60k_cityscapes-512x1024.py",
-    "bisenetv2": "mmseg::bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py",
-    "erfnet": "mmseg::erfnet/erfnet_fcn_4xb4-160k_cityscapes-512x1024.py",
-    "stdc1": "mmseg::stdc/stdc1_4xb12-80k_cityscapes-512x1024.py",
-}
-
-
-def _adapt(node: Any, num_classes: int) -> Any:
-    """SyncBN -> BN, num_classes everywhere, no pretrained weights."""
-    if isinstance(node, dict):
-        out = {k: _adapt(v, num_classes) for k, v in node.items()}
-        if out.get("type") == "SyncBN":
-            out["type"] = "BN"
-        if "num_classes" in out:
-            out["num_classes"] = num_classes
-        if isinstance(out.get("init_cfg"), dict) and out["init_cfg"].get("type") == "Pretrained":
-            out["init_cfg"] = None
-        if "pretrained" in out:
-            out["pretrained"] = None
-        return out
-    if isinstance(node, list | tuple):
-        return type(node)(_adapt(v, num_classes) for v in node)
-    return node
-
-
-def baseline_config(name: str, subnet_cfg: Any) -> Any:
-    """The subnet's training config with mmseg's ``name`` model in place of the subnet."""
-    import mmseg
-    from mmengine.config import Config
-
-    path = Path(mmseg.__file__).parent / ".mim/configs" / MODELS[name].removeprefix("mmseg::")
-    model = Config.fromfile(str(path)).model.to_dict()
-    cfg = copy.deepcopy(subnet_cfg)
-    model = _adapt(model, cfg.model.decode_head.num_classes)
-    model["data_preprocessor"] = cfg.model.data_preprocessor.to_dict()
-    cfg.model = model
-    return cfg
 
 
 def train_baseline(name: str, subnet_cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
@@ -84,22 +46,9 @@ def train_baseline(name: str, subnet_cfg: Any, iters: int, cache: Path) -> dict[
 
 def cost(cfg: Any, checkpoint: str | None, size: tuple[int, int]) -> dict[str, float]:
     """Params, FLOPs and CPU latency (batch 1) of a config's model."""
-    import torch
-    from mmengine.analysis import FlopAnalyzer, parameter_count
-    from mmseg.registry import MODELS as REGISTRY
+    from raynas.baselines import model_cost
 
-    from mmseg_plugins.latency import measure_latency
-
-    model = REGISTRY.build(copy.deepcopy(cfg.model)).eval()
-    if checkpoint:
-        from mmengine.runner import load_checkpoint
-
-        load_checkpoint(model, checkpoint, map_location="cpu")
-    x = torch.randn(1, 3, *size)
-    flops = FlopAnalyzer(model, (x,)).unsupported_ops_warnings(False)
-    flops = flops.uncalled_modules_warnings(False).total()
-    return dict(params=float(parameter_count(model)[""]), flops=float(flops),
-                latency_ms=measure_latency(model, size, warmup=10, runs=50))  # fmt: skip
+    return model_cost(cfg.model, size, checkpoint)
 
 
 def found_models(exp: Path) -> list[dict[str, Any]]:
@@ -107,7 +56,8 @@ def found_models(exp: Path) -> list[dict[str, Any]]:
     import pandas as pd
 
     frame = pd.read_parquet(exp / "archive")
-    retrain = frame[frame.phase == "retrain"].sort_values("iteration")
+    retrain = frame[(frame.phase == "retrain") & ~frame.path.str.startswith("baseline:")]
+    retrain = retrain.sort_values("iteration")
     state = json.loads((exp / "pipeline.json").read_text())
     exports = {e["name"]: e for e in state["phases"]["retrain"]["exports"]}
     out = []
@@ -122,7 +72,7 @@ def found_models(exp: Path) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiment", type=Path, required=True)
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--models", nargs="+", default=list(BASELINES))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-vs-mmseg"))
     args = ap.parse_args()
     from mmengine.registry import init_default_scope

@@ -214,6 +214,8 @@ def subnet_model_cfg(
         widths: Stage output channels of the path (:func:`path_widths`).
     """
     cfg = copy.deepcopy(dict(model_cfg))
+    if cfg.get("type") in ("SuperNetEncoderDecoder", "mmseg.SuperNetEncoderDecoder"):
+        cfg["type"] = "EncoderDecoder"  # the static subnet needs only plain mmseg
     backbone, head = dict(cfg["backbone"]), dict(cfg["decode_head"])
     if backbone.get("type") not in ("SegSuperNet", "mmseg.SegSuperNet"):
         raise InvalidArchError(f"model.backbone.type is {backbone.get('type')!r}, not SegSuperNet")

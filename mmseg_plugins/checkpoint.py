@@ -15,6 +15,7 @@ __all__ = [
     "CKPT_NAME",
     "DATASET_META_KEY",
     "DATA_SAMPLER_KEY",
+    "DISTILL_KEY",
     "INIT_WEIGHTS_KEY",
     "MOMENTUM_KEY",
     "RNG_KEY",
@@ -29,6 +30,7 @@ __all__ = [
 
 CKPT_NAME = "checkpoint.pth"  # the mmengine checkpoint inside a training trial's Tune checkpoint
 SAMPLER_KEY = "raynas_sampler"  # PathSamplingHook: the path sampler's state
+DISTILL_KEY = "raynas_distill"  # PathSamplingHook: the distiller's state (Cream's board)
 RNG_KEY = "raynas_rng"  # PathSamplingHook: python/numpy/torch global RNG states
 INIT_WEIGHTS_KEY = "raynas_init_weights"  # PathSamplingHook: initial weights (angle proxy)
 CALR_KEY = "raynas_calr"  # CaLRHook: base learning rates

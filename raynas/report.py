@@ -10,7 +10,15 @@ import pandas as pd
 
 from raynas.core.pareto import crowding_distance, pareto_mask
 
-__all__ = ["majority_miou", "pareto_front", "plot_pareto", "select_top_k", "summary_markdown"]
+__all__ = [
+    "majority_miou",
+    "pareto_front",
+    "plot_pareto",
+    "plot_vs_baselines",
+    "select_top_k",
+    "summary_markdown",
+    "vs_baselines_markdown",
+]
 
 
 def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
@@ -70,8 +78,8 @@ def plot_pareto(frame: pd.DataFrame, path: str | Path, baselines: dict[str, floa
     ax.scatter(
         sup["flops"] / 1e6, sup["mIoU"], marker="s", color="C2", label="supernet largest/smallest"
     )
-    retrain = frame[frame["phase"] == "retrain"].sort_values("iteration").groupby("trial_id")
-    final = retrain.tail(1)
+    retrain = frame[(frame["phase"] == "retrain") & ~frame["path"].str.startswith("baseline:")]
+    final = retrain.sort_values("iteration").groupby("trial_id").tail(1)
     ax.scatter(
         final["flops"] / 1e6,
         final["mIoU"],
@@ -135,4 +143,43 @@ def summary_markdown(
     lines += ["", "## Supernet (last validation)", "", head] + [
         _fmt_row(r) for r in sup.itertuples()
     ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_vs_baselines(rows: list[dict[str, Any]], path: str | Path, size: tuple) -> Path:
+    """Val mIoU against CPU latency: the retrained found models (stars) and the baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r in rows:
+        found = not r["baseline"]
+        ax.scatter(r["latency_ms"], r["mIoU"], marker="*" if found else "o",
+                   s=140 if found else 50, color="C3" if found else "C0")  # fmt: skip
+        ax.annotate(r["name"], (r["latency_ms"], r["mIoU"]), fontsize=8)
+    ax.set_xlabel(f"CPU latency ms (batch 1, {size[0]}x{size[1]}, measured in one process)")
+    ax.set_ylabel("val mIoU (%), same training config and schedule")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def vs_baselines_markdown(rows: list[dict[str, Any]]) -> str:
+    """The found models against the baselines, by latency; says which baselines are beaten
+    (a found model with higher val mIoU at lower or equal latency)."""
+    lines = ["| model | val mIoU | latency ms | MFLOPs | params k | beaten by |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    found = [r for r in rows if not r["baseline"]]
+    for r in sorted(rows, key=lambda r: r["latency_ms"]):
+        beaters = [f["name"] for f in found if r["baseline"] and f["mIoU"] > r["mIoU"]
+                   and f["latency_ms"] <= r["latency_ms"]]  # fmt: skip
+        beaten = (", ".join(beaters) or "none") if r["baseline"] else ""
+        lines.append(f"| {r['name']} | {r['mIoU']:.2f} | {r['latency_ms']:.2f} | "
+                     f"{r['flops'] / 1e6:.1f} | {r['params'] / 1e3:.0f} | {beaten} |")  # fmt: skip
     return "\n".join(lines) + "\n"

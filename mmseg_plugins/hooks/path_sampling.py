@@ -13,7 +13,15 @@ from mmseg.registry import HOOKS
 from torch import nn
 
 from mmseg_plugins.arch import complexity_table, label_modules, search_space, set_arch, unwrap
-from mmseg_plugins.checkpoint import INIT_WEIGHTS_KEY, SAMPLER_KEY, read_meta, write_meta
+from mmseg_plugins.checkpoint import (
+    DISTILL_KEY,
+    INIT_WEIGHTS_KEY,
+    SAMPLER_KEY,
+    read_meta,
+    write_meta,
+)
+from mmseg_plugins.models.segmentor import SuperNetEncoderDecoder
+from raynas.core.distill import Distiller, build_distiller
 from raynas.core.sampler import PathSampler
 from raynas.core.samplers import build_sampler
 from raynas.core.space import Arch
@@ -50,23 +58,36 @@ class PathSamplingHook(Hook):
     ``strategy/NAME``. Samplers that ask for gradient norms (PA&DA) get them per label, read
     just before each optimizer step.
 
+    With ``distill`` (``dict(type='sandwich' | 'cream', ...)``, see :mod:`raynas.core.distill`)
+    each iteration trains the distiller's plan around the sampled path in one optimizer step;
+    the model must be a :class:`~mmseg_plugins.models.SuperNetEncoderDecoder`.
+
     Args:
         sampler: ``dict(type=..., **kwargs)`` for :func:`raynas.core.samplers.build_sampler`.
         proxy_images: Held-out images for DPS proxies.
         ib_beta: Beta of the multi-scale IB proxy.
+        distill: ``dict(type=..., **kwargs)`` for :func:`raynas.core.distill.build_distiller`.
     """
 
     priority = "VERY_HIGH"
 
     def __init__(
-        self, sampler: dict[str, Any] | None = None, proxy_images: int = 8, ib_beta: float = 0.5
+        self,
+        sampler: dict[str, Any] | None = None,
+        proxy_images: int = 8,
+        ib_beta: float = 0.5,
+        distill: dict[str, Any] | None = None,
     ) -> None:
         self.sampler_cfg = dict(sampler or dict(type="uniform", seed=0))
+        self.distill_cfg = dict(distill) if distill else None
+        self._distiller: Distiller | None = None
+        self._distill_pending: dict[str, Any] | None = None
         self.proxy_images, self.ib_beta = proxy_images, ib_beta
         self._sampler: PathSampler | None = None
         self._init_state: dict[str, torch.Tensor] | None = None
         self._proxies: Any = None
         self._table: Any = None
+        self._train_table: Any = None
         self._grad_norms: dict[str, float] | None = None
         self._pending: dict[str, Any] | None = None
         self.current: Arch | None = None
@@ -79,7 +100,24 @@ class PathSamplingHook(Hook):
             self._pending = None
         return self._sampler
 
+    def distiller(self, runner: Any) -> Distiller | None:
+        if self._distiller is None and self.distill_cfg:
+            model = unwrap(runner.model)
+            if not isinstance(model, SuperNetEncoderDecoder):
+                raise TypeError(
+                    f"PathSamplingHook(distill=...) needs model.type='SuperNetEncoderDecoder', "
+                    f"got {type(model).__name__}"
+                )
+            self._distiller = build_distiller(self.distill_cfg, search_space(model))
+            model.activate = lambda arch: set_arch(model, arch)
+            model.temperature = self._distiller.temperature
+        if self._distiller is not None and self._distill_pending is not None:
+            self._distiller.load_state_dict(self._distill_pending)
+            self._distill_pending = None
+        return self._distiller
+
     def before_train(self, runner: Any) -> None:
+        self.distiller(runner)
         sampler = self.sampler(runner)
         if sampler.needs_init_weights and self._init_state is None:
             state = unwrap(runner.model).state_dict()
@@ -99,8 +137,12 @@ class PathSamplingHook(Hook):
         self._grad_norms = norms
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        model = unwrap(runner.model)
         self.current = self.sampler(runner).sample(runner.iter)
-        set_arch(unwrap(runner.model), self.current)
+        set_arch(model, self.current)
+        distiller = self.distiller(runner)
+        if distiller is not None:
+            model.plan = distiller.plan(self.current, runner.iter, runner.max_iters)
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict | None = None
@@ -110,8 +152,21 @@ class PathSamplingHook(Hook):
         if self.current is not None and loss is not None:
             value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
             sampler.update(self.current, {"loss": value, "grad_norms": self._grad_norms})
+        if self.distiller(runner) is not None:
+            self._observe(runner, data_batch)
         if sampler.due(runner.iter + 1):
             self._round(runner, sampler, runner.iter + 1)
+
+    def _observe(self, runner: Any, data_batch: Any) -> None:
+        """Hands the accuracy of every path trained this iteration to the distiller."""
+        model = unwrap(runner.model)
+        if self._train_table is None:
+            size = getattr(model.data_preprocessor, "size", None)
+            size = size or data_batch["inputs"][0].shape[-2:]
+            self._train_table = complexity_table(model, tuple(int(v) for v in size))
+        for arch, accuracy in model.step_accuracy:
+            flops = self._train_table(arch).flops
+            self._distiller.observe(arch, accuracy, flops, runner.iter, runner.max_iters)
 
     def _round(self, runner: Any, sampler: PathSampler, iteration: int) -> None:
         """One round: measure what the sampler needs, hand it over, log what it says."""
@@ -141,10 +196,13 @@ class PathSamplingHook(Hook):
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         write_meta(checkpoint, SAMPLER_KEY, self.sampler(runner).state_dict())
+        if self.distiller(runner) is not None:
+            write_meta(checkpoint, DISTILL_KEY, self._distiller.state_dict())
         if self._init_state is not None:
             write_meta(checkpoint, INIT_WEIGHTS_KEY, self._init_state)
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         self._pending = read_meta(checkpoint, SAMPLER_KEY, self._pending)
+        self._distill_pending = read_meta(checkpoint, DISTILL_KEY, self._distill_pending)
         if read_meta(checkpoint, INIT_WEIGHTS_KEY) is not None:
             self._init_state = read_meta(checkpoint, INIT_WEIGHTS_KEY)

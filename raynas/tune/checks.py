@@ -107,6 +107,12 @@ def check_supernet(cfg: Config) -> None:
             f"model must be an EncoderDecoder with backbone SegSuperNet and "
             f"decode_head SearchableHead, got {backbone!r} / {head!r}"
         )
+    distill = any(h.get("distill") for h in cfg.get("custom_hooks", []))
+    if distill and cfg.model.get("type") != "SuperNetEncoderDecoder":
+        raise InvalidValueError(
+            f"PathSamplingHook(distill=...) trains several paths per step and needs "
+            f"model.type='SuperNetEncoderDecoder', got {cfg.model.get('type')!r}"
+        )
 
 
 def check_datasets(cfg: Config) -> None:

@@ -42,6 +42,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
     ),
+    "report": dict(
+        # mmseg's hand-designed models trained beside the found ones on the same data and
+        # schedule, and drawn against them: names of raynas.baselines.BASELINES ('fastscnn',
+        # 'cgnet', 'bisenetv2', 'erfnet', 'stdc1') or mmseg configs ('mmseg::...' or a path)
+        baselines=[],
+    ),
     "ray": dict(
         num_cpus=None,
         num_gpus=None,
@@ -114,6 +120,10 @@ def resolve_tune_cfg(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
 
 def _check_phase(phase: str, opts: dict[str, Any]) -> None:
     where = f"tune_cfg.{phase}"
+    if phase == "report":
+        from raynas.baselines import check_baselines
+
+        opts["baselines"] = check_baselines(opts["baselines"])
     for key, value in opts.items():
         if key in _COUNTS:
             _check_count(f"{where}.{key}", value, *_COUNTS[key])

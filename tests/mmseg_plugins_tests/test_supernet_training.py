@@ -128,6 +128,8 @@ STRATEGIES = {
         },
     ),
     "calr-ms": ("supernet/segsupernet_uniform-calr-ms_1xb8-2k_synthseg-128x128.py", {}),
+    "sandwich": (CONFIG, {"custom_hooks.0.distill": dict(type="sandwich", num_random=1)}),
+    "cream": (CONFIG, {"custom_hooks.0.distill": dict(type="cream", board_size=3, start=0.2)}),
 }
 
 

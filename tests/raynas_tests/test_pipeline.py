@@ -95,7 +95,8 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
 
     from raynas.tune.pipeline import Pipeline
 
-    run = {**SMALL_RUN, "search.cost": "latency_ms"}  # NSGA-II on mIoU and table latency
+    # NSGA-II on mIoU and table latency; mmseg's FastSCNN retrained beside the found models
+    run = {**SMALL_RUN, "search.cost": "latency_ms", "report.baselines": ["fastscnn"]}
     Pipeline.create(QUICKSTART, str(tmp_path), "e2e", _option_dict(small_options, **run))
     root = Path(small_options["data_root"])
     hidden = [root / d / "val" for d in ("img_dir", "ann_dir")]
@@ -122,12 +123,17 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     assert len(list((exp / "latency").glob("cpu-*-128x128.json"))) == 1  # the device's table
     final = frame[frame.phase == "retrain"].sort_values("iteration").groupby("trial_id").tail(1)
     assert set(final.split) == {"val"}  # the retrained models reported on val
+    assert sorted(final.path) == ["baseline:fastscnn", "subnet0", "subnet1"]
     assert len(frame[frame.phase == "supernet"]) == 2 * 2  # largest+smallest at 2 reports
     assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()
 
     majority = state["phases"]["report"]["baselines"]["majority class"]
     best = state["phases"]["retrain"]["best"]
     assert best["mIoU"] > majority + MARGIN, (best, majority)
+    assert best["name"].startswith("subnet")  # a baseline is never the found model
+    text = (exp / "report/report.md").read_text()
+    assert "Found models against hand-designed ones" in text and "| baseline:fastscnn |" in text
+    assert (exp / "report/vs_baselines.png").is_file()
 
     for f in (
         "report/pareto.png",

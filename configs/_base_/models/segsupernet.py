@@ -21,7 +21,7 @@ arch_settings = dict(
     zooms=(2, 1),
 )
 model = dict(
-    type="EncoderDecoder",
+    type="SuperNetEncoderDecoder",  # EncoderDecoder + multi-path steps (distillation)
     data_preprocessor=data_preprocessor,
     backbone=dict(type="SegSuperNet", arch_settings=arch_settings, out_indices=(0, 1, 2)),
     decode_head=dict(

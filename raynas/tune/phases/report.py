@@ -1,5 +1,7 @@
 """Phase 4, the report: ``report/pareto.png``, ``report/report.md`` (with the majority-class
-baseline) and ``best/`` (config + checkpoint of the best retrained subnet, for plain mmseg)."""
+baseline), ``best/`` (config + checkpoint of the best retrained subnet, for plain mmseg) and,
+with ``tune_cfg.report.baselines``, ``report/vs_baselines.png``: the retrained found models
+against the baselines by val mIoU and CPU latency, all measured here in one process."""
 
 from __future__ import annotations
 
@@ -36,9 +38,42 @@ class ReportPhase(Phase):
             (tmp / "report").mkdir()
             (tmp / "report" / "report.md").write_text(text)
             plot_pareto(frame, tmp / "report" / "pareto.png", baselines)
+            versus = self._vs_baselines(frame, tmp / "report")
+            if versus:
+                text += "\n## Found models against hand-designed ones\n\n" + versus
+                (tmp / "report" / "report.md").write_text(text)
             pipeline.storage.upload(tmp / "report", "report")
         print(text, flush=True)
         return dict(baselines=baselines, rows=len(frame))
+
+    def _vs_baselines(self, frame: Any, out: Path) -> str:
+        """Latency, FLOPs and params of every retrained model and baseline; plot and table."""
+        from raynas.baselines import model_cost
+        from raynas.config import load_config
+        from raynas.report import plot_vs_baselines, vs_baselines_markdown
+        from raynas.tune.phases.retrain import BASELINE_PREFIX
+
+        exports = self.pipeline.phase("retrain").get("exports", [])
+        if not any(e.get("baseline") for e in exports):
+            return ""
+        final = frame[(frame["phase"] == "retrain") & (frame["split"] == "val")]
+        final = final.sort_values("iteration").groupby("path").tail(1)
+        miou = dict(zip(final["path"], final["mIoU"], strict=True))
+        rows = []
+        for e in exports:
+            name = e["name"]
+            if e.get("baseline"):
+                name = BASELINE_PREFIX + name.removeprefix("baseline-")
+            if name not in miou:
+                continue
+            cfg = load_config(Storage(e["dir"]).local_copy() / "subnet.py")
+            size = tuple(cfg.model.data_preprocessor.size)
+            rows.append(dict(name=name, mIoU=float(miou[name]), baseline=bool(e.get("baseline")),
+                             **model_cost(cfg.model, size)))  # fmt: skip
+        if not rows:
+            return ""
+        plot_vs_baselines(rows, out / "vs_baselines.png", size)
+        return vs_baselines_markdown(rows)
 
     def _best(self, tmp: Path) -> dict[str, Any] | None:
         """Uploads ``best/`` (the best retrained subnet); returns what the report says of it."""

@@ -1,6 +1,9 @@
 """Phase 3, retraining: the top-k Pareto architectures of the search are exported as plain
 mmseg subnets (``subnets/``) and trained with mmseg's standard training, one Tune trial each,
-from inherited weights or from scratch."""
+from inherited weights or from scratch. The baselines of ``tune_cfg.report.baselines``
+(mmseg's hand-designed models, :mod:`raynas.baselines`) train beside them from scratch with the
+same config and schedule; their archive rows are named ``baseline:NAME`` and they are never
+chosen as the best model."""
 
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from raynas.tune.phases.base import TunePhase
 from raynas.tune.storage import Storage
 from raynas.tune.trial import prepare_runner_cfg, run_runner, scored_on, trial_config
 
-__all__ = ["RetrainPhase", "retrain_subnet"]
+__all__ = ["BASELINE_PREFIX", "RetrainPhase", "retrain_subnet"]
+
+BASELINE_PREFIX = "baseline:"
 
 
 def retrain_subnet(config: dict, opts: dict) -> None:
@@ -33,15 +38,18 @@ def retrain_subnet(config: dict, opts: dict) -> None:
     cfg = trial_config((subnet / "subnet.py").read_text(), config.get("cfg_options"))
     work = Path(tune.get_context().get_trial_dir()) / "work"
     prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], work)
-    if opts.get("init", "inherit") == "inherit" and not cfg.get("resume"):
-        cfg.load_from = str(subnet / "subnet.pth")
-    arch = load_arch(subnet / "arch.yaml")
     name = Path(config["subnet_dir"]).name
+    flops = opts["flops"].get(name)
+    baseline = not (subnet / "arch.yaml").is_file()
+    inherit = opts.get("init", "inherit") == "inherit" and not baseline
+    if inherit and not cfg.get("resume"):
+        cfg.load_from = str(subnet / "subnet.pth")
+    arch = {} if baseline else load_arch(subnet / "arch.yaml")
+    name = f"{BASELINE_PREFIX}{name.removeprefix('baseline-')}" if baseline else name
     split = scored_on(cfg)
 
     def rows(runner: Any, metrics: Mapping[str, Any], on: str = split) -> list[dict]:
         params = parameter_count(runner.model)[""]
-        flops = opts["flops"].get(name)
         return [dict(path=name, arch=arch, encoding=None, mIoU=metrics.get("mIoU"),
                      split=on, flops=flops, params=params)]  # fmt: skip
 
@@ -97,7 +105,26 @@ class RetrainPhase(TunePhase):
             uri = pipeline.storage.child("subnets", name).uri
             exports.append(dict(name=name, dir=uri, arch=row.arch, search_mIoU=row.mIoU,
                                 flops=int(row.flops)))  # fmt: skip
-        return exports
+        return exports + self._export_baselines(exports[0]["dir"])
+
+    def _export_baselines(self, subnet_uri: str) -> list[dict[str, Any]]:
+        """``subnets/baseline-NAME/subnet.py``: each baseline in subnet0's training config."""
+        from raynas.baselines import baseline_config, model_cost
+        from raynas.config import load_config
+
+        pipeline, out = self.pipeline, []
+        subnet_cfg = load_config(Storage(subnet_uri).local_copy() / "subnet.py")
+        size = tuple(subnet_cfg.model.data_preprocessor.size)
+        for base in pipeline.opts["report"]["baselines"]:
+            cfg, name = baseline_config(base, subnet_cfg), f"baseline-{Path(base).stem}"
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / name).mkdir()
+                cfg.dump(str(Path(tmp) / name / "subnet.py"))
+                pipeline.storage.upload(Path(tmp) / name, "subnets", name)
+            flops = int(model_cost(cfg.model, size, runs=1)["flops"])
+            out.append(dict(name=name, dir=pipeline.storage.child("subnets", name).uri,
+                            baseline=base, flops=flops))  # fmt: skip
+        return out
 
     def trainable(self) -> Any:
         o = self.opts
@@ -121,7 +148,9 @@ class RetrainPhase(TunePhase):
         return dict(super().tune_config(), scheduler=build_trial_scheduler(self.opts["scheduler"]))
 
     def results(self, grid: Any) -> dict[str, Any]:
-        best = grid.get_best_result(metric="mIoU", mode="max", scope="last")
+        found = [r for r in grid if r.metrics and "mIoU" in r.metrics
+                 and not Path(r.config["subnet_dir"]).name.startswith("baseline-")]  # fmt: skip
+        best = max(found, key=lambda r: r.metrics["mIoU"])  # last report, selection split
         name = Path(best.config["subnet_dir"]).name
         flops = next(e["flops"] for e in self.exports() if e["name"] == name)
         return dict(
