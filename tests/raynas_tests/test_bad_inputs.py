@@ -252,3 +252,14 @@ def test_foreign_class_is_not_loaded_even_by_pickle_protocol(world: dict) -> Non
     with pytest.raises(UnsafeCheckpointError):
         load_local(str(world["tmp"] / "foreign.pth"))
     assert isinstance(UnsafeCheckpointError("x"), pickle.UnpicklingError)
+
+
+def test_unknown_baseline_is_refused_with_the_closest_name() -> None:
+    from raynas.core.errors import UnknownKeyError
+    from raynas.tune.options import resolve_tune_cfg
+
+    with pytest.raises(UnknownKeyError, match="fastscnn"):
+        resolve_tune_cfg({"report": {"baselines": ["fastscn"]}})
+    assert resolve_tune_cfg({"report": {"baselines": ["cgnet"]}})["report"]["baselines"] == [
+        "cgnet"
+    ]

@@ -21,14 +21,3 @@ def test_schedule_is_stretched_and_warm_up_kept() -> None:
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 100), (100, 500)]
     scale_schedule(cfg, 50)  # shorter than the warm-up: everything within the run
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 50), (49, 50)]
-
-
-def test_unknown_baseline_is_refused_with_the_closest_name() -> None:
-    from raynas.core.errors import UnknownKeyError
-    from raynas.tune.options import resolve_tune_cfg
-
-    with pytest.raises(UnknownKeyError, match="fastscnn"):
-        resolve_tune_cfg({"report": {"baselines": ["fastscn"]}})
-    assert resolve_tune_cfg({"report": {"baselines": ["cgnet"]}})["report"]["baselines"] == [
-        "cgnet"
-    ]
