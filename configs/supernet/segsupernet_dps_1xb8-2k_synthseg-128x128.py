@@ -16,12 +16,13 @@ dps_sampler = dict(
     patience=2,
     plateau=None,  # e.g. 3: also move on after 3 rounds without objective improvement
     min_delta=0.0,
+    # stage bounds are shares of the run (train_cfg.max_iters), so any run length keeps them
     stages=[
         dict(
-            name="convergence", objectives=("angle", "loss_decrease"), min_iters=200, max_iters=600
+            name="convergence", objectives=("angle", "loss_decrease"), min_frac=0.1, max_frac=0.3
         ),
-        dict(name="expressiveness", objectives=("predicted",), min_iters=200, max_iters=600),
-        dict(name="balanced", objectives=("predicted", "ib"), min_iters=0, max_iters=None),
+        dict(name="expressiveness", objectives=("predicted",), min_frac=0.1, max_frac=0.3),
+        dict(name="balanced", objectives=("predicted", "ib"), min_frac=0.0, max_frac=None),
     ],
 )
 custom_hooks = [dict(type="PathSamplingHook", sampler=dps_sampler, proxy_images=8, ib_beta=0.5)]

@@ -5,7 +5,7 @@ _base_ = ["./segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
 custom_hooks = [
     dict(
         type="PathSamplingHook",
-        sampler=dict(type="pada", seed=0, total_iters=2000, update_interval=100, floor=0.02),
+        sampler=dict(type="pada", seed=0, update_interval=100, floor=0.02),
     ),
     dict(type="DataImportanceHook"),
 ]

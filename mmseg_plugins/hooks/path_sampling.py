@@ -119,6 +119,8 @@ class PathSamplingHook(Hook):
     def before_train(self, runner: Any) -> None:
         self.distiller(runner)
         sampler = self.sampler(runner)
+        sampler.set_run_length(runner.max_iters)  # schedules are shares of the run
+        sampler.set_cost(lambda arch: self._train_cost(runner)(arch).flops)
         if sampler.needs_init_weights and self._init_state is None:
             state = unwrap(runner.model).state_dict()
             self._init_state = {k: v.detach().clone() for k, v in state.items()}
@@ -153,19 +155,26 @@ class PathSamplingHook(Hook):
             value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
             sampler.update(self.current, {"loss": value, "grad_norms": self._grad_norms})
         if self.distiller(runner) is not None:
-            self._observe(runner, data_batch)
+            self._observe(runner)
         if sampler.due(runner.iter + 1):
             self._round(runner, sampler, runner.iter + 1)
 
-    def _observe(self, runner: Any, data_batch: Any) -> None:
+    def _train_cost(self, runner: Any) -> Any:
+        """The complexity table at the training input size."""
+        if self._train_table is None:
+            model = unwrap(runner.model)
+            size = getattr(model.data_preprocessor, "size", None)
+            if not size:
+                batch = next(iter(runner.train_dataloader))
+                size = batch["inputs"][0].shape[-2:]
+            self._train_table = complexity_table(model, tuple(int(v) for v in size))
+        return self._train_table
+
+    def _observe(self, runner: Any) -> None:
         """Hands the accuracy of every path trained this iteration to the distiller."""
         model = unwrap(runner.model)
-        if self._train_table is None:
-            size = getattr(model.data_preprocessor, "size", None)
-            size = size or data_batch["inputs"][0].shape[-2:]
-            self._train_table = complexity_table(model, tuple(int(v) for v in size))
         for arch, accuracy in model.step_accuracy:
-            flops = self._train_table(arch).flops
+            flops = self._train_cost(runner)(arch).flops
             self._distiller.observe(arch, accuracy, flops, runner.iter, runner.max_iters)
 
     def _round(self, runner: Any, sampler: PathSampler, iteration: int) -> None:

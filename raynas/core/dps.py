@@ -4,11 +4,23 @@ Our reconstruction (the paper's full text is not public; the method notes we wor
 summarised in the README, "Supernet training strategies"):
 
 - A pool of ``pool_size`` paths, initially uniform. Every ``round_interval`` iterations the
-  hook measures the stage's proxies for every pool path and calls :meth:`DPSSampler.select`.
-- Selection: Pareto non-dominated sorting over the stage's objectives (maximised) and FLOPs
-  (minimised); fronts are taken in order and the last one is filled by crowding distance, each
-  member at Hamming distance >= ``min_hamming`` from those already chosen (diversity), until
-  ``num_selected`` paths are chosen.
+  hook measures the stage's proxies for the round's :attr:`~DPSSampler.candidates` and calls
+  :meth:`DPSSampler.on_round`. While the stage's only objective is the learned predictor
+  (``predicted``), only ``measure_fraction`` of the pool is measured (the selected paths and a
+  random share of the rest): the predictor, fitted on every path measured so far, scores the
+  paths not measured, and its Kendall tau on paths it had never seen is logged
+  (``predictor_tau``). Stages with measured objectives (angle, loss decrease, MS-IB) measure
+  the whole pool.
+- Selection: Pareto non-dominated sorting over the stage's objectives (maximised); fronts are
+  taken in order and the last one is filled by crowding distance, each member at Hamming
+  distance >= ``min_hamming`` from those already chosen (diversity), until ``num_selected``
+  paths are chosen. Cost enters only with ``cost_weight`` > 0: each objective (standardised
+  over the pool) is then penalised by ``cost_weight`` times the standardised log-FLOPs.
+- The angle proxy cannot tell apart paths that differ only in dilation or zoom: they use the
+  same weights, and the angle measures how far those weights moved. This is acceptable
+  because the angle is never the only objective (the convergence stage pairs it with the loss
+  decrease, which is measured by a forward pass of the path itself and does differ) and the
+  diversity rule keeps such near-duplicates from crowding the selected set.
 - Refresh: the selected paths stay; the rest of the pool is replaced by mutations of selected
   paths and, for an ``explore`` share, by uniform samples.
 - Training: each iteration draws a selected path uniformly, or with probability ``epsilon`` a
@@ -22,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import kendalltau
 
 from raynas.core.errors import InvalidValueError
 from raynas.core.pareto import crowding_distance, non_dominated_fronts
@@ -82,6 +95,8 @@ class DPSSampler(PathSampler):
         plateau: Stage scheduler's rounds without objective improvement (None: off).
         min_delta: Stage scheduler's minimum objective improvement.
         predictor: Keyword arguments of :class:`Predictor`.
+        measure_fraction: Share of the pool measured in predictor-only stages.
+        cost_weight: Weight of the FLOPs penalty in selection (0: cost is not an objective).
     """
 
     def __init__(
@@ -101,8 +116,16 @@ class DPSSampler(PathSampler):
         plateau: int | None = None,
         min_delta: float = 0.0,
         predictor: Mapping[str, Any] | None = None,
+        measure_fraction: float = 0.5,
+        cost_weight: float = 0.0,
     ) -> None:
         super().__init__(space, seed)
+        if not 0 < measure_fraction <= 1 or cost_weight < 0:
+            raise InvalidValueError(
+                f"need 0 < measure_fraction ({measure_fraction}) <= 1 and cost_weight "
+                f"({cost_weight}) >= 0"
+            )
+        self.measure_fraction, self.cost_weight = measure_fraction, cost_weight
         if not 0 < num_selected <= pool_size:
             raise InvalidValueError(
                 f"need 0 < num_selected ({num_selected}) <= pool_size ({pool_size})"
@@ -118,6 +141,8 @@ class DPSSampler(PathSampler):
             [space.canonical(space.sample(self.rng)) for _ in range(4 * pool_size)]
         )[:pool_size]
         self.selected = list(self.pool)
+        self.measure = list(self.pool)
+        self.seen: set[str] = set()  # paths the predictor was fitted on
         self.loss_history: dict[str, list[float]] = {}
         self.last_log: dict[str, Any] = {}
 
@@ -130,6 +155,10 @@ class DPSSampler(PathSampler):
                 out.append(a)
         return out
 
+    def set_run_length(self, total_iters: int) -> None:
+        super().set_run_length(total_iters)
+        self.stage_scheduler.set_run_length(total_iters)
+
     def key(self, arch: Arch) -> str:
         return repr(self.space.key(arch))
 
@@ -138,7 +167,8 @@ class DPSSampler(PathSampler):
 
     @property
     def candidates(self) -> list[Arch]:
-        return self.pool
+        """The paths to measure this round (the pool, or a share of it)."""
+        return self.measure
 
     @property
     def stage(self) -> Stage:
@@ -168,40 +198,95 @@ class DPSSampler(PathSampler):
 
         Args:
             iteration: Iterations done.
-            scores: Proxy name -> one value per pool path (higher is better), including
+            scores: Proxy name -> one value per candidate (higher is better), including
                 ``'mIoU'`` (measured on the held-out batch) for the predictor.
-            flops: FLOPs per pool path.
+            flops: FLOPs per candidate (unused: cost comes from :meth:`set_cost`, for the
+                whole pool, and only with ``cost_weight`` > 0).
 
         Returns:
             The round's log (stage, sizes, proxy statistics, transition, selected paths).
         """
-        scores = {k: np.asarray(v, float) for k, v in scores.items()}
-        if "loss" in scores:
-            scores["loss_decrease"] = self._loss_decrease(scores["loss"])
-        encodings = np.stack([self.space.encode(a) for a in self.pool])
-        self.predictor.add(encodings, scores["mIoU"])
-        fit_mse = self.predictor.fit()
-        if self.predictor.ready:
-            scores["predicted"] = self.predictor.predict(encodings)
+        scores = self._pool_scores(scores)
         objectives = [o for o in self.stage.objectives if o in scores] or ["mIoU"]
         primary = {self.key(a): float(v) for a, v in zip(self.pool, scores[objectives[0]])}
         stage_before = self.stage.name
-        moved = self.stage_scheduler.step(iteration, primary)
-        points = np.stack([-_fill(scores[o]) for o in objectives] + [np.asarray(flops, float)], 1)
+        moved = self.stage_scheduler.step(iteration, {k: v for k, v in primary.items() if v == v})
+        points = self._objectives(scores, objectives)
         codes = np.stack([self.space.index_vector(a) for a in self.pool])
         chosen = select_diverse(points, codes, self.num_selected, self.min_hamming)
         self.selected = [self.pool[i] for i in chosen]
+        measured = len(self.measure)
         self._refresh()
-        self.last_log = dict(
+        self._plan_measure()
+        self.last_log = self._log(iteration, stage_before, moved, objectives, scores, measured)
+        return self.last_log
+
+    def _pool_scores(self, measured: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-pool-path scores (NaN where not measured), loss decrease, predictor scores."""
+        where = {self.key(a): i for i, a in enumerate(self.measure)}
+        index = [where.get(self.key(a)) for a in self.pool]
+        scores = {
+            k: np.array([np.nan if i is None else float(v[i]) for i in index])
+            for k, v in ((k, np.asarray(v, float)) for k, v in measured.items())
+        }
+        if "loss" in measured:
+            scores["loss_decrease"] = self._loss_decrease(scores["loss"])
+        encodings = np.stack([self.space.encode(a) for a in self.pool])
+        got = np.array([i is not None for i in index])
+        archs = [a for a, g in zip(self.pool, got) if g]
+        self.predictor_tau = self._held_out_tau(archs, encodings[got], scores["mIoU"][got])
+        self.predictor.add(encodings[got], scores["mIoU"][got])
+        self.seen.update(self.key(a) for a, g in zip(self.pool, got) if g)
+        self.predictor_mse = self.predictor.fit()
+        if self.predictor.ready:
+            predicted = self.predictor.predict(encodings)
+            scores["predicted"] = np.where(got, scores["mIoU"], predicted)
+        return scores
+
+    def _held_out_tau(
+        self, archs: Sequence[Arch], encodings: np.ndarray, miou: np.ndarray
+    ) -> float:
+        """Kendall tau of the predictor on measured paths it was never fitted on."""
+        new = np.array([self.key(a) not in self.seen for a in archs], bool)
+        if not self.predictor.ready or new.sum() < 3:
+            return float("nan")
+        return float(kendalltau(self.predictor.predict(encodings[new]), miou[new])[0])
+
+    def _objectives(self, scores: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+        """Minimised objective columns, penalised by cost when ``cost_weight`` > 0."""
+        cols = [_fill(scores[o]) for o in names]
+        if self.cost_weight > 0:
+            if self.cost is None:
+                raise RuntimeError("DPSSampler(cost_weight > 0) needs set_cost")
+            cost = _standard(np.log(np.array([self.cost(a) for a in self.pool], float)))
+            cols = [_standard(c) - self.cost_weight * cost for c in cols]
+        return -np.stack(cols, 1)
+
+    def _plan_measure(self) -> None:
+        """The next round's candidates: a share of the pool in predictor-only stages."""
+        self.measure = list(self.pool)
+        if set(self.stage.objectives) != {"predicted"} or not self.predictor.ready:
+            return
+        n = max(len(self.selected), int(np.ceil(self.measure_fraction * len(self.pool))))
+        chosen = {self.key(a) for a in self.selected}
+        rest = [a for a in self.pool if self.key(a) not in chosen]
+        picks = self.rng.choice(len(rest), min(len(rest), n - len(chosen)), replace=False)
+        self.measure = list(self.selected) + [rest[i] for i in sorted(picks)]
+
+    def _log(self, iteration: int, stage: str, moved: bool, objectives: list[str],
+             scores: Mapping[str, np.ndarray], measured: int) -> dict[str, Any]:  # fmt: skip
+        log = dict(
             iteration=iteration,
-            stage=stage_before,
+            stage=stage,
             next_stage=self.stage.name,
             transition=self.stage_scheduler.transitions[-1] if moved else None,
             pool=len(self.pool),
+            measured=measured,
             selected=len(self.selected),
             objectives=objectives,
             kendall_tau=self.stage_scheduler.last_tau,
-            predictor_mse=fit_mse,
+            predictor_mse=self.predictor_mse,
+            predictor_tau=self.predictor_tau,
             proxies={
                 k: dict(
                     mean=float(np.nanmean(_fill(v))),
@@ -212,13 +297,13 @@ class DPSSampler(PathSampler):
             },
             selected_paths=[dict(a) for a in self.selected],
         )
-        scalars = {"stage": float(self.stage_scheduler.index)}
-        tau = self.stage_scheduler.last_tau
-        if tau == tau:  # NaN until two rounds have been ranked
-            scalars["kendall_tau"] = float(tau)
-        scalars.update({f"{k}_mean": v["mean"] for k, v in self.last_log["proxies"].items()})
-        self.last_log["scalars"] = scalars
-        return self.last_log
+        scalars = {"stage": float(self.stage_scheduler.index), "measured": float(measured)}
+        for name in ("kendall_tau", "predictor_tau"):
+            if log[name] == log[name]:  # NaN until defined
+                scalars[name] = float(log[name])
+        scalars.update({f"{k}_mean": v["mean"] for k, v in log["proxies"].items()})
+        log["scalars"] = scalars
+        return log
 
     def summary(self, log: Mapping[str, Any]) -> str:
         return (
@@ -228,11 +313,16 @@ class DPSSampler(PathSampler):
         )
 
     def _loss_decrease(self, losses: np.ndarray) -> np.ndarray:
-        """Held-out loss decrease of each pool path since the previous round (NaN if new)."""
+        """Held-out loss decrease of each pool path since its previous measurement (NaN if
+        new or not measured this round)."""
         out = []
         history = {}
         for arch, loss in zip(self.pool, losses):
             key = self.key(arch)
+            if loss != loss:  # not measured this round: keep its history
+                history[key] = self.loss_history.get(key, [])
+                out.append(np.nan)
+                continue
             hist = [*self.loss_history.get(key, []), float(loss)][-2:]
             history[key] = hist
             out.append(loss_decrease(hist) if len(hist) == 2 else np.nan)
@@ -261,6 +351,8 @@ class DPSSampler(PathSampler):
             "scheduler": self.stage_scheduler.state_dict(),
             "loss_history": [[k, v] for k, v in self.loss_history.items()],
             "predictor": self.predictor.state_dict(),
+            "measure": [dict(a) for a in self.measure],
+            "seen": sorted(self.seen),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -270,6 +362,12 @@ class DPSSampler(PathSampler):
         self.stage_scheduler.load_state_dict(state["scheduler"])
         self.loss_history = {k: list(v) for k, v in state["loss_history"]}
         self.predictor.load_state_dict(state["predictor"])
+        self.measure = [dict(a) for a in state.get("measure", state["pool"])]
+        self.seen = set(state.get("seen", []))
+
+
+def _standard(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / (values.std() + 1e-12)
 
 
 def _fill(values: np.ndarray) -> np.ndarray:

@@ -37,7 +37,8 @@ class PADASampler(PathSampler):
     Args:
         space: The search space.
         seed: Seed.
-        total_iters: Iterations of the whole training (``mix = t / total_iters``).
+        total_iters: Iterations over which ``mix`` rises to 1 (None: the run's length, from
+            :meth:`set_run_length`).
         update_interval: Iterations between probability refreshes (an "epoch").
         floor: Minimum probability of any choice.
     """
@@ -49,12 +50,13 @@ class PADASampler(PathSampler):
         self,
         space: SearchSpace,
         seed: int = 0,
-        total_iters: int = 2000,
+        total_iters: int | None = None,
         update_interval: int = 100,
         floor: float = 0.02,
     ) -> None:
         super().__init__(space, seed)
-        self.total_iters, self.update_interval, self.floor = total_iters, update_interval, floor
+        self.update_interval, self.floor = update_interval, floor
+        self.mix_iters = total_iters
         # ImportanceWeights' floor is relative to uniform; ours is an absolute probability
         self.weights = {
             k: ImportanceWeights(len(v), floor * len(v)) for k, v in space.choices.items()
@@ -84,7 +86,7 @@ class PADASampler(PathSampler):
         self, iteration: int, scores: Mapping[str, np.ndarray], flops: Sequence[float]
     ) -> dict[str, Any]:
         """Recomputes every label's probabilities (every ``update_interval``; no proxies)."""
-        mix = min(1.0, iteration / self.total_iters)
+        mix = min(1.0, iteration / self._mix_iters())
         for w in self.weights.values():
             w.refresh(mix)
         entropy = [
@@ -95,6 +97,12 @@ class PADASampler(PathSampler):
         scalars = dict(mix=mix, prob_entropy=float(np.mean(entropy)))
         self.last_log = dict(iteration=iteration, scalars=scalars)
         return self.last_log
+
+    def _mix_iters(self) -> int:
+        total = self.mix_iters or self.total_iters
+        if not total:
+            raise RuntimeError("PADASampler: set_run_length was not called and total_iters=None")
+        return total
 
     def state_dict(self) -> dict[str, Any]:
         return {

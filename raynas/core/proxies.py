@@ -4,7 +4,8 @@
 - :func:`loss_decrease`: training-speed estimate (TSE-style) from a path's loss history.
 - :func:`batch_miou`: mIoU of logits on a labelled mini-batch (the predictor's target).
 - :func:`ms_ib_score`: multi-scale information-bottleneck score with normalised HSIC,
-  ``sum_s nHSIC(Z_s, Y) - beta * nHSIC(Z_s, X)`` over the path's output scales.
+  ``mean_s nHSIC(Z_s, Y) - beta * nHSIC(Z_s, X)`` over the path's output scales (a mean, so
+  paths fusing 2 or 3 scales are scored on the same footing).
 """
 
 from __future__ import annotations
@@ -90,10 +91,11 @@ def ms_ib_score(
 
     At each output scale, ``num_points`` pixel positions (fixed by ``seed``) give samples
     ``Z`` (features), ``Y`` (one-hot labels) and ``X`` (the input averaged over the feature's
-    receptive cell); the score sums ``nHSIC(Z, Y) - beta * nHSIC(Z, X)`` over scales.
+    receptive cell); the score is the mean of ``nHSIC(Z, Y) - beta * nHSIC(Z, X)`` over the
+    scales present (``None`` entries, scales the path does not fuse, are skipped).
     """
     gen = torch.Generator().manual_seed(seed)
-    total = 0.0
+    scores = []
     for feat in features:
         if feat is None:
             continue
@@ -107,5 +109,5 @@ def ms_ib_score(
         keep = y_idx != ignore_index
         y = F.one_hot(y_idx[keep].clamp_max(num_classes - 1), num_classes).to(feat.dtype)
         x = img.permute(0, 2, 3, 1).reshape(b * h * w, -1)[idx][keep]
-        total += hsic(z[keep], y) - beta * hsic(z[keep], x)
-    return total
+        scores.append(hsic(z[keep], y) - beta * hsic(z[keep], x))
+    return sum(scores) / len(scores) if scores else 0.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,17 @@ class PathSampler(abc.ABC):
         self.space = space
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.total_iters: int | None = None
+        self.cost: Callable[[Arch], float] | None = None
+
+    def set_cost(self, cost: Callable[[Arch], float]) -> None:
+        """A path's cost (the hook passes its FLOPs), for samplers that weigh cost."""
+        self.cost = cost
+
+    def set_run_length(self, total_iters: int) -> None:
+        """The training run's iterations (the hook passes the runner's ``max_iters``), which
+        schedules inside the sampler refer to."""
+        self.total_iters = int(total_iters)
 
     @abc.abstractmethod
     def sample(self, iteration: int) -> Arch:

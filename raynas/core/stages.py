@@ -1,12 +1,14 @@
 """DPS stage scheduler: which training stage a supernet run is in, and when it moves on.
 
 Not to be confused with Ray Tune's *trial* schedulers: this one lives inside one supernet run.
-A stage ends, once it has run ``min_iters``, when its primary proxy's ranking has stabilised
-(Kendall tau between consecutive selection rounds >= ``tau_threshold`` for ``patience`` rounds
-in a row) or, if ``plateau`` is set, when its objective has stopped improving (the mean of the
-round's top-quarter primary scores has not exceeded the stage's best by ``min_delta`` for
-``plateau`` rounds); and regardless when it reaches ``max_iters``. Every transition is logged
-with its iteration and reason.
+Stage bounds are fractions of the run length (:meth:`StageScheduler.set_run_length`, which the
+training hook calls with the runner's ``max_iters``), so a shorter or longer run keeps the
+stages' proportions. A stage ends, once it has run ``min_frac`` of the run, when its primary
+proxy's ranking has stabilised (Kendall tau between consecutive selection rounds >=
+``tau_threshold`` for ``patience`` rounds in a row) or, if ``plateau`` is set, when its
+objective has stopped improving (the mean of the round's top-quarter primary scores has not
+exceeded the stage's best by ``min_delta`` for ``plateau`` rounds); and regardless when it has
+run ``max_frac`` of the run. Every transition is logged with its iteration and reason.
 """
 
 from __future__ import annotations
@@ -27,21 +29,29 @@ class Stage:
 
     Attributes:
         name: Stage name.
-        objectives: Proxies maximised by the Pareto selection (with FLOPs minimised).
-        min_iters: Iterations before the stage may end.
-        max_iters: Iterations after which the stage ends regardless (None: never).
+        objectives: Proxies maximised by the Pareto selection.
+        min_frac: Share of the run before the stage may end.
+        max_frac: Share of the run after which the stage ends regardless (None: never).
     """
 
     name: str
     objectives: tuple[str, ...]
-    min_iters: int = 0
-    max_iters: int | None = None
+    min_frac: float = 0.0
+    max_frac: float | None = None
+
+    def __post_init__(self) -> None:
+        top = 1.0 if self.max_frac is None else self.max_frac
+        if not 0 <= self.min_frac <= top <= 1:
+            raise ValueError(
+                f"stage {self.name!r}: need 0 <= min_frac ({self.min_frac}) <= max_frac "
+                f"({self.max_frac}) <= 1 (shares of the run length)"
+            )
 
 
 DEFAULT_STAGES = (
-    Stage("convergence", ("angle", "loss_decrease"), 200, 1000),
-    Stage("expressiveness", ("predicted",), 200, 1000),
-    Stage("balanced", ("predicted", "ib"), 0, None),
+    Stage("convergence", ("angle", "loss_decrease"), 0.1, 0.3),
+    Stage("expressiveness", ("predicted",), 0.1, 0.3),
+    Stage("balanced", ("predicted", "ib"), 0.0, None),
 )
 
 
@@ -77,6 +87,11 @@ class StageScheduler:
         self.previous: dict[str, float] = {}
         self.transitions: list[dict[str, Any]] = []
         self.last_tau = float("nan")
+        self.total: int | None = None
+
+    def set_run_length(self, total_iters: int) -> None:
+        """The run's iterations, which the stages' fractions refer to."""
+        self.total = int(total_iters)
 
     @property
     def stage(self) -> Stage:
@@ -122,9 +137,12 @@ class StageScheduler:
             self.stale += 1
 
     def _reason(self, ran: int, tau: float) -> str | None:
-        if self.stage.max_iters is not None and ran >= self.stage.max_iters:
-            return f"reached max_iters={self.stage.max_iters}"
-        if ran < self.stage.min_iters:
+        if self.total is None:
+            raise RuntimeError("StageScheduler.set_run_length was not called")
+        stage, total = self.stage, self.total
+        if stage.max_frac is not None and ran >= stage.max_frac * total:
+            return f"reached max_frac={stage.max_frac} of {total} iterations"
+        if ran < stage.min_frac * total:
             return None
         if self.streak >= self.patience:
             return (

@@ -10,7 +10,7 @@ from scipy.stats import kendalltau
 from raynas.core.calr import calr_factor, calr_gamma
 from raynas.core.pada import PADASampler, mix_with_uniform
 from raynas.core.predictor import Predictor
-from raynas.core.proxies import angle_score, batch_miou, hsic, loss_decrease
+from raynas.core.proxies import angle_score, batch_miou, hsic, loss_decrease, ms_ib_score
 from raynas.core.seg_space import BackboneSettings, HeadSettings, build_space
 
 
@@ -21,6 +21,19 @@ def test_angle_is_zero_at_init_and_grows_as_weights_move() -> None:
     step = [torch.randn(t.shape, generator=gen) for t in w0]
     angles = [angle_score(w0, [t + s * d for t, d in zip(w0, step)]) for s in (0.1, 0.5, 2.0)]
     assert 0 < angles[0] < angles[1] < angles[2] < np.pi
+
+
+def test_ms_ib_is_invariant_to_the_number_of_fused_scales() -> None:
+    """Identical features at 2 or 3 scales score the same: the score is a mean over scales."""
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randn(2, 3, 32, 32, generator=gen)
+    labels = torch.randint(0, 4, (2, 32, 32), generator=gen)
+    feat = torch.randn(2, 8, 8, 8, generator=gen)
+    two = ms_ib_score([feat, feat.clone(), None], inputs, labels, 4)
+    three = ms_ib_score([feat, feat.clone(), feat.clone()], inputs, labels, 4)
+    assert two == pytest.approx(three, rel=1e-9) and two == pytest.approx(
+        ms_ib_score([feat], inputs, labels, 4), rel=1e-9
+    )
 
 
 def test_loss_decrease_and_batch_miou() -> None:
@@ -63,6 +76,26 @@ def test_pada_probabilities_follow_injected_gradient_norms() -> None:
     np.testing.assert_allclose(sampler.probs[label], 0.5 * np.array([0.1, 0.3, 0.6]) + 0.5 / 3)
     p = mix_with_uniform(np.array([0.0, 0.0, 1.0]), 1.0, floor=0.05)
     assert p.min() > 0 and p.sum() == pytest.approx(1.0)  # floor keeps every choice alive
+
+
+def test_pada_draws_follow_its_importance_weights() -> None:
+    """Chi-square goodness of fit of 6000 draws (fixed seed) to the sampler's probabilities;
+    uniform draws would fail it by far (chi2 ~ 2000)."""
+    from scipy.stats import chisquare
+
+    space = build_space(BackboneSettings(), HeadSettings())
+    sampler = PADASampler(space, seed=7, update_interval=10, floor=0.0)
+    sampler.set_run_length(100)
+    label = "backbone.stage0.layer0.op"
+    arch = space.extreme(True)
+    for op, g in (("fr", 1.0), ("ir3", 3.0), ("ir6", 6.0)):
+        sampler.update({**arch, label: op}, {"grad_norms": {label: g}})
+    sampler.on_round(100, {}, [])
+    draws = [sampler.sample(100 + i)[label] for i in range(6000)]
+    counts = [draws.count(op) for op in space.choices[label]]
+    expected = 6000 * sampler.probs[label]
+    assert chisquare(counts, expected).pvalue > 0.01, (counts, expected)
+    assert chisquare(counts, [2000] * 3).pvalue < 1e-6
 
 
 def test_predictor_learns_a_synthetic_ranking() -> None:

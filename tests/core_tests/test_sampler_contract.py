@@ -17,8 +17,15 @@ SPACE = build_space(BackboneSettings(), HeadSettings())
 SAMPLERS = {  # small settings of every registered sampler
     "uniform": dict(type="uniform"),
     "dps": dict(type="dps", pool_size=12, num_selected=4, round_interval=5),
-    "pada": dict(type="pada", total_iters=40, update_interval=5),
+    "pada": dict(type="pada", update_interval=5),
 }
+
+
+def _build(cfg: dict) -> PathSampler:
+    """A sampler as the training hook sets it up: built, then told the run's length."""
+    sampler = build_sampler(cfg, SPACE)
+    sampler.set_run_length(40)
+    return sampler
 
 
 def _drive(sampler, start: int, n: int, feedback_seed: int) -> list[dict]:
@@ -50,25 +57,25 @@ def kind(request) -> str:
 
 
 def test_paths_are_valid(kind: str) -> None:
-    sampler = build_sampler({**SAMPLERS[kind], "seed": 0}, SPACE)
+    sampler = _build({**SAMPLERS[kind], "seed": 0})
     for arch in _drive(sampler, 0, 30, 1):
         assert SPACE.contains(arch)
 
 
 def test_deterministic_by_seed(kind: str) -> None:
-    a = _drive(build_sampler({**SAMPLERS[kind], "seed": 3}, SPACE), 0, 25, 7)
-    b = _drive(build_sampler({**SAMPLERS[kind], "seed": 3}, SPACE), 0, 25, 7)
-    c = _drive(build_sampler({**SAMPLERS[kind], "seed": 4}, SPACE), 0, 25, 7)
+    a = _drive(_build({**SAMPLERS[kind], "seed": 3}), 0, 25, 7)
+    b = _drive(_build({**SAMPLERS[kind], "seed": 3}), 0, 25, 7)
+    c = _drive(_build({**SAMPLERS[kind], "seed": 4}), 0, 25, 7)
     assert a == b
     assert a != c
 
 
 def test_state_round_trip(kind: str) -> None:
-    sampler = build_sampler({**SAMPLERS[kind], "seed": 5}, SPACE)
+    sampler = _build({**SAMPLERS[kind], "seed": 5})
     _drive(sampler, 0, 12, 2)
     state = copy.deepcopy(sampler.state_dict())
     expected = _drive(sampler, 12, 15, 2)
-    fresh = build_sampler({**SAMPLERS[kind], "seed": 99}, SPACE)  # other seed: state wins
+    fresh = _build({**SAMPLERS[kind], "seed": 99})  # other seed: state wins
     fresh.load_state_dict(state)
     assert _drive(fresh, 12, 15, 2) == expected
 

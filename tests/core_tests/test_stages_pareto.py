@@ -9,7 +9,13 @@ from raynas.core.dps import select_diverse
 from raynas.core.pareto import crowding_distance, non_dominated_fronts, pareto_mask
 from raynas.core.stages import Stage, StageScheduler
 
-STAGES = [Stage("a", ("x",), 100, 400), Stage("b", ("y",), 100, 300), Stage("c", ("z",))]
+STAGES = [Stage("a", ("x",), 0.1, 0.4), Stage("b", ("y",), 0.1, 0.3), Stage("c", ("z",))]
+
+
+def _sched(total: int = 1000, **kw) -> StageScheduler:
+    sched = StageScheduler(STAGES, **kw)
+    sched.set_run_length(total)
+    return sched
 
 
 def _stream(kind: str, n: int, seed: int) -> dict[str, float]:
@@ -20,7 +26,7 @@ def _stream(kind: str, n: int, seed: int) -> dict[str, float]:
 
 
 def test_stable_rankings_move_on_after_min_iters_and_patience() -> None:
-    sched = StageScheduler(STAGES, tau_threshold=0.9, patience=2)
+    sched = _sched(tau_threshold=0.9, patience=2)
     moves = [it for it in range(50, 1001, 50) if sched.step(it, _stream("stable", 10, it))]
     # rounds at 50, 100, 150: tau defined from the 2nd round; streak 2 at 150 (>= min 100)
     assert moves[0] == 150 and sched.transitions[0]["reason"].startswith("ranking stable")
@@ -29,21 +35,34 @@ def test_stable_rankings_move_on_after_min_iters_and_patience() -> None:
 
 
 def test_unstable_rankings_move_on_at_max_iters() -> None:
-    sched = StageScheduler(STAGES, tau_threshold=0.9, patience=2)
+    sched = _sched(tau_threshold=0.9, patience=2)
     moves = [it for it in range(50, 1001, 50) if sched.step(it, _stream("random", 10, it))]
     assert moves == [400, 700]
-    assert all("max_iters" in t["reason"] for t in sched.transitions)
+    assert all("max_frac" in t["reason"] for t in sched.transitions)
+
+
+def test_stage_bounds_scale_with_the_run_length() -> None:
+    """The same stage table over a run twice as long moves on twice as late."""
+    for total, expected in ((1000, [400, 700]), (2000, [800, 1400])):
+        sched = _sched(total, tau_threshold=0.9, patience=2)
+        moves = [it for it in range(50, 2001, 50) if sched.step(it, _stream("random", 10, it))]
+        assert moves == expected, total
+
+
+def test_stage_fractions_are_checked() -> None:
+    with pytest.raises(ValueError, match="min_frac"):
+        Stage("a", ("x",), 0.5, 0.2)
 
 
 def test_a_plateaued_objective_moves_on_and_an_improving_one_does_not() -> None:
-    flat = StageScheduler(STAGES, tau_threshold=0.9, patience=2, plateau=3)
+    flat = _sched(tau_threshold=0.9, patience=2, plateau=3)
     moves = [it for it in range(50, 1001, 50) if flat.step(it, _stream("random", 10, it))]
     # best set at 50, then 3 rounds without improvement; stage b: fresh best at 250
     assert moves == [200, 400]
     assert all(t["reason"].startswith("objective plateaued") for t in flat.transitions)
 
     # paths without a measurement yet (NaN) neither hide nor fake a plateau
-    gappy = StageScheduler(STAGES, tau_threshold=0.9, patience=2, plateau=3)
+    gappy = _sched(tau_threshold=0.9, patience=2, plateau=3)
     moves = [
         it
         for it in range(50, 1001, 50)
@@ -51,7 +70,7 @@ def test_a_plateaued_objective_moves_on_and_an_improving_one_does_not() -> None:
     ]
     assert moves == [200, 400]
 
-    rising = StageScheduler(STAGES, tau_threshold=0.9, patience=2, plateau=3, min_delta=0.5)
+    rising = _sched(tau_threshold=0.9, patience=2, plateau=3, min_delta=0.5)
     moves = [
         it
         for it in range(50, 1001, 50)
@@ -61,13 +80,13 @@ def test_a_plateaued_objective_moves_on_and_an_improving_one_does_not() -> None:
 
 
 def test_scheduler_state_round_trip() -> None:
-    a = StageScheduler(STAGES, 0.9, 2)
+    a = _sched(tau_threshold=0.9, patience=2)
     for it in (50, 100):
         a.step(it, _stream("stable", 8, 0))
-    b = StageScheduler(STAGES, 0.9, 2)
+    b = _sched(tau_threshold=0.9, patience=2)
     b.load_state_dict(a.state_dict())
     assert a.step(150, _stream("stable", 8, 0)) == b.step(150, _stream("stable", 8, 0)) is True
-    c, d = StageScheduler(STAGES, 0.9, 5, plateau=2), StageScheduler(STAGES, 0.9, 5, plateau=2)
+    c, d = (_sched(tau_threshold=0.9, patience=5, plateau=2) for _ in range(2))
     for it in (50, 100):
         c.step(it, _stream("random", 8, it))
     d.load_state_dict(c.state_dict())

@@ -1,0 +1,94 @@
+"""Which shared dimension keeps inherited accuracy low: dilation and zoom sharing one kernel?
+
+Every layer's dilation (1, 2, 4, 8) and zoom (1/2 or full resolution) choices use the same
+weights. This trains the uniform AdamW supernet of ``recipes.py`` on the space with dilation
+and zoom fixed to 1 (depth, width, operator and head still searched), and evaluates the same
+paths (largest, mid and smallest of ``recipes.py``, projected to dilation 1 / zoom 1) in it and
+in the full-space supernet of ``recipes.py`` (same recipe, same iterations, its cached
+checkpoint). Inherited val mIoU, BN recalibrated.
+
+Run:  python benchmarks/sharing.py [--iters 1500]   (after recipes.py, whose cache it reads)
+Writes benchmarks/results/sharing.{json,md} and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+
+
+def project(arch: dict) -> dict:
+    return {k: 1 if k.endswith((".dilation", ".zoom")) else v for k, v in arch.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iters", type=int, default=1500)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-recipes"))
+    args = ap.parse_args()
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+
+    import mmseg_plugins  # noqa: F401
+    from raynas.config import load_config, space_and_table
+
+    init_default_scope("mmseg")
+    import recipes
+    from strategies import evaluate
+
+    space, table = space_and_table(load_config(recipes.SUPERNET))
+    paths = {"largest": space.extreme(True), "mid": recipes.mid_path(space, table),
+             "smallest": space.extreme(False)}  # fmt: skip
+    paths = {k: project(v) for k, v in paths.items()}
+    rows = {}
+    for name, fixed in (("full space", False), ("dilation, zoom fixed to 1", True)):
+        key = args.cache / f"sharing-{'fixed' if fixed else 'full'}-{args.iters}.json"
+        if key.is_file():
+            rows[name] = json.loads(key.read_text())
+            continue
+        cfg = load_config(recipes.SUPERNET)
+        recipes.apply_recipe(cfg, "adamw", args.iters)
+        cfg.val_cfg.calib_batches = 8
+        if fixed:
+            cfg.model.backbone.arch_settings.dilations = (1,)
+            cfg.model.backbone.arch_settings.zooms = (1,)
+        work = args.cache / f"sharing-{'fixed' if fixed else 'full'}-{args.iters}"
+        runner = recipes._runner(cfg, work)
+        start = time.time()
+        if fixed:
+            runner.train()
+        else:
+            ckpt = args.cache / f"supernet-adamw-{args.iters}" / f"iter_{args.iters}.pth"
+            load_checkpoint(runner.model, str(ckpt), map_location="cpu", logger="silent")
+        rows[name] = {**evaluate(runner, paths), "train_s": time.time() - start}
+        key.write_text(json.dumps(rows[name]))
+        print(name, rows[name], flush=True)
+    write(rows, args.iters, {k: table(v).flops / 1e6 for k, v in paths.items()})
+
+
+def write(rows: dict, iters: int, flops: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "sharing.json").write_text(json.dumps(dict(rows=rows, iters=iters), indent=2))
+    lines = [
+        f"uniform supernet, AdamW, {iters} iterations; inherited val mIoU (synthseg, BN "
+        "recalibrated) of the same paths with dilation 1 and zoom 1 (MFLOPs "
+        + ", ".join(f"{k} {v:.1f}" for k, v in flops.items())
+        + ")",
+        "",
+        "| supernet space | largest | mid | smallest |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {k} | {v['largest']:.2f} | {v['mid']:.2f} | {v['smallest']:.2f} |"
+              for k, v in rows.items()]  # fmt: skip
+    md = "\n".join(lines) + "\n"
+    (OUT / "sharing.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
