@@ -26,7 +26,7 @@ __all__ = [
     "read_state",
 ]
 
-PHASES = ("supernet", "search", "retrain", "report")
+PHASES = ("supernet", "search", "tse", "retrain", "report")
 STATE = "pipeline.json"
 STATE_VERSION = 1
 

@@ -30,6 +30,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         calib_batches=4,  # BN recalibration batches per candidate
         eval_images=100,  # selection-split images per candidate (None: all)
         latency=False,  # also record every feasible candidate's latency (latency table)
+        # re-rank the best candidates by TSE before retraining (raynas/tse.py), e.g.
+        # dict(candidates=8, iters=50, lr=1e-3); None: retrain the top-k by inherited mIoU
+        tse=None,
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
     ),
@@ -118,8 +121,25 @@ def resolve_tune_cfg(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
     return out
 
 
+_TSE = dict(candidates=8, iters=50, lr=1e-3, resources=dict(cpu=1, gpu=0), max_concurrent=2)
+
+
+def _check_tse(tse: dict[str, Any]) -> dict[str, Any]:
+    for key in tse:
+        if key not in _TSE:
+            raise _unknown("key of tune_cfg.search.tse:", key, _TSE)
+    out = {**copy.deepcopy(_TSE), **tse}
+    for key in ("candidates", "iters", "max_concurrent"):
+        _check_count(f"tune_cfg.search.tse.{key}", out[key], 1, False)
+    if not isinstance(out["lr"], (int, float)) or out["lr"] <= 0:
+        raise InvalidValueError(f"tune_cfg.search.tse.lr must be a number > 0, got {out['lr']!r}")
+    return out
+
+
 def _check_phase(phase: str, opts: dict[str, Any]) -> None:
     where = f"tune_cfg.{phase}"
+    if phase == "search" and opts.get("tse") is not None:
+        opts["tse"] = _check_tse(_mapping(f"{where}.tse", opts["tse"]))
     if phase == "report":
         from raynas.baselines import check_baselines
 

@@ -263,3 +263,15 @@ def test_unknown_baseline_is_refused_with_the_closest_name() -> None:
     assert resolve_tune_cfg({"report": {"baselines": ["cgnet"]}})["report"]["baselines"] == [
         "cgnet"
     ]
+
+
+def test_bad_tse_options_are_refused_by_name() -> None:
+    from raynas.core.errors import InvalidValueError, UnknownKeyError
+    from raynas.tune.options import resolve_tune_cfg
+
+    with pytest.raises(UnknownKeyError, match="candidates"):
+        resolve_tune_cfg({"search": {"tse": {"candidate": 3}}})
+    with pytest.raises(InvalidValueError, match=r"tse\.lr"):
+        resolve_tune_cfg({"search": {"tse": {"lr": -1}}})
+    tse = resolve_tune_cfg({"search": {"tse": {"candidates": 4}}})["search"]["tse"]
+    assert tse["candidates"] == 4 and tse["iters"] == 50 and tse["lr"] == 1e-3

@@ -96,7 +96,9 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     from raynas.tune.pipeline import Pipeline
 
     # NSGA-II on mIoU and table latency; mmseg's FastSCNN retrained beside the found models
-    run = {**SMALL_RUN, "search.cost": "latency_ms", "report.baselines": ["fastscnn"]}
+    # the top-k chosen by TSE of the 3 best candidates
+    run = {**SMALL_RUN, "search.cost": "latency_ms", "report.baselines": ["fastscnn"],
+           "search.tse": dict(candidates=3, iters=10)}  # fmt: skip
     Pipeline.create(QUICKSTART, str(tmp_path), "e2e", _option_dict(small_options, **run))
     root = Path(small_options["data_root"])
     hidden = [root / d / "val" for d in ("img_dir", "ann_dir")]
@@ -120,6 +122,12 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     assert len(search) == 6 == search.trial_id.nunique()  # one row per evaluated candidate
     assert set(frame[frame.phase != "retrain"].split) == {"selection"}
     assert (search.latency_ms > 0).all()
+    tse = frame[frame.phase == "tse"]
+    assert len(tse) == 3 and set(tse.arch) <= set(search.arch)
+    scores = {s["arch"]: s["tse"] for s in state["phases"]["tse"]["scores"]}
+    assert len(scores) == 3 and all(v > 0 for v in scores.values())
+    exports = [e for e in state["phases"]["retrain"]["exports"] if not e.get("baseline")]
+    assert {e["arch"] for e in exports} <= set(scores)  # the top-k came from the TSE-ranked
     assert len(list((exp / "latency").glob("cpu-*-128x128.json"))) == 1  # the device's table
     final = frame[frame.phase == "retrain"].sort_values("iteration").groupby("trial_id").tail(1)
     assert set(final.split) == {"val"}  # the retrained models reported on val

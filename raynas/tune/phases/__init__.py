@@ -12,12 +12,14 @@ from raynas.tune.phases.report import ReportPhase
 from raynas.tune.phases.retrain import RetrainPhase
 from raynas.tune.phases.search import SamplingSearch
 from raynas.tune.phases.supernet import SupernetPhase
+from raynas.tune.phases.tse import TSEPhase
 
 __all__ = ["PHASE_TYPES", "SEARCH_TYPES", "Phase", "PipelineView", "TunePhase", "build_phase"]
 
 SEARCH_TYPES: dict[str, type[Phase]] = {"sampling": SamplingSearch}
 PHASE_TYPES: dict[str, type[Phase]] = {
     "supernet": SupernetPhase,
+    "tse": TSEPhase,
     "retrain": RetrainPhase,
     "report": ReportPhase,
 }

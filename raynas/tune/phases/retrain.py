@@ -79,8 +79,7 @@ class RetrainPhase(TunePhase):
         from raynas.tune import PipelineError
 
         pipeline, sup = self.pipeline, self.pipeline.phase("supernet")
-        chosen = select_top_k(Archive(pipeline.storage).read("search").to_pandas(),
-                              self.opts["top_k"])  # fmt: skip
+        chosen = select_top_k(self._ranked(), self.opts["top_k"])
         if chosen.empty:
             raise PipelineError(
                 "search found no feasible architecture; relax "
@@ -96,16 +95,31 @@ class RetrainPhase(TunePhase):
         exports = []
         for i, row in enumerate(chosen.itertuples()):
             name = f"subnet{i}"
-            provenance = dict(search_trial=row.trial_id, search_mIoU=row.mIoU,
+            provenance = dict(search_trial=row.trial_id, search_mIoU=row.search_mIoU,
                               flops=int(row.flops))  # fmt: skip
+            if row.tse == row.tse:
+                provenance["tse"] = float(row.tse)
             with tempfile.TemporaryDirectory() as tmp:
                 export_subnet(cfg, ckpt, json.loads(row.arch), Path(tmp) / name, model=model,
                               calib_loader=loader, provenance=provenance)  # fmt: skip
                 pipeline.storage.upload(Path(tmp) / name, "subnets", name)
             uri = pipeline.storage.child("subnets", name).uri
-            exports.append(dict(name=name, dir=uri, arch=row.arch, search_mIoU=row.mIoU,
+            exports.append(dict(name=name, dir=uri, arch=row.arch, search_mIoU=row.search_mIoU,
                                 flops=int(row.flops)))  # fmt: skip
         return exports + self._export_baselines(exports[0]["dir"])
+
+    def _ranked(self) -> Any:
+        """The search's rows, ranked (column ``mIoU``) by inherited mIoU, or by TSE when the
+        TSE phase scored the best candidates (``mIoU`` = -TSE; ``search_mIoU`` kept)."""
+        import pandas as pd
+
+        frame = Archive(self.pipeline.storage).read("search").to_pandas()
+        frame = frame.assign(search_mIoU=frame["mIoU"], tse=float("nan"))
+        scores = self.pipeline.phase("tse").get("scores")
+        if scores:
+            frame = pd.DataFrame(scores).rename(columns={"mIoU": "search_mIoU"})
+            frame = frame.assign(mIoU=-frame["tse"], feasible=True)
+        return frame
 
     def _export_baselines(self, subnet_uri: str) -> list[dict[str, Any]]:
         """``subnets/baseline-NAME/subnet.py``: each baseline in subnet0's training config."""

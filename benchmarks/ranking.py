@@ -1,0 +1,193 @@
+"""Ranking quality: does a supernet rank architectures the way stand-alone training does?
+
+16 architectures stratified over the FLOPs range (fixed seed) are each trained stand-alone
+(AdamW recipe, --standalone-iters, val mIoU; cached). For each strategy a supernet is trained
+(AdamW, --iters uniform-equivalent iterations: multi-path strategies get fewer iterations in
+proportion to their paths per step, so all cost about the same wall time, which is measured and
+reported), and the 16 architectures' inherited mIoU is measured on the selection split (carved
+from training; BN recalibrated). Kendall tau, Spearman rho (scipy) and top-5 overlap against the
+stand-alone ranking, per seed, with mean and spread. TSE (a 50-iteration fine-tune's summed
+training loss from the uniform supernet, raynas.tse) is scored on the same 16 architectures.
+
+Run:  python benchmarks/ranking.py [--iters 800 --standalone-iters 600 --seeds 0 1]
+Writes benchmarks/results/ranking.{json,md} and prints the table. Everything is cached in
+--cache, so a rerun only trains what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+SUPERNET = ROOT / "configs/supernet"
+# strategy -> (config, iteration share of the uniform budget)
+STRATEGIES: dict[str, tuple[str, float]] = {
+    "uniform": ("segsupernet_uniform_1xb8-2k_synthseg-128x128.py", 1.0),
+    "dps": ("segsupernet_dps_1xb8-2k_synthseg-128x128.py", 1.0),
+    "pada": ("segsupernet_pada_1xb8-2k_synthseg-128x128.py", 1.0),
+    "calr-ms": ("segsupernet_uniform-calr-ms_1xb8-2k_synthseg-128x128.py", 1.0),
+    "sandwich": ("segsupernet_uniform-sandwich_1xb8-2k_synthseg-128x128.py", 1 / 3),
+    "cream": ("segsupernet_uniform-cream_1xb8-2k_synthseg-128x128.py", 0.8),
+}
+
+
+def architectures(n: int = 16, seed: int = 0) -> list[dict]:
+    """``n`` paths at evenly spaced FLOPs quantiles of 2000 samples."""
+    from raynas.config import load_config, space_and_table
+
+    space, table = space_and_table(load_config(SUPERNET / STRATEGIES["uniform"][0]))
+    rng = np.random.default_rng(seed)
+    paths = [space.canonical(space.sample(rng)) for _ in range(2000)]
+    paths.sort(key=lambda a: table(a).flops)
+    return [paths[int(q)] for q in np.linspace(0, len(paths) - 1, n)]
+
+
+def _cfg(config: Path, iters: int, work: Path) -> Any:
+    from raynas.config import apply_selection_split, load_config
+
+    cfg = load_config(config)
+    apply_selection_split(cfg)
+    from recipes import apply_recipe
+
+    apply_recipe(cfg, "adamw", iters)
+    cfg.work_dir, cfg.log_level = str(work), "WARNING"
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
+    return cfg
+
+
+def standalone(i: int, arch: dict, iters: int, cache: Path) -> float:
+    """Val mIoU of path ``i`` trained alone (training split without the selection split)."""
+    from mmengine.runner import Runner
+
+    from mmseg_plugins.arch import path_widths, subnet_model_cfg
+    from raynas.export import build_supernet, subnet_config
+
+    key = cache / f"alone{i}-{iters}.json"
+    if key.is_file():
+        return json.loads(key.read_text())["mIoU"]
+    sup = _cfg(SUPERNET / STRATEGIES["uniform"][0], iters, cache / f"alone{i}-{iters}")
+    widths = path_widths(build_supernet(sup), arch)
+    cfg = subnet_config(sup, subnet_model_cfg(sup.model, arch, widths))
+    cfg.work_dir = sup.work_dir
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    miou = float(runner.test()["mIoU"])
+    key.write_text(json.dumps({"mIoU": miou, "arch": arch}))
+    return miou
+
+
+def supernet(strategy: str, seed: int, iters: int, archs: list[dict], cache: Path) -> dict:
+    """Inherited selection-split mIoU of ``archs`` after training ``strategy``'s supernet."""
+    from mmengine.runner import Runner
+
+    config, share = STRATEGIES[strategy]
+    n = max(1, round(iters * share))
+    key = cache / f"{strategy}-s{seed}-{n}.json"
+    if key.is_file():
+        return json.loads(key.read_text())
+    cfg = _cfg(SUPERNET / config, n, cache / f"{strategy}-s{seed}-{n}")
+    cfg.randomness = dict(seed=seed)
+    cfg.custom_hooks[0].sampler.seed = seed
+    runner = Runner.from_cfg(cfg)
+    start = time.time()
+    runner.train()
+    train_s = time.time() - start
+    from strategies import evaluate
+
+    scores = evaluate(runner, {str(i): a for i, a in enumerate(archs)})
+    out = dict(inherited=[scores[str(i)] for i in range(len(archs))], train_s=train_s,
+               iters=n, s_per_iter=train_s / n)  # fmt: skip
+    key.write_text(json.dumps(out))
+    return out
+
+
+def tse(iters: int, seed: int, archs: list[dict], cache: Path, steps: int = 50) -> dict:
+    """TSE of ``archs`` from the uniform supernet of ``seed`` (lower loss ranks higher)."""
+    from raynas.tse import tse_score
+
+    key = cache / f"tse-s{seed}-{iters}-{steps}.json"
+    if key.is_file():
+        return json.loads(key.read_text())
+    work = cache / f"uniform-s{seed}-{iters}"
+    cfg = _cfg(SUPERNET / STRATEGIES["uniform"][0], iters, work)
+    start = time.time()
+    scores = [-tse_score(cfg, work / f"iter_{iters}.pth", a, iters=steps)["tse"] for a in archs]
+    out = dict(inherited=scores, train_s=time.time() - start, iters=steps)
+    key.write_text(json.dumps(out))
+    return out
+
+
+def agreement(scores: list[float], truth: list[float]) -> dict[str, float]:
+    from scipy.stats import kendalltau, spearmanr
+
+    top = set(np.argsort(truth)[-5:]) & set(np.argsort(scores)[-5:])
+    return dict(tau=float(kendalltau(scores, truth)[0]), rho=float(spearmanr(scores, truth)[0]),
+                top5=len(top) / 5)  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iters", type=int, default=800)
+    ap.add_argument("--standalone-iters", type=int, default=600)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
+    args = ap.parse_args()
+    from mmengine.registry import init_default_scope
+
+    import mmseg_plugins  # noqa: F401
+
+    init_default_scope("mmseg")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    archs = architectures()
+    truth = [standalone(i, a, args.standalone_iters, args.cache) for i, a in enumerate(archs)]
+    print("stand-alone", [round(t, 2) for t in truth], flush=True)
+    rows: dict[str, list[dict]] = {}
+    for seed in args.seeds:
+        for strategy in args.strategies:
+            result = supernet(strategy, seed, args.iters, archs, args.cache)
+            rows.setdefault(strategy, []).append({**result, **agreement(result["inherited"],
+                                                                        truth)})  # fmt: skip
+            print(strategy, seed, json.dumps(rows[strategy][-1]), flush=True)
+        if "uniform" in args.strategies:
+            result = tse(args.iters, seed, archs, args.cache)
+            rows.setdefault("TSE (uniform + 50-iter fine-tune)", []).append(
+                {**result, **agreement(result["inherited"], truth)}
+            )
+    write(rows, truth, args)
+
+
+def write(rows: dict, truth: list[float], args: Any) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = dict(rows=rows, standalone=truth, args=vars(args))
+    (OUT / "ranking.json").write_text(json.dumps(result, indent=2, default=str))
+    lines = [
+        f"16 architectures stratified by FLOPs; stand-alone: AdamW {args.standalone_iters} "
+        f"iterations, val mIoU {min(truth):.1f}-{max(truth):.1f}; supernets: AdamW, "
+        f"{args.iters} uniform-equivalent iterations, seeds {args.seeds}; inherited mIoU on "
+        "the selection split. Mean (min-max over seeds).",
+        "",
+        "| strategy | Kendall tau | Spearman rho | top-5 overlap | iterations | s/iteration |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, runs in rows.items():
+        cells = []
+        for m in ("tau", "rho", "top5"):
+            v = [r[m] for r in runs]
+            cells.append(f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})")
+        s_it = np.mean([r["train_s"] / r["iters"] for r in runs])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {runs[0]['iters']} | {s_it:.2f} |")
+    md = "\n".join(lines) + "\n"
+    (OUT / "ranking.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
