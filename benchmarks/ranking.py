@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 SUPERNET = ROOT / "configs/supernet"
-# strategy -> (config, iteration share of the uniform budget)
-STRATEGIES: dict[str, tuple[str, float]] = {
+# strategy -> (config, iteration share of the uniform budget[, sampler overrides])
+STRATEGIES: dict[str, tuple] = {
     "uniform": ("segsupernet_uniform_1xb8-2k_synthseg-128x128.py", 1.0),
     "dps": ("segsupernet_dps_1xb8-2k_synthseg-128x128.py", 1.0),
     "pada": ("segsupernet_pada_1xb8-2k_synthseg-128x128.py", 1.0),
@@ -36,6 +36,37 @@ STRATEGIES: dict[str, tuple[str, float]] = {
     "sandwich": ("segsupernet_uniform-sandwich_1xb8-2k_synthseg-128x128.py", 1 / 3),
     "cream": ("segsupernet_uniform-cream_1xb8-2k_synthseg-128x128.py", 0.8),
 }
+_DPS = STRATEGIES["dps"][0]
+_STAGES = [
+    ("convergence", ("angle", "loss_decrease"), 0.1, 0.3),
+    ("expressiveness", ("predicted",), 0.1, 0.3),
+    ("balanced", ("predicted", "ib"), 0.0, None),
+]
+
+
+def _stages(drop: str = "", first_only: bool = False, swap: dict | None = None) -> list[dict]:
+    out = []
+    for name, objectives, lo, hi in _STAGES:
+        objectives = [(swap or {}).get(o, o) for o in objectives if o != drop]
+        out.append(dict(name=name, objectives=tuple(objectives[:1] if first_only else objectives),
+                        min_frac=lo, max_frac=hi))  # fmt: skip
+    return out
+
+
+# the DPS ablation: each part off in turn
+ABLATION = {
+    "dps -angle": (_DPS, 1.0, dict(stages=_stages("angle"))),
+    "dps -predictor": (_DPS, 1.0, dict(stages=_stages(swap={"predicted": "mIoU"}))),
+    "dps -ib": (_DPS, 1.0, dict(stages=_stages("ib"))),
+    "dps -pareto": (_DPS, 1.0, dict(stages=_stages(first_only=True))),
+    "dps -diversity": (_DPS, 1.0, dict(min_hamming=0)),
+    "dps -stages": (
+        _DPS,
+        1.0,
+        dict(stages=[dict(name="balanced", objectives=("predicted", "ib"))]),
+    ),
+}
+STRATEGIES.update(ABLATION)
 
 
 def architectures(n: int = 16, seed: int = 0) -> list[dict]:
@@ -87,14 +118,15 @@ def supernet(strategy: str, seed: int, iters: int, archs: list[dict], cache: Pat
     """Inherited selection-split mIoU of ``archs`` after training ``strategy``'s supernet."""
     from mmengine.runner import Runner
 
-    config, share = STRATEGIES[strategy]
+    config, share, *overrides = STRATEGIES[strategy]
     n = max(1, round(iters * share))
-    key = cache / f"{strategy}-s{seed}-{n}.json"
+    key = cache / f"{strategy.replace(' ', '')}-s{seed}-{n}.json"
     if key.is_file():
         return json.loads(key.read_text())
-    cfg = _cfg(SUPERNET / config, n, cache / f"{strategy}-s{seed}-{n}")
+    cfg = _cfg(SUPERNET / config, n, cache / key.stem)
     cfg.randomness = dict(seed=seed)
     cfg.custom_hooks[0].sampler.seed = seed
+    cfg.custom_hooks[0].sampler.update(overrides[0] if overrides else {})
     runner = Runner.from_cfg(cfg)
     start = time.time()
     runner.train()
@@ -137,7 +169,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=800)
     ap.add_argument("--standalone-iters", type=int, default=600)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    ap.add_argument("--archs", type=int, default=16)
+    main_set = [k for k in STRATEGIES if k not in ABLATION]
+    ap.add_argument("--strategies", nargs="+", default=main_set,
+                    help=f"also: {list(ABLATION)} (the DPS ablation)")  # fmt: skip
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
     args = ap.parse_args()
     from mmengine.registry import init_default_scope
@@ -146,7 +181,7 @@ def main() -> None:
 
     init_default_scope("mmseg")
     args.cache.mkdir(parents=True, exist_ok=True)
-    archs = architectures()
+    archs = architectures(args.archs)
     truth = [standalone(i, a, args.standalone_iters, args.cache) for i, a in enumerate(archs)]
     print("stand-alone", [round(t, 2) for t in truth], flush=True)
     rows: dict[str, list[dict]] = {}
@@ -169,9 +204,9 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
     result = dict(rows=rows, standalone=truth, args=vars(args))
     (OUT / "ranking.json").write_text(json.dumps(result, indent=2, default=str))
     lines = [
-        f"16 architectures stratified by FLOPs; stand-alone: AdamW {args.standalone_iters} "
-        f"iterations, val mIoU {min(truth):.1f}-{max(truth):.1f}; supernets: AdamW, "
-        f"{args.iters} uniform-equivalent iterations, seeds {args.seeds}; inherited mIoU on "
+        f"{len(truth)} architectures stratified by FLOPs; stand-alone: AdamW "
+        f"{args.standalone_iters} iterations, val mIoU {min(truth):.1f}-{max(truth):.1f}; "
+        f"supernets: AdamW, {args.iters} uniform-equivalent iterations, seeds {args.seeds}; inherited mIoU on "
         "the selection split. Mean (min-max over seeds).",
         "",
         "| strategy | Kendall tau | Spearman rho | top-5 overlap | iterations | s/iteration |",

@@ -47,7 +47,7 @@ def apply_recipe(cfg: Any, recipe: str, iters: int) -> None:
     spec = RECIPES[recipe]
     cfg.optim_wrapper = dict(type="OptimWrapper", optimizer=dict(spec["optimizer"]),
                              clip_grad=dict(max_norm=5.0))  # fmt: skip
-    warm = spec["warmup"]
+    warm = min(spec["warmup"], iters // 5)  # short runs keep a proportionate warm-up
     scheds = [dict(type="PolyLR", eta_min=0.0, power=0.9, begin=warm, end=iters, by_epoch=False)]
     if warm:
         scheds.insert(0, dict(type="LinearLR", start_factor=0.01, begin=0, end=warm,
