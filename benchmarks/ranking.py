@@ -206,8 +206,8 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
     lines = [
         f"{len(truth)} architectures stratified by FLOPs; stand-alone: AdamW "
         f"{args.standalone_iters} iterations, val mIoU {min(truth):.1f}-{max(truth):.1f}; "
-        f"supernets: AdamW, {args.iters} uniform-equivalent iterations, seeds {args.seeds}; inherited mIoU on "
-        "the selection split. Mean (min-max over seeds).",
+        f"supernets: AdamW, {args.iters} uniform-equivalent iterations, seeds {args.seeds}; "
+        "inherited mIoU on the selection split. Mean (min-max over seeds).",
         "",
         "| strategy | Kendall tau | Spearman rho | top-5 overlap | iterations | s/iteration |",
         "|---|---|---|---|---|---|",
