@@ -93,11 +93,13 @@ def model_cost(model_cfg: Any, size: tuple[int, int], checkpoint: str | None = N
     """Params, FLOPs and CPU latency in ms (batch 1, median of ``runs``) of a model config."""
     import torch
     from mmengine.analysis import FlopAnalyzer, parameter_count
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
 
     from mmseg_plugins.latency import measure_latency
 
-    model = MODELS.build(copy.deepcopy(model_cfg)).eval()
+    with DefaultScope.overwrite_default_scope("mmseg"):  # bare type names are mmseg's
+        model = MODELS.build(copy.deepcopy(model_cfg)).eval()
     if checkpoint:
         from mmengine.runner import load_checkpoint
 
