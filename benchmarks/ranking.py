@@ -196,7 +196,7 @@ def main() -> None:
             rows.setdefault("TSE (uniform + 50-iter fine-tune)", []).append(
                 {**result, **agreement(result["inherited"], truth)}
             )
-    write(rows, truth, args)
+        write(rows, truth, args)  # after every seed, so a long run leaves partial tables
 
 
 def write(rows: dict, truth: list[float], args: Any) -> None:
