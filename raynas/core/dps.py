@@ -225,9 +225,11 @@ class DPSSampler(PathSampler):
         """Per-pool-path scores (NaN where not measured), loss decrease, predictor scores."""
         where = {self.key(a): i for i, a in enumerate(self.measure)}
         index = [where.get(self.key(a)) for a in self.pool]
-        scores = {
+        arrays = {k: np.asarray(v, float) for k, v in measured.items()}
+        scores = {  # proxies not measured this round come as empty arrays
             k: np.array([np.nan if i is None else float(v[i]) for i in index])
-            for k, v in ((k, np.asarray(v, float)) for k, v in measured.items())
+            for k, v in arrays.items()
+            if len(v) == len(self.measure)
         }
         if "loss" in measured:
             scores["loss_decrease"] = self._loss_decrease(scores["loss"])
