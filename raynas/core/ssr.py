@@ -1,0 +1,158 @@
+"""Solution Space Regularization (SSR, Ye et al., IJCV 2022): architecture weights, the SSR
+loss and hierarchical progressive shrinking, over the labels of a :class:`SearchSpace`.
+
+Every label of the space is one decision row. A row's probabilities are the sigmoid of its
+architecture weights, normalised over the candidates still valid (as the official code does).
+The SSR loss of a row is ``(1/K) sum_i log p_i + log K`` = ``-KL(uniform || p)`` over its ``K``
+valid candidates: 0 at uniform, falling without bound as the row concentrates, so minimising it
+drives every row toward one-hot. Rows are grouped by decision type (``depth``, ``ops`` for
+operator/dilation/zoom, ``widths``, ``head``), each with its own loss weight. Shrinking removes
+the candidates with ``p_i / max_j p_j <= threshold`` level by level: depth first, then
+operator/dilation/zoom, then widths and head, never the last candidate of a row.
+
+This module is the method's core only (no model): the relaxed supernet that consumes the
+probabilities is not built yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
+from raynas.core.space import Arch, SearchSpace
+
+__all__ = ["DECISION_TYPES", "SHRINK_ORDER", "ArchWeights", "decision_type"]
+
+DECISION_TYPES = ("depth", "ops", "widths", "head")
+SHRINK_ORDER = (("depth",), ("ops",), ("widths", "head"))
+
+
+def decision_type(label: str) -> str:
+    """The decision type of a label of the segmentation space."""
+    if label.startswith("head."):
+        return "head"
+    if label.endswith(".depth"):
+        return "depth"
+    if label.endswith(".width"):
+        return "widths"
+    return "ops"  # .op, .dilation, .zoom
+
+
+class ArchWeights(nn.Module):
+    """Architecture weights of every decision row, with valid-candidate masks.
+
+    Args:
+        space: The search space (rows = its labels with more than one choice).
+        loss_weights: SSR loss weight per decision type (missing types: 1.0).
+    """
+
+    def __init__(self, space: SearchSpace, loss_weights: Mapping[str, float] | None = None):
+        super().__init__()
+        self.space = space
+        self.rows = [k for k, v in space.choices.items() if len(v) > 1]
+        self.loss_weights = {t: 1.0 for t in DECISION_TYPES}
+        for key, value in (loss_weights or {}).items():
+            if key not in self.loss_weights:
+                raise UnknownKeyError(
+                    f"unknown SSR decision type {key!r}{closest(key, DECISION_TYPES)}; "
+                    f"known: {list(DECISION_TYPES)}"
+                )
+            if value < 0:
+                raise InvalidValueError(f"SSR loss weight of {key!r} must be >= 0, got {value}")
+            self.loss_weights[key] = float(value)
+        self.alpha = nn.ParameterDict(
+            {_key(k): nn.Parameter(torch.zeros(len(space.choices[k]))) for k in self.rows}
+        )
+        for k in self.rows:
+            self.register_buffer(_mask(k), torch.ones(len(space.choices[k]), dtype=torch.bool))
+
+    def mask(self, label: str) -> torch.Tensor:
+        return getattr(self, _mask(label))
+
+    def probs(self, label: str) -> torch.Tensor:
+        """The row's probabilities (0 for pruned candidates)."""
+        p = torch.sigmoid(self.alpha[_key(label)]) * self.mask(label)
+        return p / p.sum()
+
+    def ssr_loss(self) -> torch.Tensor:
+        """Weighted mean over rows of ``(1/K) sum log p_i + log K`` (valid candidates only)."""
+        terms = []
+        for label in self.rows:
+            valid = self.mask(label)
+            k = int(valid.sum())
+            if k < 2:
+                continue
+            p = self.probs(label)[valid]
+            weight = self.loss_weights[decision_type(label)]
+            terms.append(weight * (torch.log(p).mean() + math.log(k)))
+        if not terms:
+            return self.alpha[_key(self.rows[0])].sum() * 0.0
+        return torch.stack(terms).mean()
+
+    def entropy(self) -> dict[str, float]:
+        """Mean normalised entropy of the rows of each decision type (1 uniform, 0 one-hot)."""
+        out: dict[str, list[float]] = {}
+        with torch.no_grad():
+            for label in self.rows:
+                p = self.probs(label)
+                p = p[p > 0]
+                h = float(-(p * p.log()).sum() / math.log(len(self.space.choices[label])))
+                out.setdefault(decision_type(label), []).append(h)
+        return {t: sum(v) / len(v) for t, v in out.items()}
+
+    def undecided(self, types: tuple[str, ...]) -> list[str]:
+        return [k for k in self.rows if decision_type(k) in types and int(self.mask(k).sum()) > 1]
+
+    @torch.no_grad()
+    def shrink(self, threshold: float = 0.1) -> dict[str, int]:
+        """Prunes the first level of :data:`SHRINK_ORDER` with undecided rows; returns the
+        candidates removed per label (empty once every row has one candidate)."""
+        for level in SHRINK_ORDER:
+            rows = self.undecided(level)
+            if rows:
+                return {k: n for k in rows if (n := self._prune(k, threshold))}
+        return {}
+
+    def _prune(self, label: str, threshold: float) -> int:
+        p = self.probs(label)
+        keep = (p / p.max() > threshold) & self.mask(label)
+        keep[int(p.argmax())] = True  # never the last candidate
+        removed = int(self.mask(label).sum() - keep.sum())
+        self.mask(label).copy_(keep)
+        return removed
+
+    def candidates_left(self) -> int:
+        return int(sum(int(self.mask(k).sum()) for k in self.rows))
+
+    @property
+    def decided(self) -> bool:
+        return all(int(self.mask(k).sum()) == 1 for k in self.rows)
+
+    @torch.no_grad()
+    def derive(self) -> Arch:
+        """The argmax architecture (canonical)."""
+        arch = {k: v[0] for k, v in self.space.choices.items()}
+        for label in self.rows:
+            arch[label] = self.space.choices[label][int(self.probs(label).argmax())]
+        return self.space.canonical(arch)
+
+    def onehot_(self, arch: Mapping[str, Any]) -> None:
+        """Masks every row to ``arch``'s choice (probabilities become one-hot)."""
+        with torch.no_grad():
+            for label in self.rows:
+                mask = torch.zeros_like(self.mask(label))
+                mask[self.space.choices[label].index(arch[label])] = True
+                self.mask(label).copy_(mask)
+
+
+def _key(label: str) -> str:
+    return label.replace(".", "__")
+
+
+def _mask(label: str) -> str:
+    return "mask__" + _key(label)
