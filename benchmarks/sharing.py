@@ -2,7 +2,8 @@
 
 Every layer's dilation (1, 2, 4, 8) and zoom (1/2 or full resolution) choices use the same
 weights. This trains the uniform AdamW supernet of ``recipes.py`` on the space with dilation
-and zoom fixed to 1 (depth, width, operator and head still searched), and evaluates the same
+and zoom fixed to 1, and with dilation {1, 2} (zoom kept), depth, width, operator and head
+still searched, and evaluates the same
 paths (largest, mid and smallest of ``recipes.py``, projected to dilation 1 / zoom 1) in it and
 in the full-space supernet of ``recipes.py`` (same recipe, same iterations, its cached
 checkpoint). Inherited val mIoU, BN recalibrated.
@@ -46,8 +47,13 @@ def main() -> None:
              "smallest": space.extreme(False)}  # fmt: skip
     paths = {k: project(v) for k, v in paths.items()}
     rows = {}
-    for name, fixed in (("full space", False), ("dilation, zoom fixed to 1", True)):
-        key = args.cache / f"sharing-{'fixed' if fixed else 'full'}-{args.iters}.json"
+    variants = (("full space", None), ("dilation, zoom fixed to 1", ((1,), (1,))),
+                ("dilation {1, 2}, zoom {1/2, 1}", ((1, 2), (2, 1))),
+                ("dilation {1, 2, 4, 8}, zoom fixed to 1", ((1, 2, 4, 8), (1,))))  # fmt: skip
+    for name, fixed in variants:
+        tag = ("full" if fixed is None else "fixed" if fixed[0] == (1,)
+               else "d12" if fixed[0] == (1, 2) else "z1")  # fmt: skip
+        key = args.cache / f"sharing-{tag}-{args.iters}.json"
         if key.is_file():
             rows[name] = json.loads(key.read_text())
             continue
@@ -55,9 +61,9 @@ def main() -> None:
         recipes.apply_recipe(cfg, "adamw", args.iters)
         cfg.val_cfg.calib_batches = 8
         if fixed:
-            cfg.model.backbone.arch_settings.dilations = (1,)
-            cfg.model.backbone.arch_settings.zooms = (1,)
-        work = args.cache / f"sharing-{'fixed' if fixed else 'full'}-{args.iters}"
+            cfg.model.backbone.arch_settings.dilations = fixed[0]
+            cfg.model.backbone.arch_settings.zooms = fixed[1]
+        work = args.cache / f"sharing-{tag}-{args.iters}"
         runner = recipes._runner(cfg, work)
         start = time.time()
         if fixed:
