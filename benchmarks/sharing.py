@@ -49,11 +49,10 @@ def main() -> None:
     rows = {}
     variants = (("full space", None), ("dilation, zoom fixed to 1", ((1,), (1,))),
                 ("dilation {1, 2}, zoom {1/2, 1}", ((1, 2), (2, 1))),
-                ("dilation {1, 2, 4, 8}, zoom fixed to 1", ((1, 2, 4, 8), (1,))),
-                ("default space, separate weights per dilation and zoom", "separate"))  # fmt: skip
+                ("dilation {1, 2, 4, 8}, zoom fixed to 1", ((1, 2, 4, 8), (1,))))  # fmt: skip
     for name, fixed in variants:
-        tags = {None: "full", "separate": "separate", ((1,), (1,)): "fixed"}
-        tag = tags.get(fixed) or ("d12" if fixed[0] == (1, 2) else "z1")
+        tag = ("full" if fixed is None else "fixed" if fixed[0] == (1,)
+               else "d12" if fixed[0] == (1, 2) else "z1")  # fmt: skip
         key = args.cache / f"sharing-{tag}-{args.iters}.json"
         if key.is_file():
             rows[name] = json.loads(key.read_text())
@@ -61,10 +60,7 @@ def main() -> None:
         cfg = load_config(recipes.SUPERNET)
         recipes.apply_recipe(cfg, "adamw", args.iters)
         cfg.val_cfg.calib_batches = 8
-        if fixed == "separate":
-            cfg.model.backbone.arch_settings.share_dilation = False
-            cfg.model.backbone.arch_settings.share_zoom = False
-        elif fixed:
+        if fixed:
             cfg.model.backbone.arch_settings.dilations = fixed[0]
             cfg.model.backbone.arch_settings.zooms = fixed[1]
         work = args.cache / f"sharing-{tag}-{args.iters}"

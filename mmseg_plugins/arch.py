@@ -192,13 +192,14 @@ def label_modules(model: nn.Module, arch: Mapping[str, Any]) -> dict[str, nn.Mod
         stage = model.backbone.stages[int(parts[1].removeprefix("stage"))]
         if parts[2] == "depth":
             layer = stage.layers[int(arch[label]) - 1]
-            out[label] = layer.body(layer.op, layer.zoom)
+            out[label] = layer.fr if layer.op == "fr" else layer.ir
         elif parts[2] == "width":
             out[label] = stage.downsample
         else:
             layer = stage.layers[int(parts[2].removeprefix("layer"))]
-            prefix = f"{BACKBONE}{parts[1]}.{parts[2]}"
-            out[label] = layer.body(arch[f"{prefix}.op"], arch[f"{prefix}.zoom"])
+            out[label] = (
+                layer.fr if arch[f"{BACKBONE}{parts[1]}.{parts[2]}.op"] == "fr" else layer.ir
+            )
     return out
 
 

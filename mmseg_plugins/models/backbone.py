@@ -80,10 +80,9 @@ class SegSuperNet(_Backbone):
         for i, depth in enumerate(self.settings.max_depths):
             cmax = self.settings.max_width(i)
             down = ConvBN(cin, cmax, 3, stride=2, elastic=True)
-            dil = None if self.settings.share_dilation else self.settings.dilations
-            zooms = None if self.settings.share_zoom else self.settings.zooms
-            layers = [SearchLayer(cmax, self.settings.ops, dil, zooms) for _ in range(depth)]
-            stages.append(_Stage(down, layers))
+            stages.append(
+                _Stage(down, [SearchLayer(cmax, self.settings.ops) for _ in range(depth)])
+            )
             cin = cmax
         self.stages = nn.ModuleList(stages)
         self.num_stages = len(stages)
@@ -140,13 +139,7 @@ class SegSubNet(_Backbone):
             width = stage_width(self.settings.stage_channels[i], ratio)
             stages.append(
                 _Stage(
-                    ConvBN(cin, width, 3, stride=2),
-                    [
-                        FixedLayer(
-                            width, *spec, self.settings.share_dilation, self.settings.share_zoom
-                        )
-                        for spec in layers
-                    ],
+                    ConvBN(cin, width, 3, stride=2), [FixedLayer(width, *spec) for spec in layers]
                 )
             )
             cin = width

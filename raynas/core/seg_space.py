@@ -57,10 +57,6 @@ class BackboneSettings:
     ops: tuple[str, ...] = OPS
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     zooms: tuple[int, ...] = (2, 1)
-    # one kernel for every dilation / zoom choice of a layer (False: separate weights per
-    # choice; benchmarks/sharing.py measures what sharing costs the inherited accuracy)
-    share_dilation: bool = True
-    share_zoom: bool = True
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any] | None) -> BackboneSettings:
@@ -73,7 +69,7 @@ class BackboneSettings:
             raise UnknownKeyError(
                 f"unknown arch_settings key(s) {unknown}{hint}; valid: {sorted(valid)}"
             )
-        out = cls(**{k: v if isinstance(v, bool) else tuple(v) for k, v in cfg.items()})
+        out = cls(**{k: tuple(v) for k, v in cfg.items()})
         bad = [op for op in out.ops if op not in OPS]
         if bad:
             raise InvalidValueError(

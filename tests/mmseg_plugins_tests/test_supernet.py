@@ -24,14 +24,9 @@ from raynas.core.space import InvalidArchError
 CFG = Path(__file__).resolve().parents[2] / "configs/_base_/models/segsupernet.py"
 
 
-@pytest.fixture(scope="module", params=["shared", "separate"])
-def model_cfg(request):
-    """The default supernet, and one with separate weights per dilation and zoom."""
-    cfg = Config.fromfile(str(CFG)).model
-    if request.param == "separate":
-        cfg.backbone.arch_settings.share_dilation = False
-        cfg.backbone.arch_settings.share_zoom = False
-    return cfg
+@pytest.fixture(scope="module")
+def model_cfg():
+    return Config.fromfile(str(CFG)).model
 
 
 @pytest.fixture(scope="module")
