@@ -58,13 +58,16 @@ def check_baselines(names: Any) -> list[str]:
 
 
 def _adapt(node: Any, num_classes: int) -> Any:
-    """SyncBN -> BN, ``num_classes`` everywhere, no pretrained weights."""
+    """SyncBN -> BN, ``num_classes`` everywhere, no per-class loss weights (they are the
+    source dataset's), no pretrained weights."""
     if isinstance(node, dict):
         out = {k: _adapt(v, num_classes) for k, v in node.items()}
         if out.get("type") == "SyncBN":
             out["type"] = "BN"
         if "num_classes" in out:
             out["num_classes"] = num_classes
+        if out.get("class_weight") is not None:
+            out["class_weight"] = None
         if isinstance(out.get("init_cfg"), dict) and out["init_cfg"].get("type") == "Pretrained":
             out["init_cfg"] = None
         if "pretrained" in out:
