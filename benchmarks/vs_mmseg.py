@@ -87,9 +87,9 @@ def main() -> None:
     exp_cfg = load_config(args.experiment / "config.py")
     iters = exp_cfg.tune_cfg.retrain.iters
     size = tuple(subnet_cfg.model.data_preprocessor.size)
-    rows = []
-    for name in args.models:
-        result = train_baseline(name, subnet_cfg, iters, args.cache)
+    trained = [train_baseline(name, subnet_cfg, iters, args.cache) for name in args.models]
+    rows = []  # costs measured after all training, back to back, so latencies compare
+    for name, result in zip(args.models, trained, strict=True):
         rows.append({**result, **cost(baseline_config(name, subnet_cfg), None, size)})
         print(json.dumps(rows[-1]), flush=True)
     for model in found:
