@@ -99,24 +99,12 @@ def main() -> None:
 
 
 def write(rows: list[dict], iters: int, size: tuple) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from raynas.report import plot_vs_baselines
 
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "vs_mmseg.json").write_text(json.dumps(dict(rows=rows, iters=iters), indent=2))
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for r in rows:
-        found = r["name"].startswith("found")
-        ax.scatter(r["latency_ms"], r["val_mIoU"], marker="*" if found else "o",
-                   s=140 if found else 50, color="C3" if found else "C0")  # fmt: skip
-        ax.annotate(r["name"], (r["latency_ms"], r["val_mIoU"]), fontsize=8)
-    ax.set_xlabel(f"CPU latency ms (batch 1, {size[0]}x{size[1]})")
-    ax.set_ylabel("val mIoU (%)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(OUT / "vs_mmseg.png")
+    plot_vs_baselines([dict(r, mIoU=r["val_mIoU"], baseline=not r["name"].startswith("found"))
+                       for r in rows], OUT / "vs_mmseg.png", size)  # fmt: skip
     lines = [
         f"synthseg val mIoU after {iters} iterations of the pipeline's retrain config "
         f"(found models: from inherited weights; mmseg models: from scratch); CPU latency "

@@ -95,6 +95,12 @@ def plot_pareto(frame: pd.DataFrame, path: str | Path, baselines: dict[str, floa
     ax.set_ylabel("mIoU (%): search on the selection split, retrained on val")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +153,13 @@ def summary_markdown(
 
 
 def plot_vs_baselines(rows: list[dict[str, Any]], path: str | Path, size: tuple) -> Path:
-    """Val mIoU against CPU latency: the retrained found models (stars) and the baselines."""
+    """Val mIoU against CPU latency: the retrained found models (stars) and the baselines.
+
+    Args:
+        rows: ``name``, ``mIoU``, ``latency_ms`` and ``baseline`` (bool) per model.
+        path: The PNG to write.
+        size: Input size the latency was measured at.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,12 +174,7 @@ def plot_vs_baselines(rows: list[dict[str, Any]], path: str | Path, size: tuple)
     ax.set_xlabel(f"CPU latency ms (batch 1, {size[0]}x{size[1]}, measured in one process)")
     ax.set_ylabel("val mIoU (%), same training config and schedule")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def vs_baselines_markdown(rows: list[dict[str, Any]]) -> str:
