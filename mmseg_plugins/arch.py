@@ -29,6 +29,7 @@ __all__ = [
     "path_parameters",
     "search_space",
     "set_arch",
+    "set_relaxed",
     "subnet_model_cfg",
     "subnet_state_dict",
 ]
@@ -70,6 +71,16 @@ def set_arch(model: nn.Module, arch: Mapping[str, Any]) -> Arch:
     model.decode_head.set_arch(strip(arch, HEAD))
     model._raynas_arch = arch
     return arch
+
+
+def set_relaxed(model: nn.Module, weights: Any | None) -> None:
+    """Switches the supernet to SSR's relaxed forward under ``weights`` (``ArchWeights``), or
+    back to the single-path forward of the current path (``None``)."""
+    _check(model)
+    object.__setattr__(model.backbone, "relaxed", weights)
+    object.__setattr__(model.decode_head, "relaxed", weights)
+    if weights is None:
+        set_arch(model, current_arch(model))
 
 
 def current_arch(model: nn.Module) -> Arch:

@@ -20,6 +20,7 @@ __all__ = [
     "MOMENTUM_KEY",
     "RNG_KEY",
     "SAMPLER_KEY",
+    "SSR_KEY",
     "SUBNET_KEY",
     "read_meta",
     "rng_state",
@@ -36,6 +37,7 @@ INIT_WEIGHTS_KEY = "raynas_init_weights"  # PathSamplingHook: initial weights (a
 CALR_KEY = "raynas_calr"  # CaLRHook: base learning rates
 MOMENTUM_KEY = "raynas_momentum"  # MomentumSeparationHook: optimizer state per path group
 DATA_SAMPLER_KEY = "raynas_data_sampler"  # DataImportanceHook: image importances, position
+SSR_KEY = "raynas_ssr"  # SSRHook: alpha, candidate masks, alpha optimizer, shrink history
 SUBNET_KEY = "raynas"  # an exported subnet's provenance (arch, supernet, mIoU...)
 DATASET_META_KEY = "dataset_meta"  # classes and palette, where mmseg's init_model reads them
 

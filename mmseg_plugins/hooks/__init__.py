@@ -1,11 +1,13 @@
 """mmengine hooks of raynas, registered in mmseg's HOOKS: path sampling (the supernet's
-training strategy), CaLR, momentum separation, PA&DA's data importance and RNG states."""
+training strategy), CaLR, momentum separation, PA&DA's data importance, RNG states and
+SSR search."""
 
 from mmseg_plugins.hooks.calr import CaLRHook
 from mmseg_plugins.hooks.data_importance import DataImportanceHook
 from mmseg_plugins.hooks.momentum import MomentumSeparationHook
 from mmseg_plugins.hooks.path_sampling import PathSamplingHook
 from mmseg_plugins.hooks.rng_state import RNGStateHook
+from mmseg_plugins.hooks.ssr import SSRHook
 
 __all__ = [
     "CaLRHook",
@@ -13,4 +15,5 @@ __all__ = [
     "MomentumSeparationHook",
     "PathSamplingHook",
     "RNGStateHook",
+    "SSRHook",
 ]

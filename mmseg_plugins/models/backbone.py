@@ -17,6 +17,7 @@ from torch import nn
 
 from mmseg_plugins.models.blocks import FixedLayer, SearchLayer
 from mmseg_plugins.models.elastic import ConvBN
+from mmseg_plugins.models.relaxed import relaxed_backbone
 from raynas.core.seg_space import BackboneSettings, stage_arch, stage_width
 from raynas.core.space import Arch
 
@@ -86,6 +87,13 @@ class SegSuperNet(_Backbone):
             cin = cmax
         self.stages = nn.ModuleList(stages)
         self.num_stages = len(stages)
+        object.__setattr__(self, "relaxed", None)  # SSR's ArchWeights, not a submodule
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """The active path's stage outputs, or the relaxed mixture when ``relaxed`` is set."""
+        if self.relaxed is not None:
+            return relaxed_backbone(self, x, self.relaxed)
+        return super().forward(x)
 
     def set_arch(self, arch: Arch, num_stages: int | None = None) -> None:
         """Sets the active path from a backbone sub-arch (labels without ``backbone.``).

@@ -69,11 +69,10 @@ def _residual(x: torch.Tensor, body: nn.Module, op: str, zoom: int) -> torch.Ten
 class SearchLayer(nn.Module):
     """All candidate operators of one layer, sharing weights across width and dilation.
 
-    The path is set by :meth:`set_path` and the forward runs only that path. The module is
-    built for a differentiable mode to come without a rewrite: every candidate is a separate
-    body (``fr``, ``ir``) reachable from one forward, widths are prefix slices (a soft channel
-    mask is a multiply on the same slices), and depth is a stage-level loop, so a mixture mode
-    only adds architecture weights and a weighted sum over the same bodies.
+    The path is set by :meth:`set_path` and the forward runs only that path. SSR's relaxed
+    forward (:mod:`mmseg_plugins.models.relaxed`) mixes the same bodies: every candidate is a
+    separate body (``fr``, ``ir``), widths are prefix slices (a soft channel mask is a multiply
+    on the same slices) and depth is a stage-level loop.
 
     Args:
         channels: Largest channels of the stage.

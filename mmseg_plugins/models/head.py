@@ -16,6 +16,7 @@ from mmseg.registry import MODELS
 from torch import nn
 
 from mmseg_plugins.models.elastic import ConvBN, ElasticConv2d
+from mmseg_plugins.models.relaxed import relaxed_head
 from raynas.core.seg_space import SCALES, HeadSettings, fusion_scales
 from raynas.core.space import Arch
 
@@ -76,6 +77,13 @@ class SearchableHead(_FusionHead):
         self.fuse = ConvBN(channels, channels, 3, elastic=True)
         self.conv_seg = ElasticConv2d(channels, self.out_channels, 1, bias=True)
         self.fused = fusion_scales(self.search.fusions[-1])
+        object.__setattr__(self, "relaxed", None)  # SSR's ArchWeights, not a submodule
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The active path's logits, or the relaxed mixture's when ``relaxed`` is set."""
+        if self.relaxed is not None:
+            return relaxed_head(self, inputs, self.relaxed)
+        return super().forward(inputs)
 
     def set_arch(self, arch: Arch) -> None:
         """Sets ``fusion`` and ``channels`` (labels without ``head.``)."""

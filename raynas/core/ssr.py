@@ -7,11 +7,12 @@ The SSR loss of a row is ``(1/K) sum_i log p_i + log K`` = ``-KL(uniform || p)``
 valid candidates: 0 at uniform, falling without bound as the row concentrates, so minimising it
 drives every row toward one-hot. Rows are grouped by decision type (``depth``, ``ops`` for
 operator/dilation/zoom, ``widths``, ``head``), each with its own loss weight. Shrinking removes
-the candidates with ``p_i / max_j p_j <= threshold`` level by level: depth first, then
-operator/dilation/zoom, then widths and head, never the last candidate of a row.
+the candidates with ``p_i / max_j p_j <= threshold``, level by level at each step: depth first,
+then operator/dilation/zoom, then widths and head, never the last candidate of a row.
 
-This module is the method's core only (no model): the relaxed supernet that consumes the
-probabilities is not built yet.
+This module is the method's core only (no model): the relaxed forward pass that consumes the
+probabilities is :mod:`mmseg_plugins.models.relaxed`, the expected cost
+:mod:`raynas.core.ssr_cost`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 from raynas.core.space import Arch, SearchSpace
 
-__all__ = ["DECISION_TYPES", "SHRINK_ORDER", "ArchWeights", "decision_type"]
+__all__ = ["DECISION_TYPES", "SHRINK_ORDER", "ArchWeights", "check_loss_weights", "decision_type"]
 
 DECISION_TYPES = ("depth", "ops", "widths", "head")
 SHRINK_ORDER = (("depth",), ("ops",), ("widths", "head"))
@@ -43,6 +44,21 @@ def decision_type(label: str) -> str:
     return "ops"  # .op, .dilation, .zoom
 
 
+def check_loss_weights(weights: Mapping[str, Any], where: str = "SSR loss_weights") -> dict:
+    """``weights`` per decision type, checked: known types, numbers >= 0 (missing: 1.0)."""
+    out = {t: 1.0 for t in DECISION_TYPES}
+    for key, value in weights.items():
+        if key not in out:
+            raise UnknownKeyError(
+                f"unknown SSR decision type {key!r} in {where}{closest(key, DECISION_TYPES)}; "
+                f"known: {list(DECISION_TYPES)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InvalidValueError(f"{where}.{key} must be a number >= 0, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
 class ArchWeights(nn.Module):
     """Architecture weights of every decision row, with valid-candidate masks.
 
@@ -55,16 +71,8 @@ class ArchWeights(nn.Module):
         super().__init__()
         self.space = space
         self.rows = [k for k, v in space.choices.items() if len(v) > 1]
-        self.loss_weights = {t: 1.0 for t in DECISION_TYPES}
-        for key, value in (loss_weights or {}).items():
-            if key not in self.loss_weights:
-                raise UnknownKeyError(
-                    f"unknown SSR decision type {key!r}{closest(key, DECISION_TYPES)}; "
-                    f"known: {list(DECISION_TYPES)}"
-                )
-            if value < 0:
-                raise InvalidValueError(f"SSR loss weight of {key!r} must be >= 0, got {value}")
-            self.loss_weights[key] = float(value)
+        self.alpha_keys = set(self.rows)
+        self.loss_weights = check_loss_weights(loss_weights or {})
         self.alpha = nn.ParameterDict(
             {_key(k): nn.Parameter(torch.zeros(len(space.choices[k]))) for k in self.rows}
         )
@@ -73,6 +81,19 @@ class ArchWeights(nn.Module):
 
     def mask(self, label: str) -> torch.Tensor:
         return getattr(self, _mask(label))
+
+    def p(self, label: str) -> torch.Tensor:
+        """Probabilities over all of ``label``'s choices (a one-choice label: ``[1.]``)."""
+        if label in self.alpha_keys:
+            return self.probs(label)
+        ref = next(iter(self.alpha.values()))
+        return torch.ones(len(self.space.choices[label]), dtype=ref.dtype, device=ref.device)
+
+    def valid(self, label: str) -> list[int]:
+        """Indices of ``label``'s candidates still valid."""
+        if label not in self.alpha_keys:
+            return list(range(len(self.space.choices[label])))
+        return [i for i, v in enumerate(self.mask(label).tolist()) if v]
 
     def probs(self, label: str) -> torch.Tensor:
         """The row's probabilities (0 for pruned candidates)."""
@@ -110,13 +131,15 @@ class ArchWeights(nn.Module):
 
     @torch.no_grad()
     def shrink(self, threshold: float = 0.1) -> dict[str, int]:
-        """Prunes the first level of :data:`SHRINK_ORDER` with undecided rows; returns the
-        candidates removed per label (empty once every row has one candidate)."""
+        """Prunes every row level by level in :data:`SHRINK_ORDER` (depth, then
+        operator/dilation/zoom, then widths and head), as the official code does at each
+        shrink step; returns the candidates removed per label, in pruning order."""
+        removed: dict[str, int] = {}
         for level in SHRINK_ORDER:
-            rows = self.undecided(level)
-            if rows:
-                return {k: n for k in rows if (n := self._prune(k, threshold))}
-        return {}
+            removed.update(
+                {k: n for k in self.undecided(level) if (n := self._prune(k, threshold))}
+            )
+        return removed
 
     def _prune(self, label: str, threshold: float) -> int:
         p = self.probs(label)

@@ -22,6 +22,7 @@ __all__ = [
     "check_datasets",
     "check_factories",
     "check_feasible",
+    "check_ssr",
     "check_supernet",
     "read_state",
 ]
@@ -96,6 +97,26 @@ def check_feasible(cfg: Config, constraints: Mapping[str, Any]) -> None:
             raise InvalidValueError(
                 f"tune_cfg.search.constraints.{key}=({low}, {high}) admits no architecture: "
                 f"this space spans {key} {lo:.4g} (smallest path) to {hi:.4g} (largest path)"
+            )
+
+
+def check_ssr(cfg: Config, search: Mapping[str, Any]) -> None:
+    """Refuses SSR cost targets (``ssr.target_flops`` and its ``param_space`` values) that no
+    architecture of the space reaches, before any training."""
+    if search["type"] != "ssr":
+        return
+    grid = ((search.get("param_space") or {}).get("ssr") or {}).get("target_flops")
+    if isinstance(grid, Mapping):  # dict(grid=[...]) / dict(choice=[...]); ranges unchecked
+        values = list(grid.get("grid", grid.get("choice", [])))
+    else:
+        values = [search["ssr"]["target_flops"]] if grid is None else [grid]
+    space, table = space_and_table(cfg)
+    lo, hi = (table(space.extreme(big)).flops for big in (False, True))
+    for value in values:
+        if value is not None and not lo <= value <= hi:
+            raise InvalidValueError(
+                f"tune_cfg.search.ssr.target_flops={value:.4g} is reached by no architecture: "
+                f"this space spans {lo:.4g} (smallest path) to {hi:.4g} FLOPs (largest path)"
             )
 
 

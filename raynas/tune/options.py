@@ -33,6 +33,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # re-rank the best candidates by TSE before retraining (raynas/tse.py), e.g.
         # dict(candidates=8, iters=50, lr=1e-3); None: retrain the top-k by inherited mIoU
         tse=None,
+        # search=dict(type='ssr'): SSR's options (defaults: _SSR below), one Tune trial per
+        # point of param_space, e.g. dict(ssr=dict(target_flops=dict(grid=[20e6, 40e6])))
+        ssr=None,
+        param_space={},
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
     ),
@@ -136,10 +140,49 @@ def _check_tse(tse: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SSR = dict(
+    iters=400,  # weight + alpha iterations per SSR trial (the search may end earlier)
+    shrink_interval=50,  # iterations between shrink steps (and validations)
+    threshold=0.1,  # prune p_i / max_j p_j <= threshold
+    warmup_iters=0,
+    loss_weights=dict(depth=0.3, ops=0.3, widths=0.15, head=0.15),
+    target_flops=None,  # expected FLOPs pulled toward this (None: no cost term)
+    cost_weight=1.0,
+    arch_optimizer=dict(lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-3),
+    grad_clip=5.0,
+    warm_start=True,  # start from the supernet phase's weights
+    seed=0,
+)
+
+
+def _check_ssr(ssr: dict[str, Any], where: str = "tune_cfg.search.ssr") -> dict[str, Any]:
+    from raynas.core.ssr import check_loss_weights
+
+    for key in ssr:
+        if key not in _SSR:
+            raise _unknown(f"key of {where}:", key, _SSR)
+    out = {**copy.deepcopy(_SSR), **ssr}
+    for key in ("iters", "shrink_interval"):
+        _check_count(f"{where}.{key}", out[key], 1, False)
+    _check_count(f"{where}.warmup_iters", out["warmup_iters"], 0, False)
+    for key in ("threshold", "cost_weight", "grad_clip"):
+        if not isinstance(out[key], (int, float)) or out[key] < 0:
+            raise InvalidValueError(f"{where}.{key} must be a number >= 0, got {out[key]!r}")
+    target = out["target_flops"]
+    if target is not None and (not isinstance(target, (int, float)) or target <= 0):
+        raise InvalidValueError(f"{where}.target_flops must be > 0 or None, got {target!r}")
+    check_loss_weights(
+        _mapping(f"{where}.loss_weights", out["loss_weights"]), f"{where}.loss_weights"
+    )
+    return out
+
+
 def _check_phase(phase: str, opts: dict[str, Any]) -> None:
     where = f"tune_cfg.{phase}"
     if phase == "search" and opts.get("tse") is not None:
         opts["tse"] = _check_tse(_mapping(f"{where}.tse", opts["tse"]))
+    if phase == "search" and opts["type"] == "ssr":
+        opts["ssr"] = _check_ssr(_mapping(f"{where}.ssr", opts["ssr"]))
     if phase == "report":
         from raynas.baselines import check_baselines
 
@@ -165,9 +208,13 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
         )
     if phase == "search":
         _check_search(opts)
-    unknown = sorted(set(opts.get("param_space") or {}) - {"cfg_options"})
+    keys = ["cfg_options", "ssr"] if phase == "search" else ["cfg_options"]
+    unknown = sorted(set(opts.get("param_space") or {}) - set(keys))
     if unknown:
-        raise _unknown(f"key of {where}.param_space:", unknown[0], ["cfg_options"])
+        raise _unknown(f"key of {where}.param_space:", unknown[0], keys)
+    for key in (opts.get("param_space") or {}).get("ssr") or {}:
+        if key not in _SSR:
+            raise _unknown(f"key of {where}.param_space.ssr:", key, _SSR)
 
 
 def _check_search(opts: dict[str, Any]) -> None:

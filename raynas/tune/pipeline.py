@@ -34,6 +34,7 @@ from raynas.tune.checks import (
     check_datasets,
     check_factories,
     check_feasible,
+    check_ssr,
     check_supernet,
     read_state,
 )
@@ -85,6 +86,7 @@ class Pipeline:
             )
         check_factories(opts)
         check_feasible(cfg, opts["search"]["constraints"])
+        check_ssr(cfg, opts["search"])
         check_datasets(cfg)
         apply_selection_split(cfg)
         exp.write_text(cfg.pretty_text, CONFIG)

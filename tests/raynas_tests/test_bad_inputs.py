@@ -275,3 +275,32 @@ def test_bad_tse_options_are_refused_by_name() -> None:
         resolve_tune_cfg({"search": {"tse": {"lr": -1}}})
     tse = resolve_tune_cfg({"search": {"tse": {"candidates": 4}}})["search"]["tse"]
     assert tse["candidates"] == 4 and tse["iters"] == 50 and tse["lr"] == 1e-3
+
+
+def test_bad_ssr_options_are_refused_by_name() -> None:
+    from raynas.config import load_config
+    from raynas.core.errors import InvalidValueError, UnknownKeyError
+    from raynas.tune.checks import check_ssr
+    from raynas.tune.options import resolve_tune_cfg
+
+    def ssr(**search: Any) -> dict:
+        return resolve_tune_cfg({"search": {"type": "ssr", **search}})["search"]
+
+    with pytest.raises(UnknownKeyError, match="shrink_interval"):
+        ssr(ssr={"shrink_intreval": 10})
+    with pytest.raises(UnknownKeyError, match="'ops'"):  # an unknown decision type
+        ssr(ssr={"loss_weights": {"op": 1.0}})
+    with pytest.raises(InvalidValueError, match=r"loss_weights\.depth"):  # weights < 0
+        ssr(ssr={"loss_weights": {"depth": -1.0}})
+    with pytest.raises(InvalidValueError, match=r"ssr\.target_flops"):
+        ssr(ssr={"target_flops": -5})
+    with pytest.raises(UnknownKeyError, match="target_flops"):
+        ssr(param_space={"ssr": {"target_flop": {"grid": [1e6]}}})
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "ssr_quickstart.py")
+    opts = resolve_tune_cfg(cfg.tune_cfg)["search"]
+    check_ssr(cfg, opts)  # the shipped targets are reachable
+    assert opts["ssr"]["arch_optimizer"] == {"lr": 0.15} and opts["ssr"]["threshold"] == 0.1
+    for where in ({"ssr": {"target_flops": 1e12}},
+                  {"param_space": {"ssr": {"target_flops": {"grid": [30e6, 1e3]}}}}):  # fmt: skip
+        with pytest.raises(InvalidValueError, match=r"target_flops=.*reached by no"):
+            check_ssr(cfg, ssr(**where))

@@ -11,12 +11,13 @@ from raynas.tune.phases.base import Phase, PipelineView, TunePhase
 from raynas.tune.phases.report import ReportPhase
 from raynas.tune.phases.retrain import RetrainPhase
 from raynas.tune.phases.search import SamplingSearch
+from raynas.tune.phases.ssr import SSRSearch
 from raynas.tune.phases.supernet import SupernetPhase
 from raynas.tune.phases.tse import TSEPhase
 
 __all__ = ["PHASE_TYPES", "SEARCH_TYPES", "Phase", "PipelineView", "TunePhase", "build_phase"]
 
-SEARCH_TYPES: dict[str, type[Phase]] = {"sampling": SamplingSearch}
+SEARCH_TYPES: dict[str, type[Phase]] = {"sampling": SamplingSearch, "ssr": SSRSearch}
 PHASE_TYPES: dict[str, type[Phase]] = {
     "supernet": SupernetPhase,
     "tse": TSEPhase,

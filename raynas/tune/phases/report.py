@@ -1,7 +1,9 @@
 """Phase 4, the report: ``report/pareto.png``, ``report/report.md`` (with the majority-class
-baseline), ``best/`` (config + checkpoint of the best retrained subnet, for plain mmseg) and,
-with ``tune_cfg.report.baselines``, ``report/vs_baselines.png``: the retrained found models
-against the baselines by val mIoU and CPU latency, all measured here in one process."""
+baseline), ``best/`` (config + checkpoint of the best retrained subnet, for plain mmseg); with
+``search=dict(type='ssr')``, ``report/ssr.png`` (alpha entropy, candidates left and the
+discretisation gap per SSR trial); with ``tune_cfg.report.baselines``,
+``report/vs_baselines.png``: the retrained found models against the baselines by val mIoU and
+CPU latency, all measured here in one process."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class ReportPhase(Phase):
 
     def run(self) -> dict[str, Any]:
         from raynas.report import majority_miou, plot_pareto, summary_markdown
+        from raynas.report_ssr import plot_ssr, ssr_markdown
 
         pipeline = self.pipeline
         frame = Archive(pipeline.storage).read().to_pandas()
@@ -38,6 +41,11 @@ class ReportPhase(Phase):
             (tmp / "report").mkdir()
             (tmp / "report" / "report.md").write_text(text)
             plot_pareto(frame, tmp / "report" / "pareto.png", baselines)
+            ssr = ssr_markdown(frame)
+            if ssr:  # SSR searches: entropy, candidates left, discretisation gap
+                plot_ssr(frame, tmp / "report" / "ssr.png")
+                text += "\n## SSR searches (last shrink step; relaxed - derived = gap)\n\n" + ssr
+                (tmp / "report" / "report.md").write_text(text)
             versus = self._vs_baselines(frame, tmp / "report")
             if versus:
                 text += "\n## Found models against hand-designed ones\n\n" + versus

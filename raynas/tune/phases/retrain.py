@@ -88,12 +88,16 @@ class RetrainPhase(TunePhase):
         cfg = pipeline.cfg.copy()
         if sup.get("cfg_options"):
             cfg.merge_from_dict(sup["cfg_options"])
-        model = build_supernet(cfg)
-        ckpt = Storage(sup["checkpoint"]).local_copy() / CKPT_NAME
-        load_supernet_weights(model, ckpt)
+        model, loaded = build_supernet(cfg), None
+        # SSR trials train their own weights; sampling-search candidates share the supernet's
+        own = pipeline.phase("search").get("checkpoints") or {}
         loader = train_calibration_loader(cfg)
         exports = []
         for i, row in enumerate(chosen.itertuples()):
+            ckpt = Storage(own.get(row.trial_id, sup["checkpoint"])).local_copy() / CKPT_NAME
+            if ckpt != loaded:
+                load_supernet_weights(model, ckpt)
+                loaded = ckpt
             name = f"subnet{i}"
             provenance = dict(search_trial=row.trial_id, search_mIoU=row.search_mIoU,
                               flops=int(row.flops))  # fmt: skip
@@ -114,6 +118,7 @@ class RetrainPhase(TunePhase):
         import pandas as pd
 
         frame = Archive(self.pipeline.storage).read("search").to_pandas()
+        frame = frame[frame["path"] == "candidate"]  # not SSR's intermediate steps
         frame = frame.assign(search_mIoU=frame["mIoU"], tse=float("nan"))
         scores = self.pipeline.phase("tse").get("scores")
         if scores:

@@ -1,0 +1,23 @@
+# The whole pipeline with differentiable search (SSR) instead of NSGA-II, on the embedded
+# synthseg dataset, sized for a 2-core CPU laptop (<= 10 min):
+#   raynas run configs/ssr_quickstart.py
+# supernet (uniform, warm start) -> two SSR searches as Tune trials, one per FLOPs target ->
+# retrain each search's architecture from its own trial's weights -> report (report/ssr.png:
+# alpha entropy, candidates left, the discretisation gap).
+_base_ = ["quickstart.py"]
+tune_cfg = dict(
+    supernet=dict(iters=800, report_interval=400),
+    search=dict(
+        type="ssr",
+        ssr=dict(
+            iters=48,  # the budget: a search not decided by then takes the argmax
+            shrink_interval=12,
+            # alpha's lr: the reference's 2e-3 is for 200 Cityscapes epochs; 48 steps need more
+            arch_optimizer=dict(lr=0.15),
+        ),
+        param_space=dict(ssr=dict(target_flops=dict(grid=[25e6, 50e6]))),  # FLOPs per image
+        resources=dict(cpu=1),
+        max_concurrent=2,
+    ),
+    retrain=dict(iters=1500, report_interval=750),
+)

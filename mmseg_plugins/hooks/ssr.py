@@ -1,0 +1,244 @@
+"""``SSRHook``: differentiable search with Solution Space Regularization through the Runner.
+
+The Runner trains the supernet's weights on the training split as usual, through SSR's relaxed
+forward (:mod:`mmseg_plugins.models.relaxed`); after each weight step the hook takes one
+first-order step of the architecture weights (:class:`raynas.core.ssr.ArchWeights`) on a batch
+of the selection split (carved from training, never the validation set), with the loss
+``task + SSR + cost_weight (E[FLOPs] / target - 1)^2``. Every ``shrink_interval`` iterations it
+prunes candidates (depth, then operator/dilation/zoom, then widths and head); once every row has
+one candidate left the relaxed forward is switched off, the derived path is validated and
+training stops. Validation reports the derived path (BN recalibrated, as ``PathValLoop``) and
+the relaxed supernet's mIoU: their difference is the discretisation gap.
+
+Alpha, the valid-candidate masks, the alpha optimizer and the shrink history travel in the
+checkpoint (``meta['raynas_ssr']``); search batches are drawn from a generator seeded by the
+iteration, so a resumed search follows the same alpha trajectory.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.hooks import Hook
+from mmseg.registry import DATASETS, HOOKS
+
+from mmseg_plugins.arch import complexity_table, search_space, set_arch, set_relaxed, unwrap
+from mmseg_plugins.checkpoint import SSR_KEY, read_meta, write_meta
+from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
+from raynas.core.ssr import ArchWeights, check_loss_weights
+from raynas.core.ssr_cost import expected_flops
+
+__all__ = ["SSRHook"]
+
+_OPTIM = dict(lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-3)
+
+
+@HOOKS.register_module()
+class SSRHook(Hook):
+    """SSR search on the Runner (see the module docstring).
+
+    Args:
+        loss_weights: SSR loss weight per decision type (``depth``, ``ops``, ``widths``,
+            ``head``); the official code's ratio to the task loss is 0.3 (ops) and 0.15
+            (channels).
+        target_flops: Expected FLOPs the cost term pulls toward; None: no cost term.
+        cost_weight: Weight of ``(E[FLOPs] / target - 1)^2``.
+        arch_optimizer: Adam arguments for alpha (reference: lr 2e-3, betas (0.9, 0.999),
+            weight decay 1e-3).
+        grad_clip: Max norm of alpha's gradient.
+        shrink_interval: Iterations between shrink steps.
+        threshold: Prune candidates with ``p_i / max_j p_j <= threshold``.
+        warmup_iters: Weight-only iterations (relaxed forward, alpha frozen) before alpha moves.
+        seed: Seed of the search-batch order.
+    """
+
+    priority = "NORMAL"
+
+    def __init__(
+        self,
+        loss_weights: Mapping[str, float] | None = None,
+        target_flops: float | None = None,
+        cost_weight: float = 1.0,
+        arch_optimizer: Mapping[str, Any] | None = None,
+        grad_clip: float = 5.0,
+        shrink_interval: int = 100,
+        threshold: float = 0.1,
+        warmup_iters: int = 0,
+        seed: int = 0,
+    ) -> None:
+        weights = loss_weights or dict(depth=0.3, ops=0.3, widths=0.15, head=0.15)
+        self.loss_weights = check_loss_weights(weights, "SSRHook.loss_weights")
+        unknown = sorted(set(arch_optimizer or {}) - set(_OPTIM))
+        if unknown:
+            hint = closest(unknown[0], _OPTIM)
+            raise UnknownKeyError(
+                f"unknown SSRHook.arch_optimizer key {unknown[0]!r}{hint}; valid: {sorted(_OPTIM)}"
+            )
+        self.optim_args = {**_OPTIM, **(arch_optimizer or {})}
+        for key, value, low in (("cost_weight", cost_weight, 0), ("grad_clip", grad_clip, 0),
+                                ("threshold", threshold, 0), ("warmup_iters", warmup_iters, 0),
+                                ("shrink_interval", shrink_interval, 1)):  # fmt: skip
+            if not isinstance(value, (int, float)) or value < low:
+                raise InvalidValueError(f"SSRHook.{key} must be a number >= {low}, got {value!r}")
+        if target_flops is not None and target_flops <= 0:
+            raise InvalidValueError(f"SSRHook.target_flops must be > 0, got {target_flops!r}")
+        self.target, self.cost_weight, self.grad_clip = target_flops, cost_weight, grad_clip
+        self.interval, self.threshold = int(shrink_interval), float(threshold)
+        self.warmup, self.seed = int(warmup_iters), int(seed)
+        self.weights: ArchWeights | None = None
+        self.history: list[dict[str, Any]] = []
+        self._pending: dict | None = None
+        self._tick = time.perf_counter()
+
+    # set-up, checkpoint ------------------------------------------------------------------
+    def _setup(self, runner: Any) -> ArchWeights:
+        if self.weights is not None:
+            return self.weights
+        model = unwrap(runner.model)
+        ref = next(model.parameters())
+        self.weights = ArchWeights(search_space(model), self.loss_weights).to(
+            ref.device, ref.dtype
+        )
+        self.table = complexity_table(model, tuple(model.data_preprocessor.size))
+        self._check_target()
+        self.optimizer = torch.optim.Adam(self.weights.parameters(), **self.optim_args)
+        self.search_set = self._search_set(runner)
+        if self._pending is not None:
+            self.weights.load_state_dict(self._pending["weights"])
+            self.optimizer.load_state_dict(self._pending["optimizer"])
+            self.history = list(self._pending["history"])
+        return self.weights
+
+    def _check_target(self) -> None:
+        if self.target is None:
+            return
+        space = self.weights.space
+        low, high = (self.table(space.extreme(big)).flops for big in (False, True))
+        if not low <= self.target <= high:
+            raise InvalidValueError(
+                f"SSRHook.target_flops={self.target:.4g} is outside what the space reaches "
+                f"({low:.4g}..{high:.4g} FLOPs at this input size); choose a target in range"
+            )
+
+    def _search_set(self, runner: Any) -> Any:
+        cfg = runner.cfg
+        if not (cfg.get("selection_split") or {}).get("applied"):
+            raise InvalidValueError(
+                "SSR updates its architecture weights on the selection split, carved from the "
+                "training set; set selection_split=dict(fraction=..., seed=...) in the config "
+                "(the validation set only reports)"
+            )
+        dataset = copy.deepcopy(cfg.val_dataloader.dataset)
+        dataset.pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
+        return DATASETS.build(dataset)
+
+    def before_train(self, runner: Any) -> None:
+        weights = self._setup(runner)
+        model = unwrap(runner.model)
+        if weights.decided:
+            set_arch(model, weights.derive())
+        else:
+            set_relaxed(model, weights)
+        self._tick = time.perf_counter()
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        weights = self._setup(runner)
+        write_meta(checkpoint, SSR_KEY, dict(weights=weights.state_dict(),
+                   optimizer=self.optimizer.state_dict(), history=self.history))  # fmt: skip
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        self._pending = read_meta(checkpoint, SSR_KEY, self._pending)
+        self.weights = None  # rebuilt from the checkpoint in before_train
+
+    # search ------------------------------------------------------------------------------
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:  # fmt: skip
+        weights = self._setup(runner)
+        if weights.decided:
+            return
+        if runner.iter >= self.warmup:
+            self._arch_step(runner)
+        if (runner.iter + 1) % self.interval == 0:
+            self._shrink(runner)
+
+    def _batch(self, runner: Any) -> Any:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + runner.iter)
+        size = runner.train_dataloader.batch_size
+        idx = torch.randperm(len(self.search_set), generator=gen)[:size].tolist()
+        return pseudo_collate([self.search_set[i] for i in idx])
+
+    def expected_flops(self) -> torch.Tensor:
+        w = self.weights
+        return expected_flops(w.p, w.space.choices, self.table)
+
+    def _arch_step(self, runner: Any) -> None:
+        model, w = unwrap(runner.model), self.weights
+        data = model.data_preprocessor(self._batch(runner), True)
+        task, _ = model.parse_losses(model.loss(data["inputs"], data["data_samples"]))
+        loss = task + w.ssr_loss()
+        if self.target is not None and self.cost_weight:
+            loss = loss + self.cost_weight * (self.expected_flops() / self.target - 1) ** 2
+        params = list(w.parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for param, grad in zip(params, grads):
+            param.grad = torch.zeros_like(param) if grad is None else grad
+        torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        runner.message_hub.update_scalar("strategy/arch_loss", float(loss.detach()))
+
+    def _shrink(self, runner: Any) -> None:
+        w = self.weights
+        removed = w.shrink(self.threshold)
+        now = time.perf_counter()
+        step = dict(iter=runner.iter + 1, removed=sum(removed.values()),
+                    candidates_left=w.candidates_left(), decided=w.decided,
+                    expected_flops=float(self.expected_flops()),
+                    s_per_iter=(now - self._tick) / self.interval,
+                    **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
+        self._tick = now
+        self.history.append(step)
+        runner.logger.info(f"SSR shrink at iter {step['iter']}: removed {step['removed']}, "
+                           f"{step['candidates_left']} candidates left")  # fmt: skip
+        if w.decided:
+            set_relaxed(unwrap(runner.model), None)
+            set_arch(unwrap(runner.model), w.derive())
+
+    # validation: the relaxed supernet, then the derived path ------------------------------
+    def before_val_epoch(self, runner: Any) -> None:
+        weights = self._setup(runner)
+        loop = runner.val_loop
+        if not weights.decided:
+            runner.message_hub.update_scalar("strategy/relaxed_mIoU", self._relaxed_miou(runner))
+            set_relaxed(unwrap(runner.model), None)
+        loop.paths, loop.main = {"derived": weights.derive()}, "derived"
+        for key, value in self.summary().items():
+            runner.message_hub.update_scalar(f"strategy/{key}", value)
+
+    def summary(self) -> dict[str, float]:
+        w = self.weights
+        return dict(candidates_left=float(w.candidates_left()), decided=float(w.decided),
+                    expected_mflops=float(self.expected_flops()) / 1e6,
+                    **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
+
+    @torch.no_grad()
+    def _relaxed_miou(self, runner: Any) -> float:
+        loop = runner.val_loop
+        runner.model.eval()
+        for batch in loop.dataloader:
+            loop.evaluator.process(runner.model.val_step(batch), batch)
+        metrics = loop.evaluator.evaluate(len(loop.dataloader.dataset))
+        return float(metrics["mIoU"])
+
+    def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
+        weights = self._setup(runner)
+        if weights.decided:
+            set_arch(unwrap(runner.model), weights.derive())
+            runner.train_loop.stop_training = True  # the search is over
+        else:
+            set_relaxed(unwrap(runner.model), weights)

@@ -1,0 +1,97 @@
+"""The differentiable expected cost of SSR's relaxed supernet (pure torch).
+
+``E[FLOPs]`` sums every layer's closed-form FLOPs (the tables of :mod:`raynas.core.complexity`)
+weighted by the probability that the layer is computed with that configuration: a stage is
+computed when the head fuses it or a deeper stage, a layer when the stage's depth reaches it;
+operator, zoom and width are independent rows. On one-hot probabilities the figure is exactly
+:class:`~raynas.core.complexity.PathComplexity`'s for that path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+from raynas.core.complexity import PathComplexity, _conv_bn, _down, _layer
+from raynas.core.seg_space import BACKBONE, HEAD, fusion_scales, needed_stages, stage_width
+
+__all__ = ["expected_flops"]
+
+Probs = Callable[[str], torch.Tensor]
+
+
+def expected_flops(p: Probs, choices: Mapping[str, Sequence], pc: PathComplexity) -> torch.Tensor:
+    """Expected FLOPs of the relaxed path.
+
+    Args:
+        p: Probabilities over a label's choices (``ArchWeights.p``).
+        choices: The space's choices per label.
+        pc: The closed-form cost model of the same supernet and input size.
+    """
+    c0, c1 = pc.backbone.stem_channels
+    fusions, pf = choices[f"{HEAD}fusion"], p(f"{HEAD}fusion")
+    size = _down(pc.input_size)
+    stem = _conv_bn(3, c0, (3, 3), size).flops
+    size = _down(size)
+    total = pf.new_tensor(float(stem + _conv_bn(c0, c1, (3, 3), size).flops))
+    cin: dict[int, torch.Tensor] = {c1: pf.new_ones(())}
+    widths, sizes = [], []
+    for i, channels in enumerate(pc.backbone.stage_channels):
+        size = _down(size)
+        width = _widths(p, choices, f"{BACKBONE}stage{i}.width", channels)
+        stage = sum(pi * pw * _conv_bn(c, w, (3, 3), size).flops
+                    for c, pi in cin.items() for w, pw in width.items())  # fmt: skip
+        stage = stage + _layers(p, choices, i, width, size)
+        reached = sum(pf[k] for k, f in enumerate(fusions) if needed_stages(f) > i)
+        total = total + reached * stage
+        cin = width
+        widths.append(width)
+        sizes.append(size)
+    return total + _head(p, choices, pc, widths, sizes)
+
+
+def _widths(p: Probs, choices: Mapping[str, Sequence], label: str, ch: int) -> dict:
+    out: dict[int, torch.Tensor] = {}
+    for ratio, prob in zip(choices[label], p(label)):
+        w = stage_width(ch, ratio)
+        out[w] = out[w] + prob if w in out else prob
+    return out
+
+
+def _layers(p: Probs, choices: Mapping, i: int, width: dict, size: tuple) -> torch.Tensor:
+    stage = f"{BACKBONE}stage{i}"
+    depths, pd = choices[f"{stage}.depth"], p(f"{stage}.depth")
+    total = pd.new_zeros(())
+    for j in range(max(depths)):
+        reached = sum(pd[k] for k, d in enumerate(depths) if d > j)
+        layer = f"{stage}.layer{j}"
+        ops, pop = choices[f"{layer}.op"], p(f"{layer}.op")
+        zooms, pz = choices[f"{layer}.zoom"], p(f"{layer}.zoom")
+        cost = sum(po * pzz * pw * _layer(op, int(z), w, size).flops
+                   for op, po in zip(ops, pop) for z, pzz in zip(zooms, pz)
+                   for w, pw in width.items())  # fmt: skip
+        total = total + reached * cost
+    return total
+
+
+def _head(p: Probs, choices: Mapping, pc: PathComplexity, widths: list, sizes: list):
+    chs, pch = choices[f"{HEAD}channels"], p(f"{HEAD}channels")
+    fusions, pf = choices[f"{HEAD}fusion"], p(f"{HEAD}fusion")
+    s0 = sizes[0]
+    total = pf.new_zeros(())
+    for i, (width, size) in enumerate(zip(widths, sizes)):
+        fused = sum(pf[k] for k, f in enumerate(fusions) if i in fusion_scales(f))
+        if not torch.is_tensor(fused):
+            continue
+        lateral = sum(pw * pc_ * _conv_bn(w, int(c), (1, 1), size).flops
+                      for w, pw in width.items() for c, pc_ in zip(chs, pch))  # fmt: skip
+        if size != s0:
+            lateral = lateral + sum(pc_ * 4 * int(c) * s0[0] * s0[1] for c, pc_ in zip(chs, pch))
+        total = total + fused * lateral
+    for c, pc_ in zip(chs, pch):
+        c = int(c)
+        fuse = _conv_bn(c, c, (3, 3), s0).flops
+        cls = _conv_bn(c, pc.num_classes, (1, 1), s0, bn=False, bias=True).flops
+        total = total + pc_ * (fuse + cls)
+    return total

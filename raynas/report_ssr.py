@@ -1,0 +1,84 @@
+"""The SSR part of the report: alpha entropy, candidates left and the discretisation gap
+(relaxed supernet mIoU against the derived architecture's, inherited weights, BN recalibrated)
+over each SSR trial's shrink steps, read from the archive's ``search`` rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["plot_ssr", "ssr_markdown", "ssr_steps"]
+
+_ENTROPIES = ("entropy_ops", "entropy_depth", "entropy_widths", "entropy_head")
+
+
+def ssr_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per SSR shrink step: trial, iteration, entropies, candidates, mIoUs."""
+    rows = frame[(frame["phase"] == "search") & frame["proxies"].notna()]
+    out = []
+    for r in rows.itertuples():
+        p = json.loads(r.proxies)
+        if "candidates_left" not in p:
+            continue
+        out.append(dict(trial_id=r.trial_id, iteration=int(r.iteration), derived_mIoU=r.mIoU,
+                        flops=r.flops, final=r.path == "candidate", **p))  # fmt: skip
+    cols = ["trial_id", "iteration", "derived_mIoU", "flops", "final"]
+    return pd.DataFrame(out, columns=None if out else cols).sort_values(["trial_id", "iteration"])
+
+
+def plot_ssr(frame: pd.DataFrame, path: str | Path) -> Path | None:
+    """Three panels per run of SSR: mean normalised entropy per decision type, candidates left,
+    relaxed and derived mIoU (the gap between them is the discretisation gap)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from raynas.report import _save
+
+    steps = ssr_steps(frame)
+    if steps.empty:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
+    for n, (trial, t) in enumerate(steps.groupby("trial_id")):
+        color = f"C{n % 10}"
+        for style, col in zip(("-", "--", ":", "-."), _ENTROPIES):
+            if col in t:
+                axes[0].plot(t["iteration"], t[col], style, color=color,
+                             label=f"{trial} {col[8:]}")  # fmt: skip
+        axes[1].plot(t["iteration"], t["candidates_left"], color=color, label=trial)
+        axes[2].plot(t["iteration"], t["derived_mIoU"], color=color, label=f"{trial} derived")
+        if "relaxed_mIoU" in t:
+            axes[2].plot(t["iteration"], t["relaxed_mIoU"], "--", color=color,
+                         label=f"{trial} relaxed")  # fmt: skip
+    titles = ("alpha entropy (1 uniform, 0 one-hot)", "candidates left",
+              "selection mIoU: relaxed vs derived")  # fmt: skip
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
+def ssr_markdown(frame: pd.DataFrame) -> str:
+    """The final step of each SSR run: target, cost, candidates, relaxed/derived mIoU."""
+    steps = ssr_steps(frame)
+    if steps.empty:
+        return ""
+    lines = ["| trial | target MFLOPs | iterations | candidates left | expected MFLOPs | "
+             "derived MFLOPs | relaxed mIoU | derived mIoU | gap |", "|---" * 9 + "|"]  # fmt: skip
+    for _, t in steps.groupby("trial_id"):
+        r = t.iloc[-1]
+        target = "-" if r.get("target_flops") is None or r.get("target_flops") != r.get(
+            "target_flops") else f"{r['target_flops'] / 1e6:.0f}"  # fmt: skip
+        relaxed = r.get("relaxed_mIoU")
+        has_relaxed = relaxed is not None and relaxed == relaxed
+        gap = f"{relaxed - r['derived_mIoU']:.2f}" if has_relaxed else "-"
+        lines.append(f"| {r['trial_id']} | {target} | {r['iteration']} | "
+                     f"{int(r['candidates_left'])} | {r['expected_mflops']:.1f} | "
+                     f"{r['flops'] / 1e6:.1f} | {relaxed if has_relaxed else '-'} | "
+                     f"{r['derived_mIoU']:.2f} | {gap} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

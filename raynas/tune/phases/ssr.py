@@ -1,0 +1,98 @@
+"""Phase 2, differentiable search with Solution Space Regularization
+(``search=dict(type='ssr')``): one SSR search per Tune trial (``SSRHook`` on the mmengine Runner,
+warm-started from the supernet phase's weights); ``param_space`` grids or samples SSR's options,
+e.g. several FLOPs targets, each trial deriving one architecture. Every shrink step archives
+the derived architecture (path ``ssr-step``, with entropies, candidates left, expected cost,
+relaxed and derived mIoU); the final one is the trial's ``candidate``, and the candidates of
+all trials go on to the Pareto selection and retraining with the trial's own weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from mmseg_plugins.checkpoint import CKPT_NAME
+from raynas.config import space_and_table
+from raynas.tune.options import trial_resources
+from raynas.tune.param_space import grid_size, tune_spec
+from raynas.tune.phases.base import TunePhase
+from raynas.tune.storage import Storage
+from raynas.tune.trial import archive_row, prepare_runner_cfg, run_runner, scored_on, trial_config
+
+__all__ = ["SSRSearch", "search_ssr"]
+
+# the supernet phase's path-sampling strategy gives way to SSR's relaxed training
+_STRATEGY_HOOKS = ("PathSamplingHook", "CaLRHook", "MomentumSeparationHook", "DataImportanceHook")
+_HOOK_ARGS = ("loss_weights", "target_flops", "cost_weight", "arch_optimizer", "grad_clip",
+              "shrink_interval", "threshold", "warmup_iters", "seed")  # fmt: skip
+
+
+def ssr_hook(ssr: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``SSRHook`` config of resolved SSR options."""
+    return dict(type="SSRHook", **{k: ssr[k] for k in _HOOK_ARGS})
+
+
+def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
+    """The trainable: one SSR search, from the supernet's weights to one architecture."""
+    cfg = trial_config(cfg_text, config.get("cfg_options") or opts.get("cfg_options"))
+    ssr = {**opts["ssr"], **(config.get("ssr") or {})}
+    work = Path(tune.get_context().get_trial_dir()) / "work"
+    prepare_runner_cfg(cfg, ssr["iters"], ssr["shrink_interval"], work)
+    hooks = [h for h in cfg.get("custom_hooks", []) if h["type"] not in _STRATEGY_HOOKS]
+    cfg.custom_hooks = [*hooks, ssr_hook(ssr)]
+    if ssr["warm_start"] and opts.get("supernet_checkpoint") and not cfg.get("resume"):
+        cfg.load_from = str(Storage(opts["supernet_checkpoint"]).local_copy() / CKPT_NAME)
+    space, table = space_and_table(cfg)
+    split = scored_on(cfg)
+
+    def rows(runner: Any, metrics: Mapping[str, Any]) -> list[dict]:
+        hook = next(h for h in runner.hooks if type(h).__name__ == "SSRHook")
+        arch = hook.weights.derive()
+        final = hook.weights.decided or runner.iter >= ssr["iters"]
+        proxies = dict(hook.summary(), target_flops=ssr["target_flops"])
+        if "strategy/relaxed_mIoU" in runner.message_hub.log_scalars:
+            proxies["relaxed_mIoU"] = runner.message_hub.get_scalar(
+                "strategy/relaxed_mIoU"
+            ).current()
+        return [archive_row(arch, "candidate" if final else "ssr-step", metrics.get("mIoU"),
+                            table(arch), space, split, proxies=proxies)]  # fmt: skip
+
+    run_runner(cfg, rows)
+
+
+class SSRSearch(TunePhase):
+    """SSR searches as Tune trials; their final architectures are the search's candidates."""
+
+    name = "search"
+
+    def trainable(self) -> Any:
+        sup = self.pipeline.phase("supernet")
+        trial_opts = dict(ssr=self.opts["ssr"], cfg_options=sup.get("cfg_options"),
+                          supernet_checkpoint=sup.get("checkpoint"))  # fmt: skip
+        fn = tune.with_parameters(search_ssr, cfg_text=self.pipeline.cfg_text, opts=trial_opts)
+        return tune.with_resources(fn, trial_resources(self.opts))
+
+    def param_space(self) -> dict[str, Any]:
+        return tune_spec(dict(self.opts["param_space"]))
+
+    def total(self) -> int:
+        return grid_size(self.param_space())
+
+    def iters(self) -> int:
+        return self.opts["ssr"]["iters"]
+
+    def results(self, grid: Any) -> dict[str, Any]:
+        """The trials' last checkpoints: each candidate is exported with its own trial's
+        weights (``checkpoints[trial_id]``)."""
+        return dict(
+            evaluated=len(grid),
+            feasible=len(grid),
+            checkpoints={
+                r.metrics["trial_id"]: self.pipeline.uri(r.checkpoint.path)
+                for r in grid
+                if r.checkpoint is not None
+            },
+        )

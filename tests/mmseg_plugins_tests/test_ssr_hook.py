@@ -1,0 +1,186 @@
+"""SSR on the supernet: the relaxed forward over the supernet's weights, and the search
+through the real mmengine Runner (alpha steps on the selection split, shrinking, an exact
+resume, bad configs refused)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from mmseg_plugins import search_space, set_arch
+from mmseg_plugins.arch import complexity_table, set_relaxed
+from mmseg_plugins.hooks.ssr import SSRHook
+from mmseg_plugins.models.elastic import ElasticConv2d
+from raynas.config import apply_selection_split
+from raynas.core.errors import InvalidValueError, UnknownKeyError
+from raynas.core.ssr import ArchWeights
+from raynas.export import build_supernet
+
+CONFIG = "supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
+
+
+@pytest.fixture(scope="module")
+def supernet(make_cfg, tmp_path_factory):
+    cfg = make_cfg(CONFIG, tmp_path_factory.mktemp("relaxed"))
+    torch.manual_seed(0)
+    return build_supernet(cfg).double()
+
+
+def _logits(model, x):
+    return model.decode_head(model.backbone(x))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_one_hot_relaxed_forward_equals_the_single_path(supernet, train: bool) -> None:
+    supernet.train(train)
+    supernet.decode_head.dropout = None  # deterministic in train mode
+    space = search_space(supernet)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    for seed in range(4):
+        arch = space.canonical(space.sample(np.random.default_rng(seed)))
+        set_arch(supernet, arch)
+        single = _logits(supernet, x)
+        weights = ArchWeights(space).double()
+        weights.onehot_(arch)
+        set_relaxed(supernet, weights)
+        relaxed = _logits(supernet, x)
+        set_relaxed(supernet, None)
+        assert relaxed.dtype == torch.float64
+        assert torch.allclose(relaxed, single, atol=1e-5), (seed, (relaxed - single).abs().max())
+
+
+def test_relaxed_gradients_reach_alpha_and_pruned_candidates_are_skipped(supernet) -> None:
+    supernet.train()
+    space = search_space(supernet)
+    calls = []
+    handles = [m.register_forward_hook(lambda *_: calls.append(1))
+               for m in supernet.modules() if isinstance(m, ElasticConv2d)]  # fmt: skip
+    weights = ArchWeights(space).double()
+    set_relaxed(supernet, weights)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    _logits(supernet, x).pow(2).mean().backward()
+    full = len(calls)
+    moved = [k for k, a in weights.alpha.items() if a.grad is not None and a.grad.abs().sum() > 0]
+    assert len(moved) == len(weights.rows)  # every decision receives a gradient
+    with torch.no_grad():  # dilation and zoom rows decided: fewer convolutions computed
+        for label in weights.rows:
+            if label.endswith((".dilation", ".zoom")):
+                weights.mask(label).zero_()
+                weights.mask(label)[0] = True
+    calls.clear()
+    _logits(supernet, x)
+    set_relaxed(supernet, None)
+    for h in handles:
+        h.remove()
+    assert 0 < len(calls) < full / 3, (len(calls), full)
+
+
+def test_expected_cost_of_a_one_hot_path_is_its_complexity(supernet) -> None:
+    from raynas.core.ssr_cost import expected_flops
+
+    space, table = search_space(supernet), complexity_table(supernet, (128, 128))
+    for seed in range(6):
+        arch = space.canonical(space.sample(np.random.default_rng(seed)))
+        weights = ArchWeights(space)
+        weights.onehot_(arch)
+        expected = float(expected_flops(weights.p, space.choices, table))
+        assert expected == pytest.approx(table(arch).flops, rel=1e-2)
+    uniform = float(expected_flops(ArchWeights(space).p, space.choices, table))
+    low, high = (table(space.extreme(b)).flops for b in (False, True))
+    assert low < uniform < high
+
+
+class AlphaRecorder(Hook):
+    priority = "LOW"  # after SSRHook's step
+
+    def __init__(self) -> None:
+        self.alpha: dict[int, dict] = {}
+        self.metrics: list[dict] = []
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.metrics.append(dict(metrics or {}))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        hook = next(h for h in runner.hooks if isinstance(h, SSRHook))
+        self.alpha[runner.iter] = {
+            k: v.detach().clone() for k, v in hook.weights.state_dict().items()
+        }
+
+
+class StopAt(Hook):
+    priority = "LOWEST"
+
+    def __init__(self, iters: int) -> None:
+        self.iters = iters
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.iter + 1 >= self.iters:
+            runner.train_loop.stop_training = True
+
+
+def _ssr_cfg(load_cfg, work: Path, **ssr):
+    cfg = load_cfg(CONFIG, **{"train_cfg.max_iters": 12, "train_cfg.val_interval": 100,
+                              "default_hooks.checkpoint.interval": 6, "val_cfg.calib_batches": 1,
+                              "train_cfg.type": "ExactResumeTrainLoop"})  # fmt: skip
+    cfg.default_hooks.rng_state = dict(type="RNGStateHook")
+    apply_selection_split(cfg)
+    cfg.work_dir = str(work)
+    args = dict(shrink_interval=4, arch_optimizer=dict(lr=0.5), target_flops=40e6)
+    cfg.custom_hooks = [dict(type="SSRHook", **{**args, **ssr})]
+    return cfg
+
+
+def _run(cfg, resume: bool = False, stop_at: int | None = None):
+    cfg.resume = resume
+    runner = Runner.from_cfg(cfg)
+    rec = AlphaRecorder()
+    runner.register_hook(rec)
+    if stop_at:
+        runner.register_hook(StopAt(stop_at))
+    runner.train()
+    return runner, rec
+
+
+def test_ssr_search_shrinks_and_resumes_exactly(load_cfg, tmp_path: Path) -> None:
+    runner, full = _run(_ssr_cfg(load_cfg, tmp_path / "full"))
+    hook = next(h for h in runner.hooks if isinstance(h, SSRHook))
+    assert [s["iter"] for s in hook.history] == [4, 8, 12]
+    left = [s["candidates_left"] for s in hook.history]
+    assert left[-1] < left[0] and left == sorted(left, reverse=True)  # lr 0.5 prunes fast
+    entropy = [s["entropy_ops"] for s in hook.history]
+    assert max(entropy) < 1.0  # alpha left uniform
+    assert "strategy/relaxed_mIoU" in runner.message_hub.log_scalars
+    assert "derived/mIoU" in full.metrics[-1]  # the derived path, BN recalibrated
+    key = "alpha.backbone__stage0__depth"
+    assert not torch.equal(full.alpha[0][key], full.alpha[11][key])
+
+    _run(_ssr_cfg(load_cfg, tmp_path / "cut"), stop_at=6)
+    assert (tmp_path / "cut" / "iter_6.pth").is_file()
+    runner, resumed = _run(_ssr_cfg(load_cfg, tmp_path / "cut"), resume=True)
+    assert sorted(resumed.alpha) == list(range(6, 12))
+    for it in range(6, 12):
+        for key, value in full.alpha[it].items():
+            assert torch.allclose(resumed.alpha[it][key], value, atol=1e-6), (it, key)
+
+
+def test_bad_ssr_configs_are_refused(load_cfg, tmp_path: Path) -> None:
+    with pytest.raises(UnknownKeyError, match="lr"):
+        SSRHook(arch_optimizer=dict(lrate=0.1))
+    with pytest.raises(InvalidValueError, match="threshold"):
+        SSRHook(threshold=-1)
+    with pytest.raises(UnknownKeyError, match="ops"):
+        SSRHook(loss_weights=dict(opps=1.0))
+    with pytest.raises(InvalidValueError, match="widths"):
+        SSRHook(loss_weights=dict(widths=-0.1))
+    cfg = _ssr_cfg(load_cfg, tmp_path / "far", target_flops=1e12)
+    with pytest.raises(InvalidValueError, match="target_flops"):
+        Runner.from_cfg(cfg).train()
+    cfg = _ssr_cfg(load_cfg, tmp_path / "nosplit")
+    cfg.selection_split = None
+    with pytest.raises(InvalidValueError, match="selection_split"):
+        Runner.from_cfg(cfg).train()
