@@ -24,7 +24,9 @@ class ImportanceSampler(Sampler):
 
     Block ``b`` is drawn by ``default_rng([seed, b])`` from the probabilities in force when it
     starts, so a resumed run (see :meth:`resume`) yields exactly the indices of an
-    uninterrupted one.
+    uninterrupted one. With data-parallel workers every rank draws the same block (the weights
+    are identical on all ranks: :class:`DataImportanceHook` gathers the scores) and takes its
+    own disjoint shard, ``block[rank::world_size]``.
 
     Args:
         dataset: The dataset.
@@ -33,19 +35,24 @@ class ImportanceSampler(Sampler):
     """
 
     def __init__(self, dataset: Sized, seed: int = 0, shuffle: bool = True) -> None:
+        from mmengine.dist import get_dist_info
+
         self.size, self.seed = len(dataset), seed
+        self.rank, self.world = get_dist_info()
+        self.per_rank = self.size // self.world
         self.weights = ImportanceWeights(self.size)
         self.block, self.block_probs = 0, self.weights.probs.copy()
         self._skip = 0
 
     def _draw(self, block: int, probs: np.ndarray) -> list[int]:
         rng = np.random.default_rng([self.seed, block])
-        return rng.choice(self.size, size=self.size, replace=True, p=probs).tolist()
+        drawn = rng.choice(self.size, size=self.size, replace=True, p=probs).tolist()
+        return drawn[: self.per_rank * self.world][self.rank :: self.world]
 
     def __iter__(self) -> Iterator[int]:
         skip, self._skip = self._skip, 0
         block, probs = self.block, self.block_probs
-        start = skip % self.size if skip else 0
+        start = skip % self.per_rank if skip else 0
         yield from itertools.repeat(0, skip)  # placeholders that mmengine's resume skips
         while True:
             self.block, self.block_probs = block, probs
@@ -53,13 +60,13 @@ class ImportanceSampler(Sampler):
             block, probs, start = block + 1, self.weights.probs.copy(), 0
 
     def __len__(self) -> int:
-        return self.size
+        return self.per_rank
 
     def state_dict(self, consumed: int) -> dict[str, Any]:
         return {
             "weights": self.weights.state_dict(),
             "consumed": consumed,
-            "block": consumed // self.size,
+            "block": consumed // self.per_rank,
             "block_probs": self.block_probs.tolist(),
         }
 

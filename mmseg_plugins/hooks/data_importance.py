@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.dist import all_gather_object
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from mmseg_plugins.arch import unwrap
 from mmseg_plugins.checkpoint import DATA_SAMPLER_KEY, read_meta, write_meta
+from mmseg_plugins.distributed import world_size
 from mmseg_plugins.importance_sampling import ImportancePixelSampler, ImportanceSampler
 from raynas.core.errors import InvalidValueError
 
@@ -79,10 +81,12 @@ class DataImportanceHook(Hook):
         pixels = unwrap(runner.model).decode_head.sampler
         if pixels.last is not None and data_batch is not None:
             samples = data_batch["data_samples"]
-            sampler.weights.add(
-                np.array([self.index[s.img_path] for s in samples]),
-                _grad_norm_scores(*pixels.last),
-            )
+            scored = [(np.array([self.index[s.img_path] for s in samples]),
+                       _grad_norm_scores(*pixels.last))]  # fmt: skip
+            if world_size() > 1:  # every rank's images, so the weights agree on all ranks
+                scored = all_gather_object(scored[0])
+            for idx, scores in scored:
+                sampler.weights.add(idx, scores)
             pixels.last = None
         done = runner.iter + 1
         if done % self.interval == 0:

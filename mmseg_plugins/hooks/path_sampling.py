@@ -20,6 +20,7 @@ from mmseg_plugins.checkpoint import (
     read_meta,
     write_meta,
 )
+from mmseg_plugins.distributed import broadcast, is_main, mean, same_on_all_ranks, world_size
 from mmseg_plugins.models.segmentor import SuperNetEncoderDecoder
 from raynas.core.distill import Distiller, build_distiller
 from raynas.core.sampler import PathSampler
@@ -139,18 +140,26 @@ class PathSamplingHook(Hook):
         self._grad_norms = norms
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
-        model = unwrap(runner.model)
-        self.current = self.sampler(runner).sample(runner.iter)
+        model, distiller, plan = unwrap(runner.model), self.distiller(runner), None
+        if is_main():  # rank 0 draws; every data-parallel rank trains the same path
+            self.current = self.sampler(runner).sample(runner.iter)
+            if distiller is not None:
+                plan = distiller.plan(self.current, runner.iter, runner.max_iters)
+        self.current, plan = broadcast((self.current, plan))
         set_arch(model, self.current)
-        distiller = self.distiller(runner)
         if distiller is not None:
-            model.plan = distiller.plan(self.current, runner.iter, runner.max_iters)
+            model.plan = plan
 
     def after_train_iter(
         self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict | None = None
     ) -> None:
         sampler = self.sampler(runner)
         loss = (outputs or {}).get("loss")
+        if loss is not None and world_size() > 1:  # the step's loss over all ranks' data
+            loss = mean(loss.item() if isinstance(loss, torch.Tensor) else loss)
+            runner.message_hub.update_scalar("train/loss_all_ranks", loss)
+        if not is_main():  # the sampler and its rounds live on rank 0 (synced at the end)
+            return
         if self.current is not None and loss is not None:
             value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
             sampler.update(self.current, {"loss": value, "grad_norms": self._grad_norms})
@@ -158,6 +167,27 @@ class PathSamplingHook(Hook):
             self._observe(runner)
         if sampler.due(runner.iter + 1):
             self._round(runner, sampler, runner.iter + 1)
+
+    def sync(self, runner: Any) -> bool:
+        """Gives every rank rank 0's sampler and distiller state; returns whether they are
+        now identical on all ranks (always True in one process)."""
+        if world_size() == 1:
+            return True
+        sampler, distiller = self.sampler(runner), self.distiller(runner)
+        state = broadcast((sampler.state_dict(), distiller.state_dict() if distiller else None))
+        if not is_main():
+            sampler.load_state_dict(state[0])
+            if distiller is not None:
+                distiller.load_state_dict(state[1])
+        return same_on_all_ranks([sampler.state_dict(), distiller and distiller.state_dict()])
+
+    def after_train(self, runner: Any) -> None:
+        same = self.sync(runner)
+        runner.message_hub.update_info("strategy_state_same_on_all_ranks", same)
+        if not same:
+            raise RuntimeError("the path sampler's state differs between data-parallel ranks")
+        if world_size() > 1:
+            runner.logger.info(f"path sampler state identical on {world_size()} ranks")
 
     def _train_cost(self, runner: Any) -> Any:
         """The complexity table at the training input size."""
@@ -204,6 +234,7 @@ class PathSamplingHook(Hook):
         )
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        # rank 0 only (mmengine saves on the main process); a resume loads it on every rank
         write_meta(checkpoint, SAMPLER_KEY, self.sampler(runner).state_dict())
         if self.distiller(runner) is not None:
             write_meta(checkpoint, DISTILL_KEY, self._distiller.state_dict())

@@ -129,6 +129,15 @@ def check_supernet(cfg: Config) -> None:
             f"decode_head SearchableHead, got {backbone!r} / {head!r}"
         )
     distill = any(h.get("distill") for h in cfg.get("custom_hooks", []))
+    workers = (((cfg.get("tune_cfg") or {}).get("supernet") or {}).get("resources") or {}).get(
+        "workers", 1
+    )
+    if distill and workers > 1:
+        raise InvalidValueError(
+            "PathSamplingHook(distill=...) runs several paths per step in "
+            "SuperNetEncoderDecoder.train_step, which DDP's train step bypasses: use "
+            "tune_cfg.supernet.resources.workers=1 with a distiller"
+        )
     if distill and cfg.model.get("type") != "SuperNetEncoderDecoder":
         raise InvalidValueError(
             f"PathSamplingHook(distill=...) trains several paths per step and needs "

@@ -81,7 +81,10 @@ _COUNTS: dict[str, tuple[int, bool]] = {
     "num_cpus": (1, True),
     "num_gpus": (0, True),
 }
-_RESOURCES = ("cpu", "gpu")
+# cpu/gpu: the trial's own; workers > 1 (data-parallel trials, supernet phase): the trial is a
+# light Ray Train driver (0.1 CPU) and each worker takes cpu_per_worker/gpu_per_worker
+_RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker")
+_DATA_PARALLEL = ("supernet",)
 _CONSTRAINTS = ("flops", "params", "latency_ms")
 
 
@@ -197,6 +200,13 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
             raise InvalidValueError(
                 f"{where}.resources.{key} must be a number >= 0, got {value!r}"
             )
+    workers = (opts.get("resources") or {}).get("workers", 1)
+    _check_count(f"{where}.resources.workers", workers, 1, False)
+    if workers > 1 and phase not in _DATA_PARALLEL:
+        raise InvalidValueError(
+            f"{where}.resources.workers={workers}: data-parallel trials are built for the "
+            f"{' and '.join(_DATA_PARALLEL)} phase; use workers=1 here"
+        )
     if "report_interval" in opts and opts["report_interval"] > opts["iters"]:
         raise InvalidValueError(
             f"{where}.report_interval ({opts['report_interval']}) exceeds "
@@ -253,7 +263,10 @@ def _check_count(where: str, value: Any, minimum: int, nullable: bool) -> None:
 
 
 def trial_resources(opts: dict) -> dict[str, float]:
-    res = {k: float(v) for k, v in opts["resources"].items() if v}
+    """What a trial reserves; a data-parallel trial's workers reserve their own."""
+    if int(opts["resources"].get("workers", 1)) > 1:
+        return {"cpu": 0.1}
+    res = {k: float(v) for k, v in opts["resources"].items() if v and k in ("cpu", "gpu")}
     return res or {"cpu": 1}
 
 

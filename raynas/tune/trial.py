@@ -23,8 +23,9 @@ from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.tune.archive import encode_rows
 from raynas.tune.lifeline import exit_with_parent
 
-__all__ = ["Rows", "TuneReportHook", "archive_row", "prepare_runner_cfg", "run_runner",
-           "scale_schedule", "scored_on", "trial_config", "trial_threads"]  # fmt: skip
+__all__ = ["Rows", "TuneReportHook", "archive_row", "build_runner", "prepare_runner_cfg",
+           "run_runner", "scale_schedule", "scored_on", "trial_config",
+           "trial_threads"]  # fmt: skip
 
 Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
 # mmengine 0.10 warns of these in every training run, whatever the config says
@@ -95,15 +96,23 @@ class TuneReportHook(Hook):
             "archive_rows": encode_rows(self.rows(runner, metrics)),
         }
         self.last = _scalar_metrics(metrics)
-        if not ckpt.is_file():
+        self.send(report, ckpt if ckpt.is_file() else None)
+
+    def send(self, report: dict[str, Any], ckpt: Path | None) -> None:
+        """Reports to Tune, with the mmengine checkpoint ``ckpt`` when there is one."""
+        if ckpt is None:
             tune.report(report)
             return
         with tempfile.TemporaryDirectory() as d:
-            try:
-                os.link(ckpt, Path(d) / CKPT_NAME)
-            except OSError:  # another filesystem
-                shutil.copy(ckpt, Path(d) / CKPT_NAME)
+            _place(ckpt, Path(d) / CKPT_NAME)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _place(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy(src, dst)
 
 
 def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -> None:
@@ -152,9 +161,18 @@ def run_runner(cfg: Config, rows: Rows) -> tuple[Any, TuneReportHook]:
     mmengine's INFO log (loss lines) goes to the trial's log file in its work dir; the console
     (which Ray forwards to the driver from every trial) gets warnings only.
     """
+    trial_threads()
+    runner = build_runner(cfg)
+    hook = TuneReportHook(rows)
+    runner.register_hook(hook)
+    runner.train()
+    return runner, hook
+
+
+def build_runner(cfg: Config) -> Any:
+    """The mmengine Runner of a trial: INFO to its log file, warnings only to the console."""
     from mmengine.runner import Runner
 
-    trial_threads()
     runner = Runner.from_cfg(cfg)
     runner.logger.setLevel(logging.INFO)
     for handler in runner.logger.handlers:
@@ -162,10 +180,7 @@ def run_runner(cfg: Config, rows: Rows) -> tuple[Any, TuneReportHook]:
             handler.setLevel(logging.INFO)
         else:
             handler.addFilter(_DropHarmless())
-    hook = TuneReportHook(rows)
-    runner.register_hook(hook)
-    runner.train()
-    return runner, hook
+    return runner
 
 
 def archive_row(

@@ -41,7 +41,12 @@ def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
             if f"{name}/mIoU" in metrics
         ]
 
-    run_runner(cfg, rows)
+    if int(opts["resources"].get("workers", 1)) > 1:
+        from raynas.tune.data_parallel import run_data_parallel
+
+        run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"])
+    else:
+        run_runner(cfg, rows)
 
 
 class SupernetPhase(TunePhase):
@@ -53,7 +58,12 @@ class SupernetPhase(TunePhase):
         fn = tune.with_parameters(
             train_supernet,
             cfg_text=self.pipeline.cfg_text,
-            opts=dict(iters=self.opts["iters"], report_interval=self.opts["report_interval"]),
+            opts=dict(
+                iters=self.opts["iters"],
+                report_interval=self.opts["report_interval"],
+                resources=self.opts["resources"],
+                ddp_storage=self.pipeline.storage.child(self.name, "ddp").uri,
+            ),
         )
         return tune.with_resources(fn, trial_resources(self.opts))
 
