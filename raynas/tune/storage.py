@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import posixpath
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +17,20 @@ import pyarrow.fs as pafs
 
 from raynas.core.errors import InputError, InvalidValueError
 
-__all__ = ["Storage", "StorageWriteError"]
+__all__ = ["Storage", "StorageWriteError", "remove_local_copies"]
 
 
 class StorageWriteError(InputError, OSError):
     """The experiment storage cannot be written (read-only, missing, full)."""
+
+
+_COPIES: dict[str, Path] = {}  # remote folder -> its local download in this process
+
+
+def remove_local_copies() -> None:
+    """Deletes this process's downloads of remote folders (at exit, or when called)."""
+    while _COPIES:
+        shutil.rmtree(_COPIES.popitem()[1], ignore_errors=True)
 
 
 class Storage:
@@ -104,10 +115,18 @@ class Storage:
         return target
 
     def local_copy(self, *parts: str) -> Path:
-        """A local folder holding the storage folder (itself when local, else a download)."""
+        """A local folder holding the storage folder: itself when local, else a download,
+        made once per process and removed when the process exits (the folders read this
+        way, checkpoints and exported subnets, are never rewritten)."""
         if self.is_local:
             return Path(self.path(*parts))
+        key = f"{type(self.fs).__name__}:{self.path(*parts)}"
+        if key in _COPIES and _COPIES[key].is_dir():
+            return _COPIES[key]
+        if not _COPIES:
+            atexit.register(remove_local_copies)
         dest = Path(tempfile.mkdtemp(prefix="raynas-"))
+        _COPIES[key] = dest
         pafs.copy_files(
             self.path(*parts),
             str(dest),

@@ -93,6 +93,7 @@ class TuneReportHook(Hook):
             "iter": runner.iter,
             "compute_s": time.perf_counter() - self.start,
             "compute_end": time.time(),
+            "node_id": _node_id(),  # which Ray node ran it (a string: loggers skip it)
             "archive_rows": encode_rows(self.rows(runner, metrics)),
         }
         self.last = _scalar_metrics(metrics)
@@ -106,6 +107,12 @@ class TuneReportHook(Hook):
         with tempfile.TemporaryDirectory() as d:
             _place(ckpt, Path(d) / CKPT_NAME)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _place(src: Path, dst: Path) -> None:

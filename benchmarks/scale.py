@@ -1,0 +1,186 @@
+"""How the orchestration scales with the number of candidates and of concurrent trials.
+
+1. **Archive**: N evaluations written as the pipeline writes them (one Parquet file each,
+   atomically), then the whole archive read back, for N = 1,000 and 10,000.
+2. **Searcher**: Ray's ``OptunaSearch`` with NSGA-II on the default space, driven without Tune
+   (suggest, then complete with a cost model's result), time per suggestion as its history
+   grows to 10,000 trials.
+3. **Tune on a simulated cluster** (``ray.init`` with fake CPUs; each trial a cost model that
+   reports one archive row, as a search candidate does): driver CPU seconds per candidate and
+   the latency from a trial's result to its archive row, at 1, 8 and 64 concurrent trials.
+
+Run:  python benchmarks/scale.py [--archive 1000 10000 --searcher 10000 --tune 2000]
+Writes benchmarks/results/scale.{json,md} and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+CONFIG = ROOT / "configs" / "quickstart.py"
+
+
+def _space() -> tuple[Any, Any]:
+    from raynas.config import load_config, space_and_table
+
+    return space_and_table(load_config(CONFIG))
+
+
+def _row(space: Any, table: Any, arch: dict, miou: float) -> dict:
+    from raynas.tune.trial import archive_row
+
+    return archive_row(arch, "candidate", miou, table(arch), space, "selection")
+
+
+def archive(n: int) -> dict[str, float]:
+    from raynas.tune.archive import Archive
+
+    space, table = _space()
+    rng = np.random.default_rng(0)
+    rows = [_row(space, table, space.canonical(space.sample(rng)), 10.0) for _ in range(n)]
+    with tempfile.TemporaryDirectory() as d:
+        store = Archive(d)
+        start = time.perf_counter()
+        for i, row in enumerate(rows):
+            store.write("search", f"t{i:05d}", 1, [row])
+        write_s = time.perf_counter() - start
+        start = time.perf_counter()
+        table_ = store.read()
+        read_s = time.perf_counter() - start
+    assert table_.num_rows == n
+    return dict(n=n, write_ms_per_row=1e3 * write_s / n, read_s=read_s)
+
+
+def searcher(n: int) -> list[dict[str, float]]:
+    from ray import tune
+
+    from raynas.tune.factories import build_searcher
+
+    space, table = _space()
+    search = build_searcher(dict(type="nsga2", population_size=8, seed=0), ["mIoU", "flops"],
+                            ["max", "min"])  # fmt: skip
+    search.set_search_properties(
+        None, None, {"arch": {k: tune.choice(list(v)) for k, v in space.choices.items()}}
+    )
+    out, start, every = [], time.perf_counter(), max(1, n // 10)
+    for i in range(1, n + 1):
+        config = search.suggest(f"t{i}")
+        arch = space.canonical(space.validate(config["arch"]))
+        flops = table(arch).flops
+        search.on_trial_complete(f"t{i}", {"mIoU": 50 - flops / 1e7, "flops": flops})
+        if i % every == 0:
+            out.append(
+                dict(history=i, ms_per_suggestion=1e3 * (time.perf_counter() - start) / every)
+            )
+            start = time.perf_counter()
+    return out
+
+
+def _candidate(config: dict) -> None:
+    """A cost-model search candidate: one report with its archive row."""
+    from ray import tune
+
+    from raynas.tune.archive import encode_rows
+
+    now = time.time()
+    row = dict(path="candidate", mIoU=config["x"], split="selection", proxies={"sent": now})
+    tune.report({"mIoU": float(config["x"]), "compute_end": now,
+                 "archive_rows": encode_rows([row])})  # fmt: skip
+
+
+def tune_run(n: int, concurrent: int) -> dict[str, float]:
+    """``n`` cost-model candidates through Tune at ``concurrent`` trials (fake CPUs)."""
+    import ray
+    from ray import tune
+
+    from raynas.tune.archive import Archive
+    from raynas.tune.callbacks import ArchiveCallback
+
+    ray.init(
+        address="local",
+        num_cpus=max(concurrent, 2),
+        include_dashboard=False,
+        logging_level="ERROR",
+    )
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            tuner = tune.Tuner(
+                tune.with_resources(_candidate, {"cpu": 1}),
+                param_space={"x": tune.uniform(0, 1)},
+                tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=concurrent,
+                                            reuse_actors=True),
+                run_config=tune.RunConfig(name="search", storage_path=d, verbose=0,
+                                          callbacks=[ArchiveCallback(d, "search")]),
+            )  # fmt: skip
+            cpu0, start = _cpu(), time.perf_counter()
+            tuner.fit()
+            wall, cpu = time.perf_counter() - start, _cpu() - cpu0
+            frame = Archive(d).read().to_pandas()
+    finally:
+        ray.shutdown()
+    sent = frame["proxies"].map(lambda p: json.loads(p)["sent"])
+    lag = (frame["timestamp"] - sent).to_numpy()
+    return dict(candidates=n, concurrent=concurrent, rows=len(frame), wall_s=wall,
+                candidates_per_s=n / wall, driver_cpu_ms_per_candidate=1e3 * cpu / n,
+                row_latency_ms_median=1e3 * float(np.median(lag)),
+                row_latency_ms_p99=1e3 * float(np.percentile(lag, 99)))  # fmt: skip
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def write(result: dict[str, Any]) -> str:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "scale.json").write_text(json.dumps(result, indent=2))
+    lines = ["## Archive (one Parquet file per evaluation)", "",
+             "| evaluations | write ms/row | read all s |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {a['n']} | {a['write_ms_per_row']:.2f} | {a['read_s']:.2f} |"
+              for a in result["archive"]]  # fmt: skip
+    lines += ["", "## Searcher (OptunaSearch, NSGA-II, population 8)", "",
+              "| history | ms/suggestion (+ completion) |", "|---|---|"]  # fmt: skip
+    lines += [f"| {s['history']} | {s['ms_per_suggestion']:.1f} |" for s in result["searcher"]]
+    lines += ["", "## Tune, cost-model candidates on fake CPUs", "",
+              "| candidates | concurrent | candidates/s | driver CPU ms/candidate | "
+              "result -> archive row ms (median / p99) |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {t['candidates']} | {t['concurrent']} | {t['candidates_per_s']:.1f} | "
+              f"{t['driver_cpu_ms_per_candidate']:.1f} | {t['row_latency_ms_median']:.0f} / "
+              f"{t['row_latency_ms_p99']:.0f} |" for t in result["tune"]]  # fmt: skip
+    md = "\n".join(lines) + "\n"
+    (OUT / "scale.md").write_text(md)
+    return md
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archive", type=int, nargs="*", default=[1000, 10000])
+    ap.add_argument("--searcher", type=int, default=10000)
+    ap.add_argument("--tune", type=int, default=2000, help="candidates per Tune run")
+    ap.add_argument("--concurrent", type=int, nargs="*", default=[1, 8, 64])
+    args = ap.parse_args()
+    result: dict[str, Any] = dict(archive=[], searcher=[], tune=[])
+    for n in args.archive:
+        result["archive"].append(archive(n))
+        print(result["archive"][-1], flush=True)
+    if args.searcher:
+        result["searcher"] = searcher(args.searcher)
+        print(result["searcher"], flush=True)
+    for c in args.concurrent:
+        result["tune"].append(tune_run(args.tune, c))
+        print(result["tune"][-1], flush=True)
+    print(write(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
