@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,30 @@ from raynas.tune.trial import Rows, TuneReportHook, _place, build_runner
 __all__ = ["run_data_parallel"]
 
 
-def run_data_parallel(cfg: Config, rows: Rows, resources: dict[str, Any], storage: str) -> dict:
+Final = Callable[[Any, TuneReportHook], dict[str, Any]]
+
+
+def run_data_parallel(
+    cfg: Config,
+    rows: Rows,
+    resources: dict[str, Any],
+    storage: str,
+    final: Final | None = None,
+    weights: tuple[str, str] | None = None,
+) -> dict:
     """Trains ``cfg`` on ``resources['workers']`` data-parallel workers; returns the last
-    reported metrics (the Tune trial has them, with the last checkpoint)."""
+    reported metrics (the Tune trial has them, with the last checkpoint).
+
+    Args:
+        cfg: The trial's config (work dir, schedule and hooks set).
+        rows: The archive rows of a validation.
+        resources: ``workers``, ``cpu_per_worker``, ``gpu_per_worker``.
+        storage: Where Ray Train keeps the run (the experiment's storage).
+        final: Run on every rank after training (e.g. the test on val); its report is the
+            trial's last.
+        weights: ``(storage folder, file)`` of initial weights, fetched on each worker's node
+            (``cfg.load_from`` may be a path of the driver's node only).
+    """
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -46,7 +68,8 @@ def run_data_parallel(cfg: Config, rows: Rows, resources: dict[str, Any], storag
     per_worker = {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
     trainer = TorchTrainer(
         _worker,
-        train_loop_config=dict(cfg_text=cfg.pretty_text, rows=rows, threads=max(1, int(cpu))),
+        train_loop_config=dict(cfg_text=cfg.pretty_text, rows=rows, threads=max(1, int(cpu)),
+                               final=final, weights=weights),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=train.ScalingConfig(num_workers=int(resources["workers"]),
                                            use_gpu=bool(gpu), resources_per_worker=per_worker),
@@ -101,6 +124,14 @@ def _worker(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             shutil.copy(Path(d) / CKPT_NAME, local)
         cfg.load_from, cfg.resume = str(local), True
+    elif config["weights"]:
+        from raynas.tune.storage import Storage
+
+        folder, name = config["weights"]
+        cfg.load_from = str(Storage(folder).local_copy() / name)
     runner = build_runner(cfg)
-    runner.register_hook(_TrainReportHook(config["rows"]))
+    hook = _TrainReportHook(config["rows"])
+    runner.register_hook(hook)
     runner.train()
+    if config["final"] is not None:
+        train.report(config["final"](runner, hook))

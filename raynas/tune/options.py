@@ -81,10 +81,10 @@ _COUNTS: dict[str, tuple[int, bool]] = {
     "num_cpus": (1, True),
     "num_gpus": (0, True),
 }
-# cpu/gpu: the trial's own; workers > 1 (data-parallel trials, supernet phase): the trial is a
+# cpu/gpu: the trial's own; workers > 1 (data-parallel trials: supernet, retrain): the trial is a
 # light Ray Train driver (0.1 CPU) and each worker takes cpu_per_worker/gpu_per_worker
 _RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker")
-_DATA_PARALLEL = ("supernet",)
+_DATA_PARALLEL = ("supernet", "retrain")
 _CONSTRAINTS = ("flops", "params", "latency_ms")
 
 

@@ -131,3 +131,29 @@ def test_a_killed_two_worker_trial_resumes_exactly(
     assert sorted(resumed) == sorted(full) == list(range(1, 41))
     for it in range(21, 41):  # after the checkpoint at 20: the same losses
         assert resumed[it] == pytest.approx(full[it], rel=1e-4), it
+
+
+@pytest.mark.slow  # a whole reduced pipeline, about 4 min on 2 cores
+def test_retrain_trials_run_on_two_workers(tmp_path: Path, small_options: dict[str, Any]) -> None:
+    """Retraining on 2 workers: inherited weights fetched on each worker, the val test after
+    training on every rank, the checkpoint handed to Tune for the report's ``best/``."""
+    from raynas.tune.pipeline import Pipeline
+
+    run = {
+        "tune_cfg.supernet": dict(iters=40, report_interval=40),
+        "tune_cfg.search": dict(num_candidates=4, eval_images=16, calib_batches=1),
+        "tune_cfg.retrain": dict(top_k=1, iters=20, report_interval=20, max_concurrent=1,
+                                 resources=dict(workers=2, cpu_per_worker=1)),
+        "tune_cfg.ray.num_cpus": 3,
+    }  # fmt: skip
+    Pipeline.create(UNIFORM.parent.parent / "quickstart.py", str(tmp_path), "rt",
+                    {**_options(small_options, BATCH), **run})  # fmt: skip
+    Pipeline(tmp_path / "rt").run(quiet=True)
+    exp = tmp_path / "rt"
+    best = json.loads((exp / "pipeline.json").read_text())["phases"]["retrain"]["best"]
+    assert best["mIoU"] > 0 and (exp / "best" / "subnet.pth").is_file()
+    from raynas.tune.archive import Archive
+
+    frame = Archive(exp).read("retrain").to_pandas()
+    assert set(frame.split) == {"selection", "val"} and len(frame) == 2
+    assert list((exp / "retrain" / "ddp").glob("*/checkpoint_*/checkpoint.pth"))

@@ -53,11 +53,23 @@ def retrain_subnet(config: dict, opts: dict) -> None:
         return [dict(path=name, arch=arch, encoding=None, mIoU=metrics.get("mIoU"),
                      split=on, flops=flops, params=params)]  # fmt: skip
 
-    runner, hook = run_runner(cfg, rows)
-    if split == "selection":  # the validation set, read once, to report
+    def test(runner: Any, hook: Any) -> dict[str, Any]:  # the validation set, read once
         val = runner.test()
-        tune.report({**hook.last, "val_mIoU": float(val["mIoU"]), "iter": runner.iter,
-                     "archive_rows": encode_rows(rows(runner, val, "val"))})  # fmt: skip
+        return {**hook.last, "val_mIoU": float(val["mIoU"]), "iter": runner.iter,
+                "archive_rows": encode_rows(rows(runner, val, "val"))}  # fmt: skip
+
+    final = test if split == "selection" else None
+    if int(opts["resources"].get("workers", 1)) > 1:
+        from raynas.tune.data_parallel import run_data_parallel
+
+        weights = (config["subnet_dir"], "subnet.pth") if inherit else None
+        if weights:
+            cfg.load_from = None  # each worker fetches it on its own node
+        run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], final, weights)
+        return
+    runner, hook = run_runner(cfg, rows)
+    if final is not None:
+        tune.report(final(runner, hook))
 
 
 class RetrainPhase(TunePhase):
@@ -149,7 +161,8 @@ class RetrainPhase(TunePhase):
         o = self.opts
         trial_opts = dict(
             iters=o["iters"], report_interval=o["report_interval"], init=o["init"],
-            flops={e["name"]: e["flops"] for e in self.exports()},
+            flops={e["name"]: e["flops"] for e in self.exports()}, resources=o["resources"],
+            ddp_storage=self.pipeline.storage.child(self.name, "ddp").uri,
         )  # fmt: skip
         fn = tune.with_parameters(retrain_subnet, opts=trial_opts)
         return tune.with_resources(fn, trial_resources(o))
