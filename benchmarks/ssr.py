@@ -152,12 +152,14 @@ class _Metrics:
         return _Hook()
 
 
-def gap(exp: Path, work: Path, target: float) -> list[dict[str, Any]]:
+def gap(exp: Path, work: Path, target: float, lr: float) -> list[dict[str, Any]]:
+    """SSR with the loss on and off, from the SSR experiment's supernet and options."""
     from raynas.config import config_from_text
     from raynas.tune.options import resolve_tune_cfg
 
     cfg = config_from_text((exp / "config.py").read_text())
     ssr = {**resolve_tune_cfg(cfg.tune_cfg)["search"]["ssr"], "target_flops": target}
+    ssr["arch_optimizer"] = {**ssr["arch_optimizer"], "lr": lr}
     return [_ssr_runner(exp, work / f"gap-{'on' if on else 'off'}", ssr, on) for on in (1, 0)]
 
 
@@ -210,7 +212,8 @@ def activation_memory(exp: Path) -> dict[str, float]:
 def write(result: dict[str, Any]) -> str:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ssr.json").write_text(json.dumps(result, indent=2, default=float))
-    lines = ["## 1. Discretisation gap (selection-split mIoU at the end of the search)", "",
+    lines = ["## 1. Discretisation gap (selection-split mIoU at the end of the search; "
+             f"alpha lr {result['gap_lr']})", "",
              "| SSR loss | iterations run | candidates left | relaxed mIoU | derived mIoU | gap |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for g in result["gap"]:
@@ -248,6 +251,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--storage", type=Path, default=Path("/tmp/raynas-ssr"))
     ap.add_argument("--target-flops", type=float, default=50e6)
+    ap.add_argument("--gap-lr", type=float, default=0.5, help="alpha's lr in part 1")
     ap.add_argument(
         "--no-equal-time",
         action="store_true",
@@ -261,9 +265,9 @@ def main() -> None:
     init_default_scope("mmseg")
     args.storage.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = dict(compare=compare(args.storage, not args.no_equal_time))
-    donor = args.storage / "supernet"
-    result["gap"] = gap(donor, args.storage, args.target_flops)
-    result["memory"] = activation_memory(donor)
+    result["gap_lr"] = args.gap_lr
+    result["gap"] = gap(args.storage / "ssr", args.storage, args.target_flops, args.gap_lr)
+    result["memory"] = activation_memory(args.storage / "ssr")
     print(write(result), flush=True)
 
 

@@ -299,7 +299,7 @@ def test_bad_ssr_options_are_refused_by_name() -> None:
     cfg = load_config(Path(__file__).parents[2] / "configs" / "ssr_quickstart.py")
     opts = resolve_tune_cfg(cfg.tune_cfg)["search"]
     check_ssr(cfg, opts)  # the shipped targets are reachable
-    assert opts["ssr"]["arch_optimizer"] == {"lr": 0.15} and opts["ssr"]["threshold"] == 0.1
+    assert opts["ssr"]["arch_optimizer"] == {"lr": 0.5} and opts["ssr"]["threshold"] == 0.1
     for where in ({"ssr": {"target_flops": 1e12}},
                   {"param_space": {"ssr": {"target_flops": {"grid": [30e6, 1e3]}}}}):  # fmt: skip
         with pytest.raises(InvalidValueError, match=r"target_flops=.*reached by no"):
