@@ -134,7 +134,7 @@ def _ssr_runner(exp: Path, work: Path, ssr: dict[str, Any], loss_on: bool) -> di
     out = dict(loss_on=loss_on, seconds=time.time() - start, history=hook.history,
                relaxed_mIoU=[m["relaxed"] for m in metrics],
                derived_mIoU=[m["derived/mIoU"] for m in metrics], **hook.summary())  # fmt: skip
-    key.write_text(json.dumps(out))
+    key.write_text(json.dumps(out, default=float))
     return out
 
 

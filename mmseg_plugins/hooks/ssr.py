@@ -198,7 +198,7 @@ class SSRHook(Hook):
         now = time.perf_counter()
         step = dict(iter=runner.iter + 1, removed=sum(removed.values()),
                     candidates_left=w.candidates_left(), decided=w.decided,
-                    expected_flops=float(self.expected_flops()),
+                    expected_flops=float(self.expected_flops().detach()),
                     s_per_iter=(now - self._tick) / self.interval,
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
         self._tick = now
@@ -223,7 +223,7 @@ class SSRHook(Hook):
     def summary(self) -> dict[str, float]:
         w = self.weights
         return dict(candidates_left=float(w.candidates_left()), decided=float(w.decided),
-                    expected_mflops=float(self.expected_flops()) / 1e6,
+                    expected_mflops=float(self.expected_flops().detach()) / 1e6,
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
 
     @torch.no_grad()
