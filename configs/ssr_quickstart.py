@@ -12,8 +12,8 @@ tune_cfg = dict(
         ssr=dict(
             iters=48,  # the budget: a search not decided by then takes the argmax
             shrink_interval=12,
-            # alpha's lr: the reference's 2e-3 is for 200 Cityscapes epochs; at 0.15 the rows
-            # are still near uniform after 48 steps (benchmarks/results/ssr.md)
+            # alpha's lr: the reference's 2e-3 is for 200 Cityscapes epochs; even at 0.5 most
+            # rows are undecided after 48 steps (benchmarks/results/ssr.md): the argmax is used
             arch_optimizer=dict(lr=0.5),
         ),
         param_space=dict(ssr=dict(target_flops=dict(grid=[25e6, 50e6]))),  # FLOPs per image
