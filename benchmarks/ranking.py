@@ -176,6 +176,8 @@ def main() -> None:
     main_set = [k for k in STRATEGIES if k not in ABLATION]
     ap.add_argument("--strategies", nargs="+", default=main_set,
                     help=f"also: {list(ABLATION)} (the DPS ablation)")  # fmt: skip
+    ap.add_argument("--ablation-seeds", type=int, nargs="*", default=[0],
+                    help="seeds on which the whole DPS ablation also runs")  # fmt: skip
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
     args = ap.parse_args()
     from mmengine.registry import init_default_scope
@@ -189,7 +191,8 @@ def main() -> None:
     print("stand-alone", [round(t, 2) for t in truth], flush=True)
     rows: dict[str, list[dict]] = {}
     for seed in args.seeds:
-        for strategy in args.strategies:
+        ablation = list(ABLATION) if seed in args.ablation_seeds else []
+        for strategy in dict.fromkeys(args.strategies + ablation):
             result = supernet(strategy, seed, args.iters, archs, args.cache)
             rows.setdefault(strategy, []).append({**result, **agreement(result["inherited"],
                                                                         truth)})  # fmt: skip
@@ -212,8 +215,9 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
         f"supernets: AdamW, {args.iters} uniform-equivalent iterations, seeds {args.seeds}; "
         "inherited mIoU on the selection split. Mean (min-max over seeds).",
         "",
-        "| strategy | Kendall tau | Spearman rho | top-5 overlap | iterations | s/iteration |",
-        "|---|---|---|---|---|---|",
+        "| strategy | seeds | Kendall tau | Spearman rho | top-5 overlap | iterations "
+        "| s/iteration |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, runs in rows.items():
         cells = []
@@ -221,7 +225,11 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
             v = [r[m] for r in runs]
             cells.append(f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})")
         s_it = np.mean([r["train_s"] / r["iters"] for r in runs])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {runs[0]['iters']} | {s_it:.2f} |")
+        lines.append(
+            f"| {name} | {len(runs)} | "
+            + " | ".join(cells)
+            + f" | {runs[0]['iters']} | {s_it:.2f} |"
+        )
     md = "\n".join(lines) + "\n"
     (OUT / "ranking.md").write_text(md)
     print(md)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,23 @@ def make_cfg(synth_root: Path) -> Callable[..., Any]:
 def load_cfg(make_cfg: Callable[..., Any], tmp_path: Path) -> Callable[..., Any]:
     """Like ``make_cfg`` with a fresh ``work_dir`` under the test's tmp_path."""
     return lambda rel, **options: make_cfg(rel, tmp_path / "work", **options)
+
+
+@pytest.fixture
+def in_process_ray() -> Iterator[None]:
+    """For tests that run a Pipeline in the pytest process: Ray shut down afterwards, and the
+    environment and SIGTERM handler it changed restored, so no later test (or subprocess
+    driver, which inherits the environment) sees them."""
+    import signal
+
+    import ray
+
+    env, handler = dict(os.environ), signal.getsignal(signal.SIGTERM)
+    yield
+    ray.shutdown()
+    os.environ.clear()
+    os.environ.update(env)
+    signal.signal(signal.SIGTERM, handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 
 from raynas.config import apply_selection_split, load_config
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("in_process_ray")]
 ROOT = Path(__file__).resolve().parents[2]
 UNIFORM = ROOT / "configs/supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
 ITERS, BATCH = 20, 4
