@@ -7,6 +7,7 @@
    and reports candidates per minute.
 
 Run:  python benchmarks/orchestration.py [--storage /tmp/raynas-bench] [--candidates 24]
+      [--reuse EXPERIMENT]  (only part 2, from a finished quickstart experiment's supernet)
 Writes benchmarks/results/orchestration.json and orchestration.md.
 """
 
@@ -98,13 +99,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--storage", type=Path, default=Path("/tmp/raynas-bench"))
     ap.add_argument("--candidates", type=int, default=24)
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="a finished quickstart experiment: measure only "
+        "the search throughput from its supernet (the quickstart figures are kept)",
+    )
     args = ap.parse_args()
     shutil.rmtree(args.storage, ignore_errors=True)
     options: dict = {}
-    quick = run_quickstart(args.storage, options)
+    if args.reuse:
+        quick, source = (
+            json.loads((OUT / "orchestration.json").read_text())["quickstart"],
+            args.reuse,
+        )
+    else:
+        quick, source = run_quickstart(args.storage, options), args.storage / "quickstart"
     throughput = [
-        search_throughput(args.storage, args.storage / "quickstart", c, args.candidates, options)
-        for c in (1, 2)
+        search_throughput(args.storage, source, c, args.candidates, options) for c in (1, 2)
     ]
     result = dict(quickstart=quick, search_throughput=throughput)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """How the orchestration scales with the number of candidates and of concurrent trials.
 
 1. **Archive**: N evaluations written as the pipeline writes them (one Parquet file each,
-   atomically), then the whole archive read back, for N = 1,000 and 10,000.
+   atomically), the whole archive read back, then compacted into one file (as the pipeline
+   does when a phase is done) and read again, for N = 1,000 and 10,000.
 2. **Searcher**: Ray's ``OptunaSearch`` with NSGA-II on the default space, driven without Tune
    (suggest, then complete with a cost model's result), time per suggestion as its history
    grows to 10,000 trials.
@@ -10,6 +11,8 @@
    the latency from a trial's result to its archive row, at 1, 8 and 64 concurrent trials.
 
 Run:  python benchmarks/scale.py [--archive 1000 10000 --searcher 10000 --tune 2000]
+(``--archive``, ``--searcher 0`` or ``--concurrent`` with no values skips a part; the parts not
+run keep their figures from the last run.)
 Writes benchmarks/results/scale.{json,md} and prints the tables.
 """
 
@@ -55,10 +58,17 @@ def archive(n: int) -> dict[str, float]:
             store.write("search", f"t{i:05d}", 1, [row])
         write_s = time.perf_counter() - start
         start = time.perf_counter()
-        table_ = store.read()
+        scanned = store.read()
         read_s = time.perf_counter() - start
-    assert table_.num_rows == n
-    return dict(n=n, write_ms_per_row=1e3 * write_s / n, read_s=read_s)
+        start = time.perf_counter()
+        store.compact("search")  # what the pipeline does when the phase is done
+        compact_s = time.perf_counter() - start
+        start = time.perf_counter()
+        compacted = store.read()
+        read_compacted_s = time.perf_counter() - start
+    assert scanned.num_rows == compacted.num_rows == n
+    return dict(n=n, write_ms_per_row=1e3 * write_s / n, read_s=read_s, compact_s=compact_s,
+                read_compacted_s=read_compacted_s)  # fmt: skip
 
 
 def searcher(n: int) -> list[dict[str, float]]:
@@ -144,9 +154,12 @@ def _cpu() -> float:
 def write(result: dict[str, Any]) -> str:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scale.json").write_text(json.dumps(result, indent=2))
-    lines = ["## Archive (one Parquet file per evaluation)", "",
-             "| evaluations | write ms/row | read all s |", "|---|---|---|"]  # fmt: skip
-    lines += [f"| {a['n']} | {a['write_ms_per_row']:.2f} | {a['read_s']:.2f} |"
+    lines = ["## Archive (one Parquet file per evaluation; one per phase once it is done)", "",
+             "| evaluations | write ms/row | read all s (one file each) | compact s | "
+             "read all s (compacted) |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {a['n']} | {a['write_ms_per_row']:.2f} | {a['read_s']:.2f} | "
+              f"{a.get('compact_s', float('nan')):.2f} | "
+              f"{a.get('read_compacted_s', float('nan')):.3f} |"
               for a in result["archive"]]  # fmt: skip
     lines += ["", "## Searcher (OptunaSearch, NSGA-II, population 8)", "",
               "| history | ms/suggestion (+ completion) |", "|---|---|"]  # fmt: skip
@@ -169,7 +182,13 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=2000, help="candidates per Tune run")
     ap.add_argument("--concurrent", type=int, nargs="*", default=[1, 8, 64])
     args = ap.parse_args()
-    result: dict[str, Any] = dict(archive=[], searcher=[], tune=[])
+    # parts not run this time keep their earlier figures (a run of each part fits in ~90 min)
+    old = json.loads((OUT / "scale.json").read_text()) if (OUT / "scale.json").is_file() else {}
+    result: dict[str, Any] = dict(
+        archive=[] if args.archive else old.get("archive", []),
+        searcher=old.get("searcher", []),
+        tune=old.get("tune", []),
+    )
     for n in args.archive:
         result["archive"].append(archive(n))
         print(result["archive"][-1], flush=True)
@@ -177,8 +196,11 @@ def main() -> None:
         result["searcher"] = searcher(args.searcher)
         print(result["searcher"], flush=True)
     for c in args.concurrent:
-        result["tune"].append(tune_run(args.tune, c))
-        print(result["tune"][-1], flush=True)
+        run = tune_run(args.tune, c)
+        result["tune"] = [
+            t for t in result["tune"] if (t["candidates"], t["concurrent"]) != (args.tune, c)
+        ] + [run]
+        print(run, flush=True)
     print(write(result), flush=True)
 
 

@@ -111,7 +111,10 @@ def _run_pipeline(pipeline, args: argparse.Namespace) -> None:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from raynas.tune.pipeline import Pipeline
 
-    _run_pipeline(Pipeline(args.experiment), args)
+    pipeline = Pipeline(args.experiment)
+    if args.workers is not None:
+        pipeline.set_workers(args.workers)
+    _run_pipeline(pipeline, args)
     return 0
 
 
@@ -223,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an interrupted pipeline experiment")
     resume.add_argument("experiment", help="experiment folder (STORAGE/NAME)")
     resume.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    resume.add_argument(
+        "--workers",
+        type=int,
+        help="continue the unfinished data-parallel phases on N workers (e.g. after losing nodes)",
+    )
     resume.set_defaults(func=_cmd_resume)
     for p in (run, resume):
         _running_options(p)

@@ -30,7 +30,7 @@ from mmseg.registry import DATASETS, HOOKS
 from mmseg_plugins.arch import complexity_table, search_space, set_arch, set_relaxed, unwrap
 from mmseg_plugins.checkpoint import SSR_KEY, read_meta, write_meta
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
-from raynas.core.ssr import ArchWeights, check_loss_weights
+from raynas.core.ssr import ArchWeights, check_loss_weights, check_settings
 from raynas.core.ssr_cost import expected_flops
 
 __all__ = ["SSRHook"]
@@ -80,13 +80,9 @@ class SSRHook(Hook):
                 f"unknown SSRHook.arch_optimizer key {unknown[0]!r}{hint}; valid: {sorted(_OPTIM)}"
             )
         self.optim_args = {**_OPTIM, **(arch_optimizer or {})}
-        for key, value, low in (("cost_weight", cost_weight, 0), ("grad_clip", grad_clip, 0),
-                                ("threshold", threshold, 0), ("warmup_iters", warmup_iters, 0),
-                                ("shrink_interval", shrink_interval, 1)):  # fmt: skip
-            if not isinstance(value, (int, float)) or value < low:
-                raise InvalidValueError(f"SSRHook.{key} must be a number >= {low}, got {value!r}")
-        if target_flops is not None and target_flops <= 0:
-            raise InvalidValueError(f"SSRHook.target_flops must be > 0, got {target_flops!r}")
+        check_settings(dict(cost_weight=cost_weight, grad_clip=grad_clip, threshold=threshold,
+                            warmup_iters=warmup_iters, shrink_interval=shrink_interval,
+                            target_flops=target_flops), "SSRHook")  # fmt: skip
         self.target, self.cost_weight, self.grad_clip = target_flops, cost_weight, grad_clip
         self.interval, self.threshold = int(shrink_interval), float(threshold)
         self.warmup, self.seed = int(warmup_iters), int(seed)
@@ -176,6 +172,10 @@ class SSRHook(Hook):
         w = self.weights
         return expected_flops(w.p, w.space.choices, self.table)
 
+    @torch.no_grad()
+    def _flops_now(self) -> float:
+        return float(self.expected_flops())
+
     def _arch_step(self, runner: Any) -> None:
         model, w = unwrap(runner.model), self.weights
         data = model.data_preprocessor(self._batch(runner), True)
@@ -198,7 +198,7 @@ class SSRHook(Hook):
         now = time.perf_counter()
         step = dict(iter=runner.iter + 1, removed=sum(removed.values()),
                     candidates_left=w.candidates_left(), decided=w.decided,
-                    expected_flops=float(self.expected_flops().detach()),
+                    expected_flops=self._flops_now(),
                     s_per_iter=(now - self._tick) / self.interval,
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
         self._tick = now
@@ -223,7 +223,7 @@ class SSRHook(Hook):
     def summary(self) -> dict[str, float]:
         w = self.weights
         return dict(candidates_left=float(w.candidates_left()), decided=float(w.decided),
-                    expected_mflops=float(self.expected_flops().detach()) / 1e6,
+                    expected_mflops=self._flops_now() / 1e6,
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
 
     @torch.no_grad()

@@ -27,7 +27,14 @@ from torch import nn
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 from raynas.core.space import Arch, SearchSpace
 
-__all__ = ["DECISION_TYPES", "SHRINK_ORDER", "ArchWeights", "check_loss_weights", "decision_type"]
+__all__ = [
+    "DECISION_TYPES",
+    "SHRINK_ORDER",
+    "ArchWeights",
+    "check_loss_weights",
+    "check_settings",
+    "decision_type",
+]
 
 DECISION_TYPES = ("depth", "ops", "widths", "head")
 SHRINK_ORDER = (("depth",), ("ops",), ("widths", "head"))
@@ -57,6 +64,29 @@ def check_loss_weights(weights: Mapping[str, Any], where: str = "SSR loss_weight
             raise InvalidValueError(f"{where}.{key} must be a number >= 0, got {value!r}")
         out[key] = float(value)
     return out
+
+
+# SSR's numeric settings and their lower bounds (``target_flops``: > 0 or None)
+_LOWER_BOUNDS = dict(iters=1, shrink_interval=1, warmup_iters=0, threshold=0, cost_weight=0,
+                     grad_clip=0)  # fmt: skip
+
+
+def check_settings(settings: Mapping[str, Any], where: str) -> None:
+    """Checks the numeric SSR settings present in ``settings`` (the same rules for
+    ``tune_cfg.search.ssr`` and for ``SSRHook``'s arguments).
+
+    Raises:
+        InvalidValueError: A value below its bound, or not a number; the message names it.
+    """
+    for key, low in _LOWER_BOUNDS.items():
+        value = settings.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise InvalidValueError(f"{where}.{key} must be a number >= {low}, got {value!r}")
+    target = settings.get("target_flops")
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0
+    ):
+        raise InvalidValueError(f"{where}.target_flops must be > 0 or None, got {target!r}")
 
 
 class ArchWeights(nn.Module):

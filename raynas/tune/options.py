@@ -8,7 +8,7 @@ from typing import Any
 
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 
-__all__ = ["DEFAULTS", "ray_init_kwargs", "resolve_tune_cfg", "trial_resources"]
+__all__ = ["DATA_PARALLEL", "DEFAULTS", "ray_init_kwargs", "resolve_tune_cfg", "trial_resources"]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "supernet": dict(
@@ -84,7 +84,7 @@ _COUNTS: dict[str, tuple[int, bool]] = {
 # cpu/gpu: the trial's own; workers > 1 (data-parallel trials: supernet, retrain): the trial is a
 # light Ray Train driver (0.1 CPU) and each worker takes cpu_per_worker/gpu_per_worker
 _RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker")
-_DATA_PARALLEL = ("supernet", "retrain")
+DATA_PARALLEL = ("supernet", "retrain")
 _CONSTRAINTS = ("flops", "params", "latency_ms")
 
 
@@ -159,21 +159,15 @@ _SSR = dict(
 
 
 def _check_ssr(ssr: dict[str, Any], where: str = "tune_cfg.search.ssr") -> dict[str, Any]:
-    from raynas.core.ssr import check_loss_weights
+    from raynas.core.ssr import check_loss_weights, check_settings
 
     for key in ssr:
         if key not in _SSR:
             raise _unknown(f"key of {where}:", key, _SSR)
     out = {**copy.deepcopy(_SSR), **ssr}
-    for key in ("iters", "shrink_interval"):
-        _check_count(f"{where}.{key}", out[key], 1, False)
-    _check_count(f"{where}.warmup_iters", out["warmup_iters"], 0, False)
-    for key in ("threshold", "cost_weight", "grad_clip"):
-        if not isinstance(out[key], (int, float)) or out[key] < 0:
-            raise InvalidValueError(f"{where}.{key} must be a number >= 0, got {out[key]!r}")
-    target = out["target_flops"]
-    if target is not None and (not isinstance(target, (int, float)) or target <= 0):
-        raise InvalidValueError(f"{where}.target_flops must be > 0 or None, got {target!r}")
+    for key in ("iters", "shrink_interval", "warmup_iters"):  # whole counts
+        _check_count(f"{where}.{key}", out[key], 1 if key != "warmup_iters" else 0, False)
+    check_settings(out, where)
     check_loss_weights(
         _mapping(f"{where}.loss_weights", out["loss_weights"]), f"{where}.loss_weights"
     )
@@ -202,10 +196,10 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
             )
     workers = (opts.get("resources") or {}).get("workers", 1)
     _check_count(f"{where}.resources.workers", workers, 1, False)
-    if workers > 1 and phase not in _DATA_PARALLEL:
+    if workers > 1 and phase not in DATA_PARALLEL:
         raise InvalidValueError(
             f"{where}.resources.workers={workers}: data-parallel trials are built for the "
-            f"{' and '.join(_DATA_PARALLEL)} phase; use workers=1 here"
+            f"{' and '.join(DATA_PARALLEL)} phase; use workers=1 here"
         )
     if "report_interval" in opts and opts["report_interval"] > opts["iters"]:
         raise InvalidValueError(

@@ -20,6 +20,7 @@ from typing import Any
 from raynas.config import apply_selection_split, config_from_text
 from raynas.core.errors import (
     ExistingOutputError,
+    InvalidValueError,
     MissingInputError,
     UnknownKeyError,
     closest,
@@ -38,7 +39,7 @@ from raynas.tune.checks import (
     check_supernet,
     read_state,
 )
-from raynas.tune.options import ray_init_kwargs, resolve_tune_cfg
+from raynas.tune.options import DATA_PARALLEL, ray_init_kwargs, resolve_tune_cfg
 from raynas.tune.storage import Storage
 from raynas.tune.tune_state import set_aside_incomplete_sessions
 
@@ -62,6 +63,9 @@ class Pipeline:
         self.cfg_text = self.storage.read_text(CONFIG)
         self.cfg = config_from_text(self.cfg_text)
         self.opts = resolve_tune_cfg(self.cfg.get("tune_cfg"))
+        for name, entry in self.state["phases"].items():  # `raynas resume --workers N`
+            if "workers" in entry:
+                self.opts[name]["resources"]["workers"] = entry["workers"]
 
     @classmethod
     def create(
@@ -106,6 +110,36 @@ class Pipeline:
     def done(self, name: str) -> bool:
         return bool(self.state["phases"].get(name, {}).get("done"))
 
+    def set_workers(self, workers: int) -> list[str]:
+        """Continues the unfinished data-parallel phases on ``workers`` workers (``raynas
+        resume --workers``): training goes on from the last checkpoint, exactly as far as the
+        weights, optimizer and sampler go; the data order then differs from an uninterrupted
+        run. Returns the phases changed.
+
+        Raises:
+            InvalidValueError: ``workers`` < 2, or no unfinished phase is data-parallel.
+        """
+        if not isinstance(workers, int) or workers < 2:
+            raise InvalidValueError(
+                f"--workers {workers}: a data-parallel phase continues on 2 or more workers "
+                "(its checkpoints are Ray Train's, which a single-process trial does not read)"
+            )
+        phases = [n for n in DATA_PARALLEL if not self.done(n)
+                  and int(self.opts[n]["resources"].get("workers", 1)) > 1]  # fmt: skip
+        if not phases:
+            raise InvalidValueError(
+                "--workers: no unfinished phase of this experiment is data-parallel (started "
+                "with tune_cfg.<phase>.resources.workers > 1); its single-process trials "
+                "continue as they are"
+            )
+        for name in phases:
+            was = self.opts[name]["resources"]["workers"]
+            self.opts[name]["resources"]["workers"] = self.phase(name)["workers"] = workers
+            print(f"[raynas] {name}: continues on {workers} data-parallel workers (was {was}); "
+                  "the data order differs from an uninterrupted run", flush=True)  # fmt: skip
+        self.save()
+        return phases
+
     def uri(self, path: str) -> str:
         """A path that Tune returned, as a URI of the experiment's filesystem."""
         if self.storage.is_local:
@@ -139,6 +173,7 @@ class Pipeline:
         for name in PHASES[: PHASES.index(until) + 1 if until else None]:
             if self.done(name):
                 print(f"[raynas] {name}: done earlier, skipped", flush=True)
+                Archive(self.storage).compact(name)  # completes an interrupted compaction
                 continue
             print(f"[raynas] {name}: starting", flush=True)
             start = time.time()
@@ -146,6 +181,7 @@ class Pipeline:
             wall_s = time.time() - start + self.phase(name).get("wall_s", 0)
             self.phase(name).update(result, done=True, wall_s=wall_s)
             self.save()
+            Archive(self.storage).compact(name)
             print(f"[raynas] {name}: done in {time.time() - start:.0f} s", flush=True)
         return self.state
 

@@ -94,6 +94,7 @@ class TuneReportHook(Hook):
             "compute_s": time.perf_counter() - self.start,
             "compute_end": time.time(),
             "node_id": _node_id(),  # which Ray node ran it (a string: loggers skip it)
+            "workers": runner.world_size,  # data-parallel ranks
             "archive_rows": encode_rows(self.rows(runner, metrics)),
         }
         self.last = _scalar_metrics(metrics)

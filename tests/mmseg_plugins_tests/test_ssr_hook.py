@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _hooks import StopAt
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -110,17 +111,6 @@ class AlphaRecorder(Hook):
         self.alpha[runner.iter] = {
             k: v.detach().clone() for k, v in hook.weights.state_dict().items()
         }
-
-
-class StopAt(Hook):
-    priority = "LOWEST"
-
-    def __init__(self, iters: int) -> None:
-        self.iters = iters
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.iter + 1 >= self.iters:
-            runner.train_loop.stop_training = True
 
 
 def _ssr_cfg(load_cfg, work: Path, **ssr):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _hooks import StopAt
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -53,19 +54,6 @@ def _cfg(load_cfg, max_iters: int, work_dir: str | None = None, config: str = CO
     if work_dir:
         cfg.work_dir = work_dir
     return cfg
-
-
-class StopAt(Hook):
-    """Ends training after ``iters`` iterations, as a crash would (same schedule as a full run)."""
-
-    priority = "LOWEST"
-
-    def __init__(self, iters: int) -> None:
-        self.iters = iters
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        if runner.iter + 1 >= self.iters:
-            runner.train_loop.stop_training = True
 
 
 def _train(cfg, resume: bool = False, stop_at: int | None = None) -> tuple[Runner, Recorder]:

@@ -171,3 +171,41 @@ def test_retrain_trials_run_on_two_workers(tmp_path: Path, small_options: dict[s
     frame = Archive(exp).read("retrain").to_pandas()
     assert set(frame.split) == {"selection", "val"} and len(frame) == 2
     assert list((exp / "retrain" / "ddp").glob("*/checkpoint_*/checkpoint.pth"))
+
+
+@pytest.mark.slow  # a 2-worker pipeline killed, then resumed on 3 workers, about 4 min
+def test_a_killed_two_worker_trial_resumes_on_three(
+    tmp_path: Path, small_options: dict[str, Any]
+) -> None:
+    """``raynas resume --workers 3``: the trial continues from its 2-worker checkpoint on 3
+    ranks (mmengine resumes at the checkpoint's iteration) and the phase completes."""
+    from raynas.tune.pipeline import Pipeline
+
+    run = {"tune_cfg.supernet": dict(iters=40, report_interval=20,
+                                     resources=dict(workers=2, cpu_per_worker=1)),
+           "tune_cfg.ray.num_cpus": 4}  # fmt: skip
+    Pipeline.create(UNIFORM.parent.parent / "quickstart.py", str(tmp_path), "cut",
+                    {**_options(small_options, BATCH), **run})  # fmt: skip
+    cut = tmp_path / "cut"
+    resume = [sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until", "supernet",
+              "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(resume, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 600
+    while not list((cut / "supernet" / "ddp").glob("*/checkpoint_*/checkpoint.pth")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the kill"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    out = subprocess.run([*resume, "--workers", "3"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "continues on 3 data-parallel workers (was 2)" in out.stdout
+    state = json.loads((cut / "pipeline.json").read_text())["phases"]["supernet"]
+    assert state["done"] and state["workers"] == 3
+    logs = [p.read_text() for p in (cut / "supernet").rglob("work/*/*.log")]
+    assert any("resumed epoch: 0, iter: 20" in t for t in logs)
+    (result,) = (cut / "supernet").glob("train_supernet_*/result.json")
+    reports = [json.loads(line) for line in result.read_text().splitlines()]
+    assert reports[-1]["iter"] == 40 and reports[-1]["workers"] == 3
+    losses = _scalars(cut / "supernet", "loss_all_ranks")
+    assert sorted(losses) == list(range(1, 41))

@@ -98,3 +98,20 @@ def test_progress_counts_iterations_of_running_trials(capsys) -> None:
     assert "0/2 trials done, 2 running, iter 50/200, best mIoU 10.00 (2.0 MFLOPs)" in lines[0]
     assert "1/2 trials done, 1 running, iter 150/200, best mIoU 12.00" in lines[1]
     assert "eta" in lines[1]
+
+
+def test_resume_on_another_number_of_workers(tmp_path: Path, small_options: dict, capsys) -> None:
+    """``raynas resume --workers N``: data-parallel phases only, N >= 2, kept in
+    ``pipeline.json`` for every later resume; refusals name the option and the reason."""
+    Pipeline.create(QUICKSTART, str(tmp_path), "one", small_options)
+    assert main(["resume", str(tmp_path / "one"), "--workers", "2"]) == 2
+    assert "no unfinished phase of this experiment is data-parallel" in capsys.readouterr().err
+    dp = {**small_options, "tune_cfg.supernet.resources": dict(workers=2, cpu_per_worker=1)}
+    Pipeline.create(QUICKSTART, str(tmp_path), "dp", dp)
+    with pytest.raises(ValueError, match=r"--workers 1: .* 2 or more workers"):
+        Pipeline(tmp_path / "dp").set_workers(1)
+    assert Pipeline(tmp_path / "dp").set_workers(3) == ["supernet"]
+    assert "supernet: continues on 3 data-parallel workers (was 2)" in capsys.readouterr().out
+    again = Pipeline(tmp_path / "dp")
+    assert again.opts["supernet"]["resources"]["workers"] == 3
+    assert again.opts["retrain"]["resources"].get("workers", 1) == 1  # single-process stays
