@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--ablation-seeds", type=int, nargs="*", default=[0],
                     help="seeds on which the whole DPS ablation also runs")  # fmt: skip
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
+    ap.add_argument("--out", default="ranking", help="results/<out>.{json,md}")
     args = ap.parse_args()
     from mmengine.registry import init_default_scope
 
@@ -208,7 +209,7 @@ def main() -> None:
 def write(rows: dict, truth: list[float], args: Any) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     result = dict(rows=rows, standalone=truth, args=vars(args))
-    (OUT / "ranking.json").write_text(json.dumps(result, indent=2, default=str))
+    (OUT / f"{args.out}.json").write_text(json.dumps(result, indent=2, default=str))
     lines = [
         f"{len(truth)} architectures stratified by FLOPs; stand-alone: AdamW "
         f"{args.standalone_iters} iterations, val mIoU {min(truth):.1f}-{max(truth):.1f}; "
@@ -232,7 +233,7 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
             + f" | {runs[0]['iters']} | {s_it:.2f} |"
         )
     md = "\n".join(lines) + "\n"
-    (OUT / "ranking.md").write_text(md)
+    (OUT / f"{args.out}.md").write_text(md)
     print(md)
 
 

@@ -29,11 +29,19 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_space(args: argparse.Namespace) -> int:
     from raynas.config import load_config
-    from raynas.core.seg_space import space_from_model_cfg
+    from raynas.core.seg_space import BackboneSettings, space_from_model_cfg
 
     cfg = load_config(args.config, args.cfg_options)
     space = space_from_model_cfg(cfg.model)
     print(space.describe())
+    size = cfg.model.get("data_preprocessor", {}).get("size")
+    notes = BackboneSettings.from_cfg(cfg.model["backbone"].get("arch_settings"))
+    notes = notes.degenerate_dilations(tuple(size)) if size else []
+    if notes:
+        print(f"note: at the {size[0]}x{size[1]} input, these dilations reach past the feature "
+              "map (a 3x3 kernel then acts as 1x1), yet each is one more layer configuration "
+              "for the supernet to train (see the README's 'Why the supernet is weak'):\n  "
+              + "\n  ".join(notes))  # fmt: skip
     return 0
 
 

@@ -28,7 +28,7 @@ class _LossSum(Hook):
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:  # fmt: skip
-        self.losses.append(float(outputs["loss"]))
+        self.losses.append(float(outputs["loss"].detach()))
 
 
 def tse_score(

@@ -82,6 +82,21 @@ class BackboneSettings:
     def max_width(self, stage: int) -> int:
         return stage_width(self.stage_channels[stage], max(self.width_ratios))
 
+    def degenerate_dilations(self, size: tuple[int, int]) -> list[str]:
+        """Where a dilation choice reaches past the feature map at input ``size`` (H, W): its
+        3x3 kernel then reads padding outside the centre tap at every pixel, so the choice
+        acts as a 1x1 convolution while adding a configuration for the supernet to train."""
+        notes = []
+        for stage, scale in enumerate(SCALES):
+            for zoom in self.zooms:
+                side = min(size) // (scale * zoom)
+                bad = [d for d in self.dilations if d >= side]
+                if bad:
+                    zoomed = ", zoomed" if zoom > 1 else ""
+                    notes.append(f"stage{stage} at 1/{scale * zoom} ({side}x{side} maps"
+                                 f"{zoomed}): dilation(s) {bad}")  # fmt: skip
+        return notes
+
 
 @dataclass(frozen=True)
 class HeadSettings:
