@@ -180,6 +180,7 @@ def main() -> None:
                     help="seeds on which the whole DPS ablation also runs")  # fmt: skip
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
     ap.add_argument("--out", default="ranking", help="results/<out>.{json,md}")
+    ap.add_argument("--no-tse", action="store_true", help="skip TSE's ranking")
     args = ap.parse_args()
     from mmengine.registry import init_default_scope
 
@@ -198,7 +199,7 @@ def main() -> None:
             rows.setdefault(strategy, []).append({**result, **agreement(result["inherited"],
                                                                         truth)})  # fmt: skip
             print(strategy, seed, json.dumps(rows[strategy][-1]), flush=True)
-        if "uniform" in args.strategies:
+        if "uniform" in args.strategies and not args.no_tse:
             result = tse(args.iters, seed, archs, args.cache)
             rows.setdefault("TSE (uniform + 50-iter fine-tune)", []).append(
                 {**result, **agreement(result["inherited"], truth)}

@@ -17,7 +17,7 @@ from mmseg_plugins.arch import current_arch, set_arch
 from mmseg_plugins.models.blocks import FixedLayer
 from raynas.core.seg_space import BACKBONE, HEAD, needed_stages, stage_arch, stage_width
 
-__all__ = ["LatencyTable", "device_key", "measure_latency"]
+__all__ = ["LatencyCost", "LatencyTable", "device_key", "measure_latency"]
 
 
 def device_key(device: torch.device | str = "cpu") -> str:
@@ -57,8 +57,8 @@ def measure_latency(
         warmup: Untimed runs first.
         runs: Timed runs; the median is returned.
     """
-    device = next(model.parameters()).device
-    x = torch.randn(1, 3, *input_size, device=device)
+    ref = next(model.parameters())
+    x = torch.randn(1, 3, *input_size, device=ref.device, dtype=ref.dtype)
     was_training = model.training
     model.eval()
     try:
@@ -189,3 +189,65 @@ class LatencyTable:
     def load(self, path: str | os.PathLike) -> LatencyTable:
         """Adds the entries of a saved table (see :meth:`add_json`)."""
         return self.add_json(Path(path).read_text(), str(path))
+
+
+class LatencyCost:
+    """SSR's expected-latency cost: the supernet's latency table on its own device, every
+    entry the relaxed path can reach measured once (and kept in ``path``, when given).
+
+    Args:
+        path: A JSON file of the table's entries: read if present, written after measuring.
+        runs: Timed runs per entry.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, runs: int = 20) -> None:
+        self.path, self.runs = (Path(path) if path else None), runs
+        self.table: LatencyTable | None = None
+        self._model: nn.Module | None = None
+        self._base: dict[str, Any] = {}
+
+    def measure(self, model: nn.Module, weights: Any, logger: Any = None) -> None:
+        """Fills the table for every candidate of ``weights`` (``ArchWeights``) on the
+        model's device, without touching the RNGs or the model's relaxed/active path."""
+        device = next(model.parameters()).device
+        if self.table is None:
+            size = tuple(model.data_preprocessor.size)
+            self.table = LatencyTable(model.backbone.settings, size, self.runs, device)
+            if self.path is not None and self.path.is_file():
+                self.table.add_json(self.path.read_text(), str(self.path))
+        self._model, self._base = model, weights.space.extreme(True)
+        known, start = len(self.table.entries), time.perf_counter()
+        relaxed = getattr(model.backbone, "relaxed", None)
+        object.__setattr__(model.backbone, "relaxed", None)
+        object.__setattr__(model.decode_head, "relaxed", None)
+        try:
+            cuda = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda), torch.no_grad():
+                self.expected(weights)
+        finally:
+            object.__setattr__(model.backbone, "relaxed", relaxed)
+            object.__setattr__(model.decode_head, "relaxed", relaxed)
+        if len(self.table.entries) > known:
+            if logger is not None:
+                new, took = len(self.table.entries) - known, time.perf_counter() - start
+                logger.info(f"latency table: {new} entries measured on "
+                            f"{self.table.device_key} in {took:.0f} s")  # fmt: skip
+            if self.path is not None:
+                self.path.write_text(self.table.to_json())
+
+    def expected(self, weights: Any) -> torch.Tensor:
+        """Expected latency (ms) of the relaxed path under ``weights``."""
+        from raynas.core.ssr_cost import expected_latency
+
+        settings = self.table.settings
+        return expected_latency(weights.p, weights.space.choices, settings.stage_channels,
+                                self.table.layer, self._fixed)  # fmt: skip
+
+    def predict(self, arch: Mapping[str, Any]) -> float:
+        """The table's latency of one path (ms)."""
+        return self.table.predict(arch, self._model)
+
+    def _fixed(self, ratios: tuple, fusion: str, channels: int) -> float:
+        arch = dict(self._base, **{f"{HEAD}fusion": fusion, f"{HEAD}channels": channels})
+        arch.update({f"{BACKBONE}stage{i}.width": r for i, r in enumerate(ratios)})
+        return self.table.fixed(arch, self._model)

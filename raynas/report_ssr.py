@@ -68,12 +68,11 @@ def ssr_markdown(frame: pd.DataFrame) -> str:
     steps = ssr_steps(frame)
     if steps.empty:
         return ""
-    lines = ["| trial | target MFLOPs | iterations | candidates left | expected MFLOPs | "
+    lines = ["| trial | target | iterations | candidates left | expected MFLOPs | "
              "derived MFLOPs | relaxed mIoU | derived mIoU | gap |", "|---" * 9 + "|"]  # fmt: skip
     for _, t in steps.groupby("trial_id"):
         r = t.iloc[-1]
-        target = "-" if r.get("target_flops") is None or r.get("target_flops") != r.get(
-            "target_flops") else f"{r['target_flops'] / 1e6:.0f}"  # fmt: skip
+        target = _target(r)
         relaxed = r.get("relaxed_mIoU")
         has_relaxed = relaxed is not None and relaxed == relaxed
         gap = f"{relaxed - r['derived_mIoU']:.2f}" if has_relaxed else "-"
@@ -82,3 +81,13 @@ def ssr_markdown(frame: pd.DataFrame) -> str:
                      f"{r['flops'] / 1e6:.1f} | {relaxed if has_relaxed else '-'} | "
                      f"{r['derived_mIoU']:.2f} | {gap} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _target(row: pd.Series) -> str:
+    """The SSR run's cost target, in its unit ('-': none)."""
+    ms, flops = row.get("target_latency_ms"), row.get("target_flops")
+    if ms is not None and ms == ms:  # NaN: another trial's key
+        return f"{ms:.2f} ms"
+    if flops is not None and flops == flops:
+        return f"{flops / 1e6:.0f} MFLOPs"
+    return "-"

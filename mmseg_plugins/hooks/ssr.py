@@ -4,11 +4,13 @@ The Runner trains the supernet's weights on the training split as usual, through
 forward (:mod:`mmseg_plugins.models.relaxed`); after each weight step the hook takes one
 first-order step of the architecture weights (:class:`raynas.core.ssr.ArchWeights`) on a batch
 of the selection split (carved from training, never the validation set), with the loss
-``task + SSR + cost_weight (E[FLOPs] / target - 1)^2``. Every ``shrink_interval`` iterations it
-prunes candidates (depth, then operator/dilation/zoom, then widths and head); once every row has
-one candidate left the relaxed forward is switched off, the derived path is validated and
-training stops. Validation reports the derived path (BN recalibrated, as ``PathValLoop``) and
-the relaxed supernet's mIoU: their difference is the discretisation gap.
+``task + SSR + cost_weight (E[cost] / target - 1)^2``, the cost being FLOPs (closed form) or
+latency (the device's :class:`~mmseg_plugins.latency.LatencyTable`, measured once). Every
+``shrink_interval`` iterations it prunes candidates (depth, then operator/dilation/zoom, then
+widths and head); once every row has one candidate left the relaxed forward is switched off,
+the derived path is validated and training stops. Validation reports the derived path (BN
+recalibrated, as ``PathValLoop``) and the relaxed supernet's mIoU: their difference is the
+discretisation gap.
 
 Alpha, the valid-candidate masks, the alpha optimizer and the shrink history travel in the
 checkpoint (``meta['raynas_ssr']``); search batches are drawn from a generator seeded by the
@@ -29,6 +31,7 @@ from mmseg.registry import DATASETS, HOOKS
 
 from mmseg_plugins.arch import complexity_table, search_space, set_arch, set_relaxed, unwrap
 from mmseg_plugins.checkpoint import SSR_KEY, read_meta, write_meta
+from mmseg_plugins.latency import LatencyCost
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 from raynas.core.ssr import ArchWeights, check_loss_weights, check_settings
 from raynas.core.ssr_cost import expected_flops
@@ -46,8 +49,9 @@ class SSRHook(Hook):
         loss_weights: SSR loss weight per decision type (``depth``, ``ops``, ``widths``,
             ``head``); the official code's ratio to the task loss is 0.3 (ops) and 0.15
             (channels).
-        target_flops: Expected FLOPs the cost term pulls toward; None: no cost term.
-        cost_weight: Weight of ``(E[FLOPs] / target - 1)^2``.
+        target_flops: Expected FLOPs the cost term pulls toward (``cost='flops'``); None: no
+            cost term.
+        cost_weight: Weight of ``(E[cost] / target - 1)^2``.
         arch_optimizer: Adam arguments for alpha (reference: lr 2e-3, betas (0.9, 0.999),
             weight decay 1e-3).
         grad_clip: Max norm of alpha's gradient.
@@ -55,6 +59,11 @@ class SSRHook(Hook):
         threshold: Prune candidates with ``p_i / max_j p_j <= threshold``.
         warmup_iters: Weight-only iterations (relaxed forward, alpha frozen) before alpha moves.
         seed: Seed of the search-batch order.
+        cost: ``'flops'`` or ``'latency_ms'`` (expected latency on the trial's device).
+        target_latency_ms: Expected latency the cost term pulls toward (``cost='latency_ms'``).
+        latency_table: A JSON file keeping the latency table's entries (read if present,
+            written after measuring); None: measured in this run only.
+        latency_runs: Timed runs per latency table entry.
     """
 
     priority = "NORMAL"
@@ -70,6 +79,10 @@ class SSRHook(Hook):
         threshold: float = 0.1,
         warmup_iters: int = 0,
         seed: int = 0,
+        cost: str = "flops",
+        target_latency_ms: float | None = None,
+        latency_table: str | None = None,
+        latency_runs: int = 20,
     ) -> None:
         weights = loss_weights or dict(depth=0.3, ops=0.3, widths=0.15, head=0.15)
         self.loss_weights = check_loss_weights(weights, "SSRHook.loss_weights")
@@ -82,8 +95,12 @@ class SSRHook(Hook):
         self.optim_args = {**_OPTIM, **(arch_optimizer or {})}
         check_settings(dict(cost_weight=cost_weight, grad_clip=grad_clip, threshold=threshold,
                             warmup_iters=warmup_iters, shrink_interval=shrink_interval,
-                            target_flops=target_flops), "SSRHook")  # fmt: skip
-        self.target, self.cost_weight, self.grad_clip = target_flops, cost_weight, grad_clip
+                            target_flops=target_flops, cost=cost,
+                            target_latency_ms=target_latency_ms), "SSRHook")  # fmt: skip
+        self.cost = cost
+        self.latency = LatencyCost(latency_table, latency_runs) if cost != "flops" else None
+        self.target = target_flops if cost == "flops" else target_latency_ms
+        self.cost_weight, self.grad_clip = cost_weight, grad_clip
         self.interval, self.threshold = int(shrink_interval), float(threshold)
         self.warmup, self.seed = int(warmup_iters), int(seed)
         self.weights: ArchWeights | None = None
@@ -101,6 +118,8 @@ class SSRHook(Hook):
             ref.device, ref.dtype
         )
         self.table = complexity_table(model, tuple(model.data_preprocessor.size))
+        if self.latency is not None:
+            self.latency.measure(model, self.weights, runner.logger)
         self._check_target()
         self.optimizer = torch.optim.Adam(self.weights.parameters(), **self.optim_args)
         self.search_set = self._search_set(runner)
@@ -114,6 +133,15 @@ class SSRHook(Hook):
         if self.target is None:
             return
         space = self.weights.space
+        if self.latency is not None:
+            low, high = (self.latency.predict(space.extreme(big)) for big in (False, True))
+            if not low <= self.target <= high:
+                raise InvalidValueError(
+                    f"SSRHook.target_latency_ms={self.target:.4g} is outside what the space "
+                    f"reaches on {self.latency.table.device_key} ({low:.3g}..{high:.3g} ms at "
+                    "this input size); choose a target in range"
+                )
+            return
         low, high = (self.table(space.extreme(big)).flops for big in (False, True))
         if not low <= self.target <= high:
             raise InvalidValueError(
@@ -172,9 +200,21 @@ class SSRHook(Hook):
         w = self.weights
         return expected_flops(w.p, w.space.choices, self.table)
 
+    def expected_cost(self) -> torch.Tensor:
+        """The expected cost the target applies to (FLOPs, or latency in ms)."""
+        if self.latency is None:
+            return self.expected_flops()
+        return self.latency.expected(self.weights)
+
     @torch.no_grad()
     def _flops_now(self) -> float:
         return float(self.expected_flops())
+
+    @torch.no_grad()
+    def _latency_now(self) -> dict[str, float]:
+        return (
+            {} if self.latency is None else dict(expected_latency_ms=float(self.expected_cost()))
+        )
 
     def _arch_step(self, runner: Any) -> None:
         model, w = unwrap(runner.model), self.weights
@@ -182,7 +222,7 @@ class SSRHook(Hook):
         task, _ = model.parse_losses(model.loss(data["inputs"], data["data_samples"]))
         loss = task + w.ssr_loss()
         if self.target is not None and self.cost_weight:
-            loss = loss + self.cost_weight * (self.expected_flops() / self.target - 1) ** 2
+            loss = loss + self.cost_weight * (self.expected_cost() / self.target - 1) ** 2
         params = list(w.parameters())
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         for param, grad in zip(params, grads):
@@ -198,7 +238,7 @@ class SSRHook(Hook):
         now = time.perf_counter()
         step = dict(iter=runner.iter + 1, removed=sum(removed.values()),
                     candidates_left=w.candidates_left(), decided=w.decided,
-                    expected_flops=self._flops_now(),
+                    expected_flops=self._flops_now(), **self._latency_now(),
                     s_per_iter=(now - self._tick) / self.interval,
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
         self._tick = now
@@ -223,7 +263,7 @@ class SSRHook(Hook):
     def summary(self) -> dict[str, float]:
         w = self.weights
         return dict(candidates_left=float(w.candidates_left()), decided=float(w.decided),
-                    expected_mflops=self._flops_now() / 1e6,
+                    expected_mflops=self._flops_now() / 1e6, **self._latency_now(),
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
 
     @torch.no_grad()

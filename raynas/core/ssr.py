@@ -28,6 +28,7 @@ from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 from raynas.core.space import Arch, SearchSpace
 
 __all__ = [
+    "COSTS",
     "DECISION_TYPES",
     "SHRINK_ORDER",
     "ArchWeights",
@@ -66,6 +67,7 @@ def check_loss_weights(weights: Mapping[str, Any], where: str = "SSR loss_weight
     return out
 
 
+COSTS = ("flops", "latency_ms")  # what an SSR target can be set on
 # SSR's numeric settings and their lower bounds (``target_flops``: > 0 or None)
 _LOWER_BOUNDS = dict(iters=1, shrink_interval=1, warmup_iters=0, threshold=0, cost_weight=0,
                      grad_clip=0)  # fmt: skip
@@ -82,11 +84,17 @@ def check_settings(settings: Mapping[str, Any], where: str) -> None:
         value = settings.get(key, low)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
             raise InvalidValueError(f"{where}.{key} must be a number >= {low}, got {value!r}")
-    target = settings.get("target_flops")
-    if target is not None and (
-        isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0
-    ):
-        raise InvalidValueError(f"{where}.target_flops must be > 0 or None, got {target!r}")
+    for key in ("target_flops", "target_latency_ms"):
+        target = settings.get(key)
+        if target is not None and (
+            isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0
+        ):
+            raise InvalidValueError(f"{where}.{key} must be > 0 or None, got {target!r}")
+    cost = settings.get("cost", "flops")
+    if cost not in COSTS:
+        raise InvalidValueError(
+            f"{where}.cost must be one of {list(COSTS)}{closest(str(cost), COSTS)}, got {cost!r}"
+        )
 
 
 class ArchWeights(nn.Module):

@@ -5,10 +5,15 @@ weighted by the probability that the layer is computed with that configuration: 
 computed when the head fuses it or a deeper stage, a layer when the stage's depth reaches it;
 operator, zoom and width are independent rows. On one-hot probabilities the figure is exactly
 :class:`~raynas.core.complexity.PathComplexity`'s for that path.
+
+``E[latency]`` does the same over a latency table's entries (one per searchable layer
+configuration, one per fixed part: the needed stages' width ratios, the head's fusion and
+channels); on one-hot probabilities it is the table's prediction for that path.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -16,9 +21,11 @@ import torch
 from raynas.core.complexity import PathComplexity, _conv_bn, _down, _layer
 from raynas.core.seg_space import BACKBONE, HEAD, fusion_scales, needed_stages, stage_width
 
-__all__ = ["expected_flops"]
+__all__ = ["expected_flops", "expected_latency"]
 
 Probs = Callable[[str], torch.Tensor]
+LayerMs = Callable[[int, int, str, int, int], float]  # (stage, width, op, dilation, zoom)
+FixedMs = Callable[[tuple, str, int], float]  # (needed stages' width ratios, fusion, channels)
 
 
 def expected_flops(p: Probs, choices: Mapping[str, Sequence], pc: PathComplexity) -> torch.Tensor:
@@ -94,4 +101,56 @@ def _head(p: Probs, choices: Mapping, pc: PathComplexity, widths: list, sizes: l
         fuse = _conv_bn(c, c, (3, 3), s0).flops
         cls = _conv_bn(c, pc.num_classes, (1, 1), s0, bn=False, bias=True).flops
         total = total + pc_ * (fuse + cls)
+    return total
+
+
+def expected_latency(
+    p: Probs,
+    choices: Mapping[str, Sequence],
+    stage_channels: Sequence[int],
+    layer_ms: LayerMs,
+    fixed_ms: FixedMs,
+) -> torch.Tensor:
+    """Expected latency (ms) of the relaxed path from a latency table's entries.
+
+    Args:
+        p: Probabilities over a label's choices (``ArchWeights.p``).
+        choices: The space's choices per label.
+        stage_channels: The backbone's widest stage channels.
+        layer_ms: The table's entry of one searchable layer configuration.
+        fixed_ms: The table's entry of one fixed part.
+    """
+    fusions, pf = choices[f"{HEAD}fusion"], p(f"{HEAD}fusion")
+    chs, pch = choices[f"{HEAD}channels"], p(f"{HEAD}channels")
+    total = pf.new_zeros(())
+    for k, fusion in enumerate(fusions):
+        labels = [f"{BACKBONE}stage{i}.width" for i in range(needed_stages(fusion))]
+        for ratios in itertools.product(*(choices[label] for label in labels)):
+            prob = pf[k]
+            for label, ratio in zip(labels, ratios):
+                prob = prob * p(label)[list(choices[label]).index(ratio)]
+            total = total + prob * sum(pc * fixed_ms(ratios, fusion, int(c))
+                                       for c, pc in zip(chs, pch))  # fmt: skip
+    for i, channels in enumerate(stage_channels):
+        reached = sum(pf[k] for k, f in enumerate(fusions) if needed_stages(f) > i)
+        if not torch.is_tensor(reached):
+            continue
+        width = _widths(p, choices, f"{BACKBONE}stage{i}.width", channels)
+        total = total + reached * _layers_ms(p, choices, i, width, layer_ms)
+    return total
+
+
+def _layers_ms(p: Probs, choices: Mapping, i: int, width: dict, layer_ms: LayerMs):
+    stage = f"{BACKBONE}stage{i}"
+    depths, pd = choices[f"{stage}.depth"], p(f"{stage}.depth")
+    total = pd.new_zeros(())
+    for j in range(max(depths)):
+        reached = sum(pd[k] for k, d in enumerate(depths) if d > j)
+        layer = f"{stage}.layer{j}"
+        configs = itertools.product(*(zip(choices[f"{layer}.{n}"], p(f"{layer}.{n}"))
+                                      for n in ("op", "dilation", "zoom")))  # fmt: skip
+        cost = sum(po * pdil * pz * pw * layer_ms(i, w, op, int(d), int(z))
+                   for (op, po), (d, pdil), (z, pz) in configs
+                   for w, pw in width.items())  # fmt: skip
+        total = total + reached * cost
     return total

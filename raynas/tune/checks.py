@@ -102,9 +102,15 @@ def check_feasible(cfg: Config, constraints: Mapping[str, Any]) -> None:
 
 def check_ssr(cfg: Config, search: Mapping[str, Any]) -> None:
     """Refuses SSR cost targets (``ssr.target_flops`` and its ``param_space`` values) that no
-    architecture of the space reaches, before any training."""
+    architecture of the space reaches, before any training (latency targets are checked in
+    the trial, once the latency table is measured on its device)."""
     if search["type"] != "ssr":
         return
+    if search["ssr"].get("cost", "flops") == "latency_ms" and search["ssr"]["target_flops"]:
+        raise InvalidValueError(
+            "tune_cfg.search.ssr: cost='latency_ms' pulls toward target_latency_ms; "
+            "set target_flops=None (or cost='flops')"
+        )
     grid = ((search.get("param_space") or {}).get("ssr") or {}).get("target_flops")
     if isinstance(grid, Mapping):  # dict(grid=[...]) / dict(choice=[...]); ranges unchecked
         values = list(grid.get("grid", grid.get("choice", [])))

@@ -149,7 +149,9 @@ _SSR = dict(
     threshold=0.1,  # prune p_i / max_j p_j <= threshold
     warmup_iters=0,
     loss_weights=dict(depth=0.3, ops=0.3, widths=0.15, head=0.15),
+    cost="flops",  # or 'latency_ms': expected latency from the trial device's latency table
     target_flops=None,  # expected FLOPs pulled toward this (None: no cost term)
+    target_latency_ms=None,  # with cost='latency_ms': expected latency pulled toward this
     cost_weight=1.0,
     arch_optimizer=dict(lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-3),
     grad_clip=5.0,

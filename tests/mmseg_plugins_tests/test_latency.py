@@ -94,3 +94,34 @@ def test_latency_constraint_excludes_paths_above_the_bound() -> None:
     assert not _feasible({"flops": 50e6, "latency_ms": 3.1}, bound)
     assert not _feasible({"flops": 90e6, "latency_ms": 1.0}, bound)
     assert _feasible({"flops": 50e6, "latency_ms": None}, bound)  # not measured: not checked
+
+
+def test_ssr_expected_latency_of_a_one_hot_path_is_the_tables(supernet, tmp_path: Path) -> None:
+    """SSR's latency cost: every entry the relaxed path reaches is measured once, without
+    touching the RNG, and kept; on one-hot weights the expectation is the table's prediction."""
+    from mmseg_plugins.latency import LatencyCost
+    from raynas.core.ssr import ArchWeights
+
+    space = search_space(supernet)
+    weights = ArchWeights(space)
+    state = torch.get_rng_state()
+    cost = LatencyCost(tmp_path / "lut.json", runs=1)
+    cost.measure(supernet, weights)
+    assert torch.equal(torch.get_rng_state(), state)
+    fixed = sum(k.startswith("fixed/") for k in cost.table.entries)
+    # layers: 3 stages x 3 widths x 3 ops x 4 dilations x 2 zooms; fixed parts: the needed
+    # stages' widths x fusion x head channels (9 x 3 for '8+16', 27 x 3 for the two others)
+    assert (len(cost.table.entries) - fixed, fixed) == (216, 27 + 81 + 81)
+    uniform = float(cost.expected(weights))
+    low, high = (cost.predict(space.extreme(big)) for big in (False, True))
+    assert low < uniform < high
+    weights = weights.double()  # float64: the sum is the table's to the last digits
+    for seed in range(3):
+        arch = space.canonical(space.sample(np.random.default_rng(seed)))
+        weights.onehot_(arch)
+        assert float(cost.expected(weights)) == pytest.approx(cost.predict(arch), rel=1e-9)
+    again = LatencyCost(tmp_path / "lut.json", runs=1)
+    stamp = (tmp_path / "lut.json").stat().st_mtime_ns
+    again.measure(supernet, ArchWeights(space))  # read back: nothing measured, nothing written
+    assert again.table.entries == cost.table.entries
+    assert (tmp_path / "lut.json").stat().st_mtime_ns == stamp

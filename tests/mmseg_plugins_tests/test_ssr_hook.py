@@ -4,6 +4,7 @@ resume, bad configs refused)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,29 @@ def test_bad_ssr_configs_are_refused(load_cfg, tmp_path: Path) -> None:
     cfg.selection_split = None
     with pytest.raises(InvalidValueError, match="selection_split"):
         Runner.from_cfg(cfg).train()
+
+
+def test_ssr_pulls_toward_a_latency_target(load_cfg, tmp_path: Path) -> None:
+    """``cost='latency_ms'``: the table measured once on this device (kept in a file), a
+    target no path reaches refused with the measured range, a reachable one pulled toward."""
+    lut = tmp_path / "lut.json"
+    args = dict(cost="latency_ms", target_flops=None, latency_table=str(lut), latency_runs=1,
+                cost_weight=10.0)  # fmt: skip
+    cfg = _ssr_cfg(load_cfg, tmp_path / "far", target_latency_ms=1e-4, **args)
+    with pytest.raises(InvalidValueError, match=r"target_latency_ms=0.0001 is outside") as err:
+        Runner.from_cfg(cfg).train()
+    low, high = map(float, re.search(r"\(([\d.]+)\.\.([\d.]+) ms", str(err.value)).groups())
+    assert lut.is_file() and 0 < low < high  # measured before the refusal, reused below
+    target = low + 0.1 * (high - low)  # well below the uniform mixture's expectation
+    cfg = _ssr_cfg(load_cfg, tmp_path / "near", target_latency_ms=target, **args)
+    cfg.train_cfg.max_iters = 4
+    runner, _ = _run(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, SSRHook))
+    uniform = float(hook.latency.expected(ArchWeights(hook.weights.space)))
+    steps = [s["expected_latency_ms"] for s in hook.history]
+    assert [s["iter"] for s in hook.history] == [4]
+    assert target < uniform and steps[-1] < uniform  # pulled toward the target
+    with pytest.raises(InvalidValueError, match="cost must be one of"):
+        SSRHook(cost="latency")
+    with pytest.raises(InvalidValueError, match="target_latency_ms"):
+        SSRHook(cost="latency_ms", target_latency_ms=-1.0)

@@ -304,3 +304,11 @@ def test_bad_ssr_options_are_refused_by_name() -> None:
                   {"param_space": {"ssr": {"target_flops": {"grid": [30e6, 1e3]}}}}):  # fmt: skip
         with pytest.raises(InvalidValueError, match=r"target_flops=.*reached by no"):
             check_ssr(cfg, ssr(**where))
+    with pytest.raises(InvalidValueError, match=r"ssr\.cost must be one of .*'latency_ms'"):
+        ssr(ssr={"cost": "latency"})
+    with pytest.raises(InvalidValueError, match=r"ssr\.target_latency_ms must be > 0"):
+        ssr(ssr={"cost": "latency_ms", "target_latency_ms": 0})
+    with pytest.raises(InvalidValueError, match="set target_flops=None"):  # two targets
+        check_ssr(cfg, ssr(ssr={"cost": "latency_ms", "target_latency_ms": 3.0,
+                                "target_flops": 30e6}))  # fmt: skip
+    check_ssr(cfg, ssr(ssr={"cost": "latency_ms", "target_latency_ms": 3.0}))  # checked in trials

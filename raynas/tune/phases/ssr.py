@@ -27,12 +27,13 @@ __all__ = ["SSRSearch", "search_ssr"]
 # the supernet phase's path-sampling strategy gives way to SSR's relaxed training
 _STRATEGY_HOOKS = ("PathSamplingHook", "CaLRHook", "MomentumSeparationHook", "DataImportanceHook")
 _HOOK_ARGS = ("loss_weights", "target_flops", "cost_weight", "arch_optimizer", "grad_clip",
-              "shrink_interval", "threshold", "warmup_iters", "seed")  # fmt: skip
+              "shrink_interval", "threshold", "warmup_iters", "seed", "cost",
+              "target_latency_ms")  # fmt: skip
 
 
-def ssr_hook(ssr: Mapping[str, Any]) -> dict[str, Any]:
+def ssr_hook(ssr: Mapping[str, Any], latency_table: str | None = None) -> dict[str, Any]:
     """The ``SSRHook`` config of resolved SSR options."""
-    return dict(type="SSRHook", **{k: ssr[k] for k in _HOOK_ARGS})
+    return dict(type="SSRHook", latency_table=latency_table, **{k: ssr[k] for k in _HOOK_ARGS})
 
 
 def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
@@ -42,7 +43,9 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
     work = Path(tune.get_context().get_trial_dir()) / "work"
     prepare_runner_cfg(cfg, ssr["iters"], ssr["shrink_interval"], work)
     hooks = [h for h in cfg.get("custom_hooks", []) if h["type"] not in _STRATEGY_HOOKS]
-    cfg.custom_hooks = [*hooks, ssr_hook(ssr)]
+    size = tuple(cfg.model.data_preprocessor.size)
+    lut = _latency_copy(opts["latency_cache"], work, size) if ssr["cost"] == "latency_ms" else None
+    cfg.custom_hooks = [*hooks, ssr_hook(ssr, lut and str(lut))]
     if ssr["warm_start"] and opts.get("supernet_checkpoint") and not cfg.get("resume"):
         cfg.load_from = str(Storage(opts["supernet_checkpoint"]).local_copy() / CKPT_NAME)
     space, table = space_and_table(cfg)
@@ -52,15 +55,35 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
         hook = next(h for h in runner.hooks if type(h).__name__ == "SSRHook")
         arch = hook.weights.derive()
         final = hook.weights.decided or runner.iter >= ssr["iters"]
-        proxies = dict(hook.summary(), target_flops=ssr["target_flops"])
+        proxies = dict(hook.summary(), target_flops=ssr["target_flops"],
+                       target_latency_ms=ssr["target_latency_ms"])  # fmt: skip
+        latency = hook.latency.predict(arch) if hook.latency is not None else None
         if "strategy/relaxed_mIoU" in runner.message_hub.log_scalars:
             proxies["relaxed_mIoU"] = runner.message_hub.get_scalar(
                 "strategy/relaxed_mIoU"
             ).current()
         return [archive_row(arch, "candidate" if final else "ssr-step", metrics.get("mIoU"),
-                            table(arch), space, split, proxies=proxies)]  # fmt: skip
+                            table(arch), space, split, proxies=proxies,
+                            latency_ms=latency)]  # fmt: skip
 
     run_runner(cfg, rows)
+    if lut is not None and lut.is_file():  # the entries this trial measured, for the others
+        cache = Storage(opts["latency_cache"])
+        cache.write_text(lut.read_text(), lut.name)
+
+
+def _latency_copy(cache: str, work: Path, size: tuple[int, int]) -> Path:
+    """A local copy of the experiment's latency table for this trial's device and input size
+    (named as the sampling search names it); the hook reads and extends it."""
+    import torch
+
+    from mmseg_plugins.latency import device_key
+
+    name = f"{device_key('cuda' if torch.cuda.is_available() else 'cpu')}-{size[0]}x{size[1]}.json"
+    work.mkdir(parents=True, exist_ok=True)
+    if Storage(cache).exists(name):
+        (work / name).write_text(Storage(cache).read_text(name))
+    return work / name
 
 
 class SSRSearch(TunePhase):
@@ -71,7 +94,8 @@ class SSRSearch(TunePhase):
     def trainable(self) -> Any:
         sup = self.pipeline.phase("supernet")
         trial_opts = dict(ssr=self.opts["ssr"], cfg_options=sup.get("cfg_options"),
-                          supernet_checkpoint=sup.get("checkpoint"))  # fmt: skip
+                          supernet_checkpoint=sup.get("checkpoint"),
+                          latency_cache=self.pipeline.storage.child("latency").uri)  # fmt: skip
         fn = tune.with_parameters(search_ssr, cfg_text=self.pipeline.cfg_text, opts=trial_opts)
         return tune.with_resources(fn, trial_resources(self.opts))
 
