@@ -31,8 +31,11 @@ def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def select_top_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    """``k`` Pareto rows spread over the cost range (crowding distance; the best mIoU first)."""
-    front = pareto_front(frame).drop_duplicates("arch")
+    """``k`` Pareto rows spread over the cost range (crowding distance; the best mIoU first),
+    one per architecture, or per function when the frame has a ``function`` column (paths
+    that differ only in degenerate choices compute the same network)."""
+    front = pareto_front(frame)
+    front = front.drop_duplicates("function" if "function" in front else "arch")
     if len(front) <= k:
         return front.sort_values("mIoU", ascending=False)
     points = np.stack([-front["mIoU"].to_numpy(), front["flops"].to_numpy()], 1)

@@ -34,6 +34,7 @@ __all__ = [
     "HeadSettings",
     "build_space",
     "expansion",
+    "functional_arch",
     "fusion_scales",
     "needed_stages",
     "space_from_model_cfg",
@@ -189,6 +190,24 @@ def space_from_model_cfg(model: Mapping[str, Any]) -> SearchSpace:
         BackboneSettings.from_cfg(model["backbone"].get("arch_settings")),
         HeadSettings.from_cfg(model["decode_head"]),
     )
+
+
+def functional_arch(arch: Mapping[str, Any], settings: BackboneSettings,
+                    size: tuple[int, int]) -> Arch:  # fmt: skip
+    """``arch`` with every dilation that reaches past its feature map at input ``size``
+    replaced by the smallest such dilation: paths computing the same function get one key
+    (their 3x3 kernels read only their centre tap either way)."""
+    out = dict(arch)
+    for stage, scale in enumerate(SCALES):
+        for j in range(settings.max_depths[stage]):
+            layer = f"{BACKBONE}stage{stage}.layer{j}"
+            if f"{layer}.dilation" not in arch:
+                continue
+            side = min(size) // (scale * int(arch.get(f"{layer}.zoom", 1)))
+            past = [d for d in settings.dilations if d >= side]
+            if int(arch[f"{layer}.dilation"]) in past:
+                out[f"{layer}.dilation"] = min(past)
+    return out
 
 
 def stage_arch(

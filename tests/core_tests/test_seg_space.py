@@ -29,3 +29,27 @@ def test_raynas_space_prints_the_note() -> None:
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert "6.722e+18 distinct architectures" in out
     assert "note: at the 128x128 input" in out and "stage2 at 1/32 (4x4 maps)" in out
+
+
+def test_paths_differing_only_in_degenerate_dilations_share_one_function() -> None:
+    """Found in a search: two 'different' top-2 paths, identical but for a dilation of 4 or 8
+    on a zoomed 4x4 map, retrained to the same 57.31 mIoU. Folded, they are one network."""
+    import numpy as np
+    import pandas as pd
+
+    from raynas.core.seg_space import HeadSettings, build_space, functional_arch
+    from raynas.report import select_top_k
+
+    settings = BackboneSettings()
+    space = build_space(settings, HeadSettings())
+    arch = space.canonical(space.sample(np.random.default_rng(0)))
+    label = "backbone.stage1.layer0"
+    a4, a8 = (dict(arch, **{f"{label}.zoom": 2, f"{label}.dilation": d}) for d in (4, 8))
+    a2 = dict(a4, **{f"{label}.dilation": 2})
+    key = {k: functional_arch(a, settings, (128, 128)) for k, a in (("4", a4), ("8", a8),
+                                                                   ("2", a2))}  # fmt: skip
+    assert key["4"] == key["8"] != key["2"]  # 2 < 4: still reads neighbours on a 4x4 map
+    assert functional_arch(a8, settings, (1024, 2048)) == a8  # nothing folds at Cityscapes size
+    frame = pd.DataFrame([dict(arch=str(a), function=str(key[k]), mIoU=57.31, flops=22.9e6,
+                               feasible=True) for k, a in (("4", a4), ("8", a8))])  # fmt: skip
+    assert len(select_top_k(frame, 2)) == 1
