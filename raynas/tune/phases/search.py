@@ -4,6 +4,7 @@ trial sets the path on the trained supernet, recalibrates BN and scores it."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -52,15 +53,24 @@ class _Evaluator:
         self.evaluator = Evaluator(cfg.val_evaluator)
         self.evaluator.dataset_meta = val.metainfo
         self.lut: Any = None
+        self.scores: dict[tuple[str, int], float] = {}
 
     def miou(self, arch: Mapping[str, Any], calib_batches: int) -> float:
+        """Selection-split mIoU with inherited weights; a network this worker has scored
+        already (NSGA-II repeats itself, and paths differing only in degenerate dilations
+        compute the same network) is answered from memory: the evaluation is deterministic."""
         from mmseg_plugins.path_eval import evaluate_path
+        from raynas.core.seg_space import functional_arch
 
-        size = len(self.val.dataset)
-        metrics = evaluate_path(
-            self.model, arch, self.calib, calib_batches, self.val, self.evaluator, size
-        )
-        return float(metrics["mIoU"])
+        net = functional_arch(arch, self.model.backbone.settings, tuple(self.table.input_size))
+        key = (json.dumps(net, sort_keys=True), calib_batches)
+        if key not in self.scores:
+            size = len(self.val.dataset)
+            metrics = evaluate_path(
+                self.model, arch, self.calib, calib_batches, self.val, self.evaluator, size
+            )
+            self.scores[key] = float(metrics["mIoU"])
+        return self.scores[key]
 
     def latency(self, arch: Mapping[str, Any], cache: str) -> float:
         """The path's latency on this trial's device, predicted by the latency table (kept in
