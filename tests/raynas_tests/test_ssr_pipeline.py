@@ -29,6 +29,7 @@ RUN = {
 }
 
 
+@pytest.mark.slow  # a whole reduced SSR pipeline (2 SSR trials, export, retrain), ~3 min
 def test_ssr_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> None:
     from raynas.tune.pipeline import Pipeline
 
