@@ -121,6 +121,12 @@ def main() -> None:
     result = dict(quickstart=quick, search_throughput=throughput)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "orchestration.json").write_text(json.dumps(result, indent=2))
+    print(write(result))
+
+
+def write(result: dict) -> str:
+    """orchestration.md from the results."""
+    quick, throughput = result["quickstart"], result["search_throughput"]
     lines = ["| phase | wall s | trials computing s | overhead |", "|---|---|---|---|"]
     for name, p in quick["phases"].items():
         lines.append(f"| {name} | {p['wall_s']:.1f} | {p['busy_s']:.1f} | {p['overhead']:.1%} |")
@@ -140,12 +146,12 @@ def main() -> None:
     ]
     best = quick["best"]
     md = (
-        f"Quickstart best subnet {best['name']}: mIoU {best['mIoU']:.2f} at "
+        f"Quickstart best subnet {best['name']}: mIoU {best.get('mIoU', best.get('miou')):.2f} at "
         f"{best['flops'] / 1e6:.1f} MFLOPs; majority-class baseline "
         f"{quick['baselines']['majority class']:.2f}.\n\n" + "\n".join(lines) + "\n"
     )
     (OUT / "orchestration.md").write_text(md)
-    print(md)
+    return md
 
 
 if __name__ == "__main__":
