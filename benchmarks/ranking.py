@@ -38,6 +38,7 @@ STRATEGIES: dict[str, tuple] = {
     "calr-ms": ("segsupernet_uniform-calr-ms_1xb8-2k_synthseg-128x128.py", 1.0),
     "sandwich": ("segsupernet_uniform-sandwich_1xb8-2k_synthseg-128x128.py", 1 / 3),
     "cream": ("segsupernet_uniform-cream_1xb8-2k_synthseg-128x128.py", 0.8),
+    "dps + calr-ms": ("segsupernet_dps-calr-ms_1xb8-2k_synthseg-128x128.py", 1.0),
 }
 _DPS = STRATEGIES["dps"][0]
 _STAGES = [
