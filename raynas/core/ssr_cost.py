@@ -50,8 +50,7 @@ def expected_flops(p: Probs, choices: Mapping[str, Sequence], pc: PathComplexity
         stage = sum(pi * pw * _conv_bn(c, w, (3, 3), size).flops
                     for c, pi in cin.items() for w, pw in width.items())  # fmt: skip
         stage = stage + _layers(p, choices, i, width, size)
-        reached = sum(pf[k] for k, f in enumerate(fusions) if needed_stages(f) > i)
-        total = total + reached * stage
+        total = total + _stage_reached(pf, fusions, i) * stage
         cin = width
         widths.append(width)
         sizes.append(size)
@@ -66,20 +65,32 @@ def _widths(p: Probs, choices: Mapping[str, Sequence], label: str, ch: int) -> d
     return out
 
 
-def _layers(p: Probs, choices: Mapping, i: int, width: dict, size: tuple) -> torch.Tensor:
+def _stage_reached(pf: torch.Tensor, fusions: Sequence[str], i: int) -> torch.Tensor | int:
+    """Probability that stage ``i`` is computed: the head fuses it or a deeper stage."""
+    return sum(pf[k] for k, f in enumerate(fusions) if needed_stages(f) > i)
+
+
+def _over_depth(p: Probs, choices: Mapping, i: int, layer_cost: Callable) -> torch.Tensor:
+    """Sum over stage ``i``'s layers of ``layer_cost(label prefix)``, each weighted by the
+    probability that the stage's depth reaches the layer."""
     stage = f"{BACKBONE}stage{i}"
     depths, pd = choices[f"{stage}.depth"], p(f"{stage}.depth")
     total = pd.new_zeros(())
     for j in range(max(depths)):
         reached = sum(pd[k] for k, d in enumerate(depths) if d > j)
-        layer = f"{stage}.layer{j}"
+        total = total + reached * layer_cost(f"{stage}.layer{j}")
+    return total
+
+
+def _layers(p: Probs, choices: Mapping, i: int, width: dict, size: tuple) -> torch.Tensor:
+    def cost(layer: str) -> torch.Tensor:
         ops, pop = choices[f"{layer}.op"], p(f"{layer}.op")
         zooms, pz = choices[f"{layer}.zoom"], p(f"{layer}.zoom")
-        cost = sum(po * pzz * pw * _layer(op, int(z), w, size).flops
+        return sum(po * pzz * pw * _layer(op, int(z), w, size).flops
                    for op, po in zip(ops, pop) for z, pzz in zip(zooms, pz)
                    for w, pw in width.items())  # fmt: skip
-        total = total + reached * cost
-    return total
+
+    return _over_depth(p, choices, i, cost)
 
 
 def _head(p: Probs, choices: Mapping, pc: PathComplexity, widths: list, sizes: list):
@@ -132,7 +143,7 @@ def expected_latency(
             total = total + prob * sum(pc * fixed_ms(ratios, fusion, int(c))
                                        for c, pc in zip(chs, pch))  # fmt: skip
     for i, channels in enumerate(stage_channels):
-        reached = sum(pf[k] for k, f in enumerate(fusions) if needed_stages(f) > i)
+        reached = _stage_reached(pf, fusions, i)
         if not torch.is_tensor(reached):
             continue
         width = _widths(p, choices, f"{BACKBONE}stage{i}.width", channels)
@@ -141,16 +152,11 @@ def expected_latency(
 
 
 def _layers_ms(p: Probs, choices: Mapping, i: int, width: dict, layer_ms: LayerMs):
-    stage = f"{BACKBONE}stage{i}"
-    depths, pd = choices[f"{stage}.depth"], p(f"{stage}.depth")
-    total = pd.new_zeros(())
-    for j in range(max(depths)):
-        reached = sum(pd[k] for k, d in enumerate(depths) if d > j)
-        layer = f"{stage}.layer{j}"
+    def cost(layer: str) -> torch.Tensor:
         configs = itertools.product(*(zip(choices[f"{layer}.{n}"], p(f"{layer}.{n}"))
                                       for n in ("op", "dilation", "zoom")))  # fmt: skip
-        cost = sum(po * pdil * pz * pw * layer_ms(i, w, op, int(d), int(z))
+        return sum(po * pdil * pz * pw * layer_ms(i, w, op, int(d), int(z))
                    for (op, po), (d, pdil), (z, pz) in configs
                    for w, pw in width.items())  # fmt: skip
-        total = total + reached * cost
-    return total
+
+    return _over_depth(p, choices, i, cost)
