@@ -35,8 +35,8 @@ def _cmd_space(args: argparse.Namespace) -> int:
     space = space_from_model_cfg(cfg.model)
     print(space.describe())
     size = cfg.model.get("data_preprocessor", {}).get("size")
-    notes = BackboneSettings.from_cfg(cfg.model["backbone"].get("arch_settings"))
-    notes = notes.degenerate_dilations(tuple(size)) if size else []
+    settings = BackboneSettings.from_cfg(cfg.model["backbone"].get("arch_settings"))
+    notes = settings.degenerate_dilations(tuple(size)) if size else []
     if notes:
         print(f"note: at the {size[0]}x{size[1]} input, these dilations reach past the feature "
               "map (a 3x3 kernel then acts as 1x1), yet each is one more layer configuration "

@@ -83,17 +83,22 @@ class BackboneSettings:
     def max_width(self, stage: int) -> int:
         return stage_width(self.stage_channels[stage], max(self.width_ratios))
 
+    def dilations_past(self, stage: int, zoom: int, size: tuple[int, int]) -> list[int]:
+        """The dilation choices that reach past a layer's feature map at input ``size``
+        (H, W): their 3x3 kernel reads padding outside the centre tap at every pixel, so they
+        all act as the same 1x1 convolution."""
+        side = min(size) // (SCALES[stage] * zoom)
+        return [d for d in self.dilations if d >= side]
+
     def degenerate_dilations(self, size: tuple[int, int]) -> list[str]:
-        """Where a dilation choice reaches past the feature map at input ``size`` (H, W): its
-        3x3 kernel then reads padding outside the centre tap at every pixel, so the choice
-        acts as a 1x1 convolution while adding a configuration for the supernet to train."""
+        """Where dilation choices reach past the feature map (:meth:`dilations_past`): each
+        still adds a configuration for the supernet to train."""
         notes = []
         for stage, scale in enumerate(SCALES):
             for zoom in self.zooms:
-                side = min(size) // (scale * zoom)
-                bad = [d for d in self.dilations if d >= side]
+                bad = self.dilations_past(stage, zoom, size)
                 if bad:
-                    zoomed = ", zoomed" if zoom > 1 else ""
+                    side, zoomed = min(size) // (scale * zoom), ", zoomed" if zoom > 1 else ""
                     notes.append(f"stage{stage} at 1/{scale * zoom} ({side}x{side} maps"
                                  f"{zoomed}): dilation(s) {bad}")  # fmt: skip
         return notes
@@ -198,13 +203,12 @@ def functional_arch(arch: Mapping[str, Any], settings: BackboneSettings,
     replaced by the smallest such dilation: paths computing the same function get one key
     (their 3x3 kernels read only their centre tap either way)."""
     out = dict(arch)
-    for stage, scale in enumerate(SCALES):
+    for stage in range(len(SCALES)):
         for j in range(settings.max_depths[stage]):
             layer = f"{BACKBONE}stage{stage}.layer{j}"
             if f"{layer}.dilation" not in arch:
                 continue
-            side = min(size) // (scale * int(arch.get(f"{layer}.zoom", 1)))
-            past = [d for d in settings.dilations if d >= side]
+            past = settings.dilations_past(stage, int(arch.get(f"{layer}.zoom", 1)), size)
             if int(arch[f"{layer}.dilation"]) in past:
                 out[f"{layer}.dilation"] = min(past)
     return out

@@ -136,16 +136,17 @@ class RetrainPhase(TunePhase):
         if scores:
             frame = pd.DataFrame(scores).rename(columns={"mIoU": "search_mIoU"})
             frame = frame.assign(mIoU=-frame["tse"], feasible=True)
-        return frame.assign(function=frame["arch"].map(self._function))
+        return frame.assign(function=self._functions(frame["arch"]))
 
-    def _function(self, arch: str) -> str:
-        """The key of the network an arch computes (degenerate dilations folded)."""
+    def _functions(self, archs: Any) -> Any:
+        """The key of the network each arch computes (degenerate dilations folded)."""
         from raynas.core.seg_space import BackboneSettings, functional_arch
 
         model = self.pipeline.cfg.model
         settings = BackboneSettings.from_cfg(model.backbone.get("arch_settings"))
         size = tuple(model.data_preprocessor.size)
-        return json.dumps(functional_arch(json.loads(arch), settings, size), sort_keys=True)
+        return archs.map(lambda a: json.dumps(functional_arch(json.loads(a), settings, size),
+                                              sort_keys=True))  # fmt: skip
 
     def _export_baselines(self, subnet_uri: str) -> list[dict[str, Any]]:
         """``subnets/baseline-NAME/subnet.py``: each baseline in subnet0's training config."""
