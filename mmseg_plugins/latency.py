@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmseg_plugins.arch import current_arch, set_arch
+from mmseg_plugins.arch import current_arch, set_arch, set_relaxed
 from mmseg_plugins.models.blocks import FixedLayer
 from raynas.core.seg_space import BACKBONE, HEAD, needed_stages, stage_arch, stage_width
 
-__all__ = ["LatencyCost", "LatencyTable", "device_key", "measure_latency"]
+__all__ = ["LatencyCost", "LatencyTable", "device_key", "measure_latency", "table_file"]
 
 
 def device_key(device: torch.device | str = "cpu") -> str:
@@ -33,6 +33,11 @@ def device_key(device: torch.device | str = "cpu") -> str:
 
 
 @torch.no_grad()
+def table_file(device: torch.device | str, input_size: tuple[int, int]) -> str:
+    """The file name of the latency table of one device and input size."""
+    return f"{device_key(device)}-{input_size[0]}x{input_size[1]}.json"
+
+
 def _time(fn: Callable[[], Any], warmup: int, runs: int) -> float:
     for _ in range(warmup):
         fn()
@@ -218,15 +223,13 @@ class LatencyCost:
         self._model, self._base = model, weights.space.extreme(True)
         known, start = len(self.table.entries), time.perf_counter()
         relaxed = getattr(model.backbone, "relaxed", None)
-        object.__setattr__(model.backbone, "relaxed", None)
-        object.__setattr__(model.decode_head, "relaxed", None)
+        set_relaxed(model, None)
         try:
             cuda = [device] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda), torch.no_grad():
                 self.expected(weights)
         finally:
-            object.__setattr__(model.backbone, "relaxed", relaxed)
-            object.__setattr__(model.decode_head, "relaxed", relaxed)
+            set_relaxed(model, relaxed)
         if len(self.table.entries) > known:
             if logger is not None:
                 new, took = len(self.table.entries) - known, time.perf_counter() - start

@@ -97,7 +97,6 @@ class SSRHook(Hook):
                             warmup_iters=warmup_iters, shrink_interval=shrink_interval,
                             target_flops=target_flops, cost=cost,
                             target_latency_ms=target_latency_ms), "SSRHook")  # fmt: skip
-        self.cost = cost
         self.latency = LatencyCost(latency_table, latency_runs) if cost != "flops" else None
         self.target = target_flops if cost == "flops" else target_latency_ms
         self.cost_weight, self.grad_clip = cost_weight, grad_clip

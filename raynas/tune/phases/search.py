@@ -75,14 +75,14 @@ class _Evaluator:
     def latency(self, arch: Mapping[str, Any], cache: str) -> float:
         """The path's latency on this trial's device, predicted by the latency table (kept in
         the experiment's ``latency/`` per device and input size; missing entries measured)."""
-        from mmseg_plugins.latency import LatencyTable
+        from mmseg_plugins.latency import LatencyTable, table_file
         from raynas.tune.storage import Storage
 
         if self.lut is None:
             device = next(self.model.parameters()).device
             size = tuple(self.table.input_size)
             self.lut = LatencyTable(self.model.backbone.settings, size, device=device)
-            self.lut_name = f"{self.lut.device_key}-{size[0]}x{size[1]}.json"
+            self.lut_name = table_file(device, size)
             if Storage(cache).exists(self.lut_name):
                 self.lut.add_json(Storage(cache).read_text(self.lut_name), self.lut_name)
         known = len(self.lut.entries)

@@ -77,9 +77,9 @@ def _latency_copy(cache: str, work: Path, size: tuple[int, int]) -> Path:
     (named as the sampling search names it); the hook reads and extends it."""
     import torch
 
-    from mmseg_plugins.latency import device_key
+    from mmseg_plugins.latency import table_file
 
-    name = f"{device_key('cuda' if torch.cuda.is_available() else 'cpu')}-{size[0]}x{size[1]}.json"
+    name = table_file("cuda" if torch.cuda.is_available() else "cpu", size)
     work.mkdir(parents=True, exist_ok=True)
     if Storage(cache).exists(name):
         (work / name).write_text(Storage(cache).read_text(name))
