@@ -20,7 +20,14 @@ from raynas.tune.options import trial_resources
 from raynas.tune.param_space import grid_size, tune_spec
 from raynas.tune.phases.base import TunePhase
 from raynas.tune.storage import Storage
-from raynas.tune.trial import archive_row, prepare_runner_cfg, run_runner, scored_on, trial_config
+from raynas.tune.trial import (
+    archive_row,
+    prepare_runner_cfg,
+    run_runner,
+    scored_on,
+    trial_config,
+    trial_threads,
+)
 
 __all__ = ["SSRSearch", "search_ssr"]
 
@@ -38,6 +45,7 @@ def ssr_hook(ssr: Mapping[str, Any], latency_table: str | None = None) -> dict[s
 
 def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
     """The trainable: one SSR search, from the supernet's weights to one architecture."""
+    trial_threads()  # before naming the latency table: its CPU key includes torch's threads
     cfg = trial_config(cfg_text, config.get("cfg_options") or opts.get("cfg_options"))
     ssr = {**opts["ssr"], **(config.get("ssr") or {})}
     work = Path(tune.get_context().get_trial_dir()) / "work"
