@@ -108,17 +108,17 @@ class Archive:
             How many evaluation files were merged and removed.
         """
         name = f"{phase}{COMPACTED}"
-        small = [n for n in self.files(phase) if n != name]
-        if small:
-            table = self.read(phase)
+        names = [n for n in self.storage.listdir()
+                 if n.startswith(f"{phase}-") and n.endswith(".parquet")]  # fmt: skip
+        small = [n for n in names if n != name]
+        merged = [] if name in names else small  # else: leftovers of an interrupted compaction
+        if merged:
             tmp = self.storage.path(f".tmp-{name}")
-            pq.write_table(table, tmp, filesystem=self.storage.fs)
+            pq.write_table(self.read(phase), tmp, filesystem=self.storage.fs)
             self.storage.fs.move(tmp, self.storage.path(name))
-        leftovers = [n for n in self.storage.listdir() if n.startswith(f"{phase}-")]
-        for n in leftovers:
-            if n != name and n.endswith(".parquet"):
-                self.storage.fs.delete_file(self.storage.path(n))
-        return len(small)
+        for n in small:
+            self.storage.fs.delete_file(self.storage.path(n))
+        return len(merged)
 
     def read(self, phase: str | None = None) -> pa.Table:
         """All rows (of one phase), as a pyarrow Table."""
