@@ -2,9 +2,13 @@
 
 PyTorch's CPU wheels use libgomp, whose threads spin while they wait at a barrier. When a
 process outside the trial takes one of the cores a 2-thread trial uses, the spinning thread
-keeps the working one off its core. This runs the quickstart's supernet phase for a fixed
-time under each OpenMP setting (passed to the Ray workers through ``tune_cfg.ray.env_vars``)
-and reports the median seconds per training iteration from mmengine's log.
+keeps the working one off its core; without the spinning, every barrier waits for a thread to
+wake up, and a step of many small operators can be slower on 2 threads than on one. This runs
+the quickstart's supernet phase (2 CPUs reserved) for a fixed time under each OpenMP setting
+(passed to the Ray workers through ``tune_cfg.ray.env_vars``) and torch thread count
+(``tune_cfg.supernet.resources.threads``: 2, 1, or ``'auto'``, the faster of the two measured
+when the trial starts) and reports the median seconds per training iteration from mmengine's
+log.
 
 Run:  python benchmarks/openmp.py [--seconds 75] [--storage /tmp/raynas-bench-openmp]
 Writes benchmarks/results/openmp.json and openmp.md.
@@ -25,10 +29,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
-SETTINGS = {
-    "libgomp default (spin)": {"GOMP_SPINCOUNT": None},
-    "GOMP_SPINCOUNT=1000 (raynas default)": {},
-    "OMP_WAIT_POLICY=PASSIVE": {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
+SETTINGS = {  # label -> (OpenMP variables, torch threads)
+    "libgomp default (spin), 2 threads": ({"GOMP_SPINCOUNT": None}, 2),
+    "GOMP_SPINCOUNT=1000 (raynas default), 2 threads": ({}, 2),
+    "OMP_WAIT_POLICY=PASSIVE, 2 threads": (
+        {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"},
+        2,
+    ),
+    "GOMP_SPINCOUNT=1000, 1 thread": ({}, 1),
+    "GOMP_SPINCOUNT=1000, threads='auto' (raynas default)": ({}, "auto"),
 }
 OMP_VARS = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "KMP_BLOCKTIME")
 
@@ -39,10 +48,11 @@ def busy_process(seconds: float) -> subprocess.Popen:
 
 
 def run_supernet(
-    storage: Path, name: str, env_vars: dict, seconds: float
+    storage: Path, name: str, env_vars: dict, threads: int | str, seconds: float
 ) -> list[tuple[int, float]]:
     """Runs the quickstart for ``seconds``; returns the logged (iteration, seconds) pairs."""
     opts = [f"tune_cfg.ray.env_vars.{k}={v}" for k, v in env_vars.items()]
+    opts.append(f"tune_cfg.supernet.resources.threads={threads}")
     env = {k: v for k, v in os.environ.items() if k not in OMP_VARS}
     cmd = [sys.executable, "-m", "raynas.cli", "run", str(ROOT / "configs/quickstart.py")]
     cmd += ["--storage", str(storage), "--name", name]
@@ -70,10 +80,10 @@ def main() -> None:
     shutil.rmtree(args.storage, ignore_errors=True)
     rows = []
     for busy in (0, 1):
-        for label, env_vars in SETTINGS.items():
+        for label, (env_vars, threads) in SETTINGS.items():
             hogs = [busy_process(args.seconds + 5) for _ in range(busy)]
             name = f"busy{busy}-{len(rows)}"
-            logged = run_supernet(args.storage, name, env_vars, args.seconds)
+            logged = run_supernet(args.storage, name, env_vars, threads, args.seconds)
             for h in hogs:
                 h.kill()
             rows.append(
@@ -88,7 +98,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "openmp.json").write_text(json.dumps(rows, indent=2))
     lines = [
-        f"Quickstart supernet trial (2 CPUs, 2 torch threads), {args.seconds:.0f} s per run, "
+        f"Quickstart supernet trial (2 CPUs reserved), {args.seconds:.0f} s per run, "
         f"{os.cpu_count()} cores; median s/iteration over mmengine's logged iterations.",
         "",
         "| OpenMP setting | busy processes | iterations reached | s / iteration |",

@@ -61,7 +61,8 @@ def _create(config: str, storage: Path, name: str, donor: Path | None, **options
 
 def pipelines(storage: Path, equal_time: bool = True) -> dict[str, Path]:
     """NSGA-II's and SSR's quickstarts on one supernet, at about equal search wall time."""
-    donor = _create("quickstart.py", storage, "supernet", None)  # the NSGA-II quickstart
+    donor = _create("quickstart.py", storage, "supernet", None,  # the NSGA-II quickstart
+                    **{"supernet.iters": 1500, "supernet.report_interval": 500})  # fmt: skip
     ssr = _create(
         "ssr_quickstart.py",
         storage,
@@ -131,7 +132,8 @@ def _ssr_runner(exp: Path, work: Path, ssr: dict[str, Any], loss_on: bool) -> di
     start = time.time()
     runner.train()
     hook = next(h for h in runner.hooks if type(h).__name__ == "SSRHook")
-    out = dict(loss_on=loss_on, seconds=time.time() - start, history=hook.history,
+    out = dict(loss_on=loss_on, sample_k=ssr.get("sample_k", 0),
+               seconds=time.time() - start, history=hook.history,
                relaxed_mIoU=[m["relaxed"] for m in metrics],
                derived_mIoU=[m["derived/mIoU"] for m in metrics], **hook.summary())  # fmt: skip
     key.write_text(json.dumps(out, default=float))
@@ -153,18 +155,23 @@ class _Metrics:
 
 
 def gap(exp: Path, work: Path, target: float, lr: float) -> list[dict[str, Any]]:
-    """SSR with the loss on and off, from the SSR experiment's supernet and options."""
+    """SSR with the loss on and off (all candidates), and on with 2 candidates drawn per row,
+    from the SSR experiment's supernet and options."""
     from raynas.config import config_from_text
     from raynas.tune.options import resolve_tune_cfg
 
     cfg = config_from_text((exp / "config.py").read_text())
     ssr = {**resolve_tune_cfg(cfg.tune_cfg)["search"]["ssr"], "target_flops": target}
     ssr["arch_optimizer"] = {**ssr["arch_optimizer"], "lr": lr}
-    return [_ssr_runner(exp, work / f"gap-{'on' if on else 'off'}", ssr, on) for on in (1, 0)]
+    runs = [_ssr_runner(exp, work / f"gap-{'on' if on else 'off'}", ssr, on) for on in (1, 0)]
+    return [*runs, _ssr_runner(exp, work / "gap-on-k2", {**ssr, "sample_k": 2}, True)]
 
 
-def activation_memory(exp: Path) -> dict[str, float]:
-    """MB of tensors saved for backward by one training step (batch 8, 128x128)."""
+def step_cost(exp: Path, steps: int = 3) -> dict[str, dict[str, float]]:
+    """MB of tensors saved for backward and median seconds of forward + backward, one training
+    step each (batch 8, 128x128, one thread)."""
+    import statistics
+
     import numpy as np
     import torch
 
@@ -173,10 +180,17 @@ def activation_memory(exp: Path) -> dict[str, float]:
     from raynas.core.ssr import ArchWeights
     from raynas.export import build_supernet
 
+    torch.set_num_threads(1)
     model = build_supernet(config_from_text((exp / "config.py").read_text())).train()
     space, x = search_space(model), torch.randn(8, 3, 128, 128)
 
-    def saved_mb() -> float:
+    def step() -> float:
+        start = time.perf_counter()
+        model.decode_head(model.backbone(x)).sum().backward()
+        model.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    def measure() -> dict[str, float]:
         seen: dict[int, int] = {}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
@@ -184,9 +198,10 @@ def activation_memory(exp: Path) -> dict[str, float]:
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model.decode_head(model.backbone(x)).sum().backward()
-        model.zero_grad(set_to_none=True)
-        return sum(seen.values()) / 2**20
+            step()  # also the warm-up
+        return dict(
+            mb=sum(seen.values()) / 2**20, s=statistics.median(step() for _ in range(steps))
+        )
 
     out = {}
     for name, arch in (
@@ -195,16 +210,19 @@ def activation_memory(exp: Path) -> dict[str, float]:
         ("random path", space.canonical(space.sample(np.random.default_rng(0)))),
     ):
         set_arch(model, arch)
-        out[name] = saved_mb()
+        out[name] = measure()
     weights = ArchWeights(space)
     set_relaxed(model, weights)
-    out["relaxed, all candidates"] = saved_mb()
+    out["relaxed, all candidates"] = measure()
+    set_relaxed(model, weights.sample(2, torch.Generator().manual_seed(0)))
+    out["relaxed, 2 drawn per row (sample_k=2)"] = measure()
+    set_relaxed(model, weights)
     with torch.no_grad():
         for label in weights.rows:
             if label.endswith((".dilation", ".zoom")):
                 weights.mask(label).zero_()
                 weights.mask(label)[0] = True
-    out["relaxed, dilation and zoom decided"] = saved_mb()
+    out["relaxed, dilation and zoom decided"] = measure()
     set_relaxed(model, None)
     return out
 
@@ -218,7 +236,9 @@ def write(result: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|"]  # fmt: skip
     for g in result["gap"]:
         its = g["history"][-1]["iter"] if g["history"] else 0
-        lines.append(f"| {'on' if g['loss_on'] else 'off'} | {its} | {int(g['candidates_left'])}"
+        k = f", {g['sample_k']} drawn per row" if g.get("sample_k") else ""
+        lines.append(f"| {'on' if g['loss_on'] else 'off'}{k} | {its} | "
+                     f"{int(g['candidates_left'])}"
                      f" | {g['relaxed_mIoU'][-1]:.2f} | {g['derived_mIoU'][-1]:.2f} | "
                      f"{g['relaxed_mIoU'][-1] - g['derived_mIoU'][-1]:.2f} |")  # fmt: skip
     lines += ["", "## 2. SSR against NSGA-II (same supernet, same retraining)", "",
@@ -232,16 +252,20 @@ def write(result: dict[str, Any]) -> str:
         "",
         "## 3. Cost",
         "",
-        "Seconds per iteration between shrink steps (SSR loss on):",
+        "Seconds per SSR iteration (weight + alpha step) between shrink steps (SSR loss on; "
+        "all candidates, then 2 drawn per row):",
         "",
-        "| shrink step at iter | candidates left | s/iteration |",
-        "|---|---|---|",
+        "| candidates per row | shrink step at iter | candidates left | s/iteration |",
+        "|---|---|---|---|",
     ]
-    for h in result["gap"][0]["history"]:
-        lines.append(f"| {h['iter']} | {h['candidates_left']} | {h['s_per_iter']:.2f} |")
-    lines += ["", "Activation memory of one training step (tensors saved for backward, batch 8, "
-              "128x128):", "", "| step | MB |", "|---|---|"]  # fmt: skip
-    lines += [f"| {k} | {v:.0f} |" for k, v in result["memory"].items()]
+    for g in result["gap"]:
+        for h in g["history"] if g["loss_on"] else []:
+            lines.append(f"| {g.get('sample_k') or 'all'} | {h['iter']} | "
+                         f"{h['candidates_left']} | {h['s_per_iter']:.2f} |")  # fmt: skip
+    lines += ["", "One training step, forward + backward (batch 8, 128x128, one thread): the "
+              "tensors saved for backward and the median time:", "",
+              "| step | MB | s |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {k} | {v['mb']:.0f} | {v['s']:.2f} |" for k, v in result["memory"].items()]
     md = "\n".join(lines) + "\n"
     (OUT / "ssr.md").write_text(md)
     return md
@@ -267,7 +291,7 @@ def main() -> None:
     result: dict[str, Any] = dict(compare=compare(args.storage, not args.no_equal_time))
     result["gap_lr"] = args.gap_lr
     result["gap"] = gap(args.storage / "ssr", args.storage, args.target_flops, args.gap_lr)
-    result["memory"] = activation_memory(args.storage / "ssr")
+    result["memory"] = step_cost(args.storage / "ssr")
     print(write(result), flush=True)
 
 

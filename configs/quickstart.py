@@ -4,7 +4,8 @@
 # Pareto subnets -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
 _base_ = ["supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
 tune_cfg = dict(
-    supernet=dict(iters=1500, report_interval=500, resources=dict(cpu=2)),
+    # 2 CPUs reserved; torch's threads measured at the start (resources.threads='auto')
+    supernet=dict(iters=1200, report_interval=600, resources=dict(cpu=2)),
     search=dict(
         num_candidates=24,
         eval_images=100,

@@ -16,6 +16,9 @@ tune_cfg = dict(
             # alpha's lr: the reference's 2e-3 is for 200 Cityscapes epochs; even at 0.5 most
             # rows are undecided after 48 steps (benchmarks/results/ssr.md): the argmax is used
             arch_optimizer=dict(lr=0.5),
+            # 2 candidates per row drawn each step: about half the time of all candidates
+            # (benchmarks/results/ssr.md), so the search fits the quickstart's budget
+            sample_k=2,
         ),
         param_space=dict(ssr=dict(target_flops=dict(grid=[25e6, 50e6]))),  # FLOPs per image
         resources=dict(cpu=1),

@@ -22,7 +22,8 @@ def ssr_steps(frame: pd.DataFrame) -> pd.DataFrame:
         p = json.loads(r.proxies)
         if "candidates_left" not in p:
             continue
-        out.append(dict(trial_id=r.trial_id, iteration=int(r.iteration), derived_mIoU=r.mIoU,
+        it = p.pop("iter", r.iteration)  # the Runner's iteration (older rows: Tune's report)
+        out.append(dict(trial_id=r.trial_id, iteration=int(it), derived_mIoU=r.mIoU,
                         flops=r.flops, final=r.path == "candidate", **p))  # fmt: skip
     cols = ["trial_id", "iteration", "derived_mIoU", "flops", "final"]
     return pd.DataFrame(out, columns=None if out else cols).sort_values(["trial_id", "iteration"])
@@ -78,7 +79,7 @@ def ssr_markdown(frame: pd.DataFrame) -> str:
         gap = f"{relaxed - r['derived_mIoU']:.2f}" if has_relaxed else "-"
         lines.append(f"| {r['trial_id']} | {target} | {r['iteration']} | "
                      f"{int(r['candidates_left'])} | {r['expected_mflops']:.1f} | "
-                     f"{r['flops'] / 1e6:.1f} | {relaxed if has_relaxed else '-'} | "
+                     f"{r['flops'] / 1e6:.1f} | {f'{relaxed:.2f}' if has_relaxed else '-'} | "
                      f"{r['derived_mIoU']:.2f} | {gap} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 

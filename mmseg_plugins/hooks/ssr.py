@@ -64,6 +64,9 @@ class SSRHook(Hook):
         latency_table: A JSON file keeping the latency table's entries (read if present,
             written after measuring); None: measured in this run only.
         latency_runs: Timed runs per latency table entry.
+        sample_k: Candidates per decision row computed in a training step, drawn in proportion
+            to their probabilities and renormalised (``ArchWeights.sample``); 0: all valid
+            candidates, as the paper (``benchmarks/results/ssr.md`` compares time and memory).
     """
 
     priority = "NORMAL"
@@ -83,6 +86,7 @@ class SSRHook(Hook):
         target_latency_ms: float | None = None,
         latency_table: str | None = None,
         latency_runs: int = 20,
+        sample_k: int = 0,
     ) -> None:
         weights = loss_weights or dict(depth=0.3, ops=0.3, widths=0.15, head=0.15)
         self.loss_weights = check_loss_weights(weights, "SSRHook.loss_weights")
@@ -96,12 +100,13 @@ class SSRHook(Hook):
         check_settings(dict(cost_weight=cost_weight, grad_clip=grad_clip, threshold=threshold,
                             warmup_iters=warmup_iters, shrink_interval=shrink_interval,
                             target_flops=target_flops, cost=cost,
-                            target_latency_ms=target_latency_ms), "SSRHook")  # fmt: skip
+                            target_latency_ms=target_latency_ms, sample_k=sample_k),
+                       "SSRHook")  # fmt: skip
         self.latency = LatencyCost(latency_table, latency_runs) if cost != "flops" else None
         self.target = target_flops if cost == "flops" else target_latency_ms
         self.cost_weight, self.grad_clip = cost_weight, grad_clip
         self.interval, self.threshold = int(shrink_interval), float(threshold)
-        self.warmup, self.seed = int(warmup_iters), int(seed)
+        self.warmup, self.seed, self.sample_k = int(warmup_iters), int(seed), int(sample_k)
         self.weights: ArchWeights | None = None
         self.history: list[dict[str, Any]] = []
         self._pending: dict | None = None
@@ -133,19 +138,16 @@ class SSRHook(Hook):
             return
         space = self.weights.space
         if self.latency is not None:
-            low, high = (self.latency.predict(space.extreme(big)) for big in (False, True))
-            if not low <= self.target <= high:
-                raise InvalidValueError(
-                    f"SSRHook.target_latency_ms={self.target:.4g} is outside what the space "
-                    f"reaches on {self.latency.table.device_key} ({low:.3g}..{high:.3g} ms at "
-                    "this input size); choose a target in range"
-                )
-            return
-        low, high = (self.table(space.extreme(big)).flops for big in (False, True))
+            key, unit, on = "target_latency_ms", "ms", f" on {self.latency.table.device_key}"
+            cost = self.latency.predict
+        else:
+            key, unit, on = "target_flops", "FLOPs", ""
+            cost = lambda arch: self.table(arch).flops  # noqa: E731
+        low, high = (cost(space.extreme(big)) for big in (False, True))
         if not low <= self.target <= high:
             raise InvalidValueError(
-                f"SSRHook.target_flops={self.target:.4g} is outside what the space reaches "
-                f"({low:.4g}..{high:.4g} FLOPs at this input size); choose a target in range"
+                f"SSRHook.{key}={self.target:.4g} is outside what the space reaches{on} "
+                f"({low:.4g}..{high:.4g} {unit} at this input size); choose a target in range"
             )
 
     def _search_set(self, runner: Any) -> Any:
@@ -179,6 +181,17 @@ class SSRHook(Hook):
         self.weights = None  # rebuilt from the checkpoint in before_train
 
     # search ------------------------------------------------------------------------------
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        weights = self._setup(runner)
+        if self.sample_k and not weights.decided:
+            set_relaxed(unwrap(runner.model), self._sampled(runner, 0))
+
+    def _sampled(self, runner: Any, step: int) -> Any:
+        """This iteration's drawn candidates for the weight (0) or the alpha (1) step; seeded
+        by the iteration, so a resumed search draws the same."""
+        gen = torch.Generator().manual_seed(hash((self.seed, runner.iter, step)))
+        return self.weights.sample(self.sample_k, gen)
+
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                          outputs: Any = None) -> None:  # fmt: skip
         weights = self._setup(runner)
@@ -217,6 +230,8 @@ class SSRHook(Hook):
 
     def _arch_step(self, runner: Any) -> None:
         model, w = unwrap(runner.model), self.weights
+        if self.sample_k:
+            set_relaxed(model, self._sampled(runner, 1))
         data = model.data_preprocessor(self._batch(runner), True)
         task, _ = model.parse_losses(model.loss(data["inputs"], data["data_samples"]))
         loss = task + w.ssr_loss()
@@ -253,6 +268,7 @@ class SSRHook(Hook):
         weights = self._setup(runner)
         loop = runner.val_loop
         if not weights.decided:
+            set_relaxed(unwrap(runner.model), weights)  # every valid candidate
             runner.message_hub.update_scalar("strategy/relaxed_mIoU", self._relaxed_miou(runner))
             set_relaxed(unwrap(runner.model), None)
         loop.paths, loop.main = {"derived": weights.derive()}, "derived"

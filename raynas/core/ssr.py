@@ -32,6 +32,7 @@ __all__ = [
     "DECISION_TYPES",
     "SHRINK_ORDER",
     "ArchWeights",
+    "SampledWeights",
     "check_loss_weights",
     "check_settings",
     "decision_type",
@@ -70,7 +71,7 @@ def check_loss_weights(weights: Mapping[str, Any], where: str = "SSR loss_weight
 COSTS = ("flops", "latency_ms")  # what an SSR target can be set on
 # SSR's numeric settings and their lower bounds (``target_flops``: > 0 or None)
 _LOWER_BOUNDS = dict(iters=1, shrink_interval=1, warmup_iters=0, threshold=0, cost_weight=0,
-                     grad_clip=0)  # fmt: skip
+                     grad_clip=0, sample_k=0)  # fmt: skip
 
 
 def check_settings(settings: Mapping[str, Any], where: str) -> None:
@@ -90,6 +91,11 @@ def check_settings(settings: Mapping[str, Any], where: str) -> None:
             isinstance(target, bool) or not isinstance(target, (int, float)) or target <= 0
         ):
             raise InvalidValueError(f"{where}.{key} must be > 0 or None, got {target!r}")
+    if settings.get("sample_k", 0) == 1:
+        raise InvalidValueError(
+            f"{where}.sample_k=1 leaves each row one candidate at weight 1, so alpha gets no "
+            "task gradient; use 0 (every candidate) or >= 2"
+        )
     cost = settings.get("cost", "flops")
     if cost not in COSTS:
         raise InvalidValueError(
@@ -202,6 +208,23 @@ class ArchWeights(nn.Module):
             arch[label] = self.space.choices[label][int(self.probs(label).argmax())]
         return self.space.canonical(arch)
 
+    @torch.no_grad()
+    def sample(self, k: int, generator: torch.Generator) -> ArchWeights | SampledWeights:
+        """The weights one step computes: all valid candidates (``k`` = 0, the paper's), or
+        ``k`` of each row's drawn without replacement in proportion to their probabilities
+        (ProxylessNAS-style; drawing rather than taking the top ``k`` lets every candidate
+        still earn task gradient, and starts without ties to break at uniform ``alpha``)."""
+        if k <= 0:
+            return self
+        active = {}
+        for label in self.rows:
+            valid = self.valid(label)
+            if len(valid) > k:
+                p = self.probs(label)[valid].float().cpu()
+                pick = torch.multinomial(p, k, replacement=False, generator=generator)
+                active[label] = sorted(valid[i] for i in pick.tolist())
+        return SampledWeights(self, active)
+
     def onehot_(self, arch: Mapping[str, Any]) -> None:
         """Masks every row to ``arch``'s choice (probabilities become one-hot)."""
         with torch.no_grad():
@@ -209,6 +232,31 @@ class ArchWeights(nn.Module):
                 mask = torch.zeros_like(self.mask(label))
                 mask[self.space.choices[label].index(arch[label])] = True
                 self.mask(label).copy_(mask)
+
+
+class SampledWeights:
+    """One step's view of :class:`ArchWeights` restricted to drawn candidates: ``p`` is
+    renormalised over them (differentiable in ``alpha``), ``valid`` lists them; what the relaxed
+    forward reads (``space``, ``p``, ``valid``), nothing else.
+
+    Args:
+        weights: The architecture weights.
+        active: Drawn candidate indices per row (rows not listed: all valid ones).
+    """
+
+    def __init__(self, weights: ArchWeights, active: Mapping[str, list[int]]):
+        self.space, self.weights, self.active = weights.space, weights, dict(active)
+
+    def p(self, label: str) -> torch.Tensor:
+        p = self.weights.p(label)
+        if label not in self.active:
+            return p
+        keep = torch.zeros_like(p)
+        keep[self.active[label]] = 1
+        return p * keep / (p * keep).sum()
+
+    def valid(self, label: str) -> list[int]:
+        return self.active.get(label) or self.weights.valid(label)
 
 
 def _key(label: str) -> str:

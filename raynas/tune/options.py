@@ -83,7 +83,8 @@ _COUNTS: dict[str, tuple[int, bool]] = {
 }
 # cpu/gpu: the trial's own; workers > 1 (data-parallel trials: supernet, retrain): the trial is a
 # light Ray Train driver (0.1 CPU) and each worker takes cpu_per_worker/gpu_per_worker
-_RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker")
+_RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker", "threads")
+_THREADS_PHASES = ("supernet", "retrain")  # trials that train with the Runner in one process
 DATA_PARALLEL = ("supernet", "retrain")
 _CONSTRAINTS = ("flops", "params", "latency_ms")
 
@@ -157,6 +158,7 @@ _SSR = dict(
     grad_clip=5.0,
     warm_start=True,  # start from the supernet phase's weights
     seed=0,
+    sample_k=0,  # candidates per row computed in a step (drawn by probability); 0: all
 )
 
 
@@ -167,8 +169,9 @@ def _check_ssr(ssr: dict[str, Any], where: str = "tune_cfg.search.ssr") -> dict[
         if key not in _SSR:
             raise _unknown(f"key of {where}:", key, _SSR)
     out = {**copy.deepcopy(_SSR), **ssr}
-    for key in ("iters", "shrink_interval", "warmup_iters"):  # whole counts
-        _check_count(f"{where}.{key}", out[key], 1 if key != "warmup_iters" else 0, False)
+    for key in ("iters", "shrink_interval", "warmup_iters", "sample_k"):  # whole counts
+        _check_count(f"{where}.{key}", out[key], 1 if key in ("iters", "shrink_interval") else 0,
+                     False)  # fmt: skip
     check_settings(out, where)
     check_loss_weights(
         _mapping(f"{where}.loss_weights", out["loss_weights"]), f"{where}.loss_weights"
@@ -192,6 +195,9 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
     for key, value in (opts.get("resources") or {}).items():
         if key not in _RESOURCES:
             raise _unknown(f"key of {where}.resources:", key, _RESOURCES)
+        if key == "threads":
+            _check_threads(f"{where}.resources.threads", value, phase)
+            continue
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise InvalidValueError(
                 f"{where}.resources.{key} must be a number >= 0, got {value!r}"
@@ -256,6 +262,19 @@ def _check_count(where: str, value: Any, minimum: int, nullable: bool) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         extra = " or None" if nullable else ""
         raise InvalidValueError(f"{where} must be an integer >= {minimum}{extra}, got {value!r}")
+
+
+def _check_threads(where: str, value: Any, phase: str) -> None:
+    if phase not in _THREADS_PHASES:
+        raise InvalidValueError(
+            f"{where} applies to the {' and '.join(_THREADS_PHASES)} phases only (trials here "
+            "use as many threads as they reserve CPUs); remove it"
+        )
+    if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidValueError(
+            f"{where} must be 'auto' (the faster of 1 and the trial's CPUs, measured) or an "
+            f"integer >= 1, got {value!r}"
+        )
 
 
 def trial_resources(opts: dict) -> dict[str, float]:

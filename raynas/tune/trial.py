@@ -162,19 +162,43 @@ def scale_schedule(cfg: Config, iters: int) -> None:
         sched["begin"] = min(sched.get("begin", 0), sched["end"] - 1)
 
 
-def run_runner(cfg: Config, rows: Rows) -> tuple[Any, TuneReportHook]:
+def run_runner(cfg: Config, rows: Rows, threads: int | str = "auto") -> tuple[Any, TuneReportHook]:
     """Trains with the mmengine Runner, reporting to Tune at each validation; returns the
     runner and its report hook.
 
     mmengine's INFO log (loss lines) goes to the trial's log file in its work dir; the console
     (which Ray forwards to the driver from every trial) gets warnings only.
+
+    Args:
+        cfg: The trial's config.
+        rows: Archive rows of a validation's metrics.
+        threads: torch's CPU threads: a count, or ``'auto'``: 1 or the trial's CPUs, whichever
+            trains the model faster (:func:`mmseg_plugins.threads.fastest_threads`).
     """
     trial_threads()
     runner = build_runner(cfg)
+    size_threads(runner, threads)
     hook = TuneReportHook(rows)
     runner.register_hook(hook)
     runner.train()
     return runner, hook
+
+
+def size_threads(runner: Any, threads: int | str) -> None:
+    """Applies ``threads`` (see :func:`run_runner`) to a CPU trial, logging a measured choice."""
+    cpus = torch.get_num_threads()
+    if threads != "auto":
+        torch.set_num_threads(int(threads))
+        return
+    size = getattr(runner.model.data_preprocessor, "size", None)
+    if cpus < 2 or torch.cuda.is_available() or not size:
+        return
+    from mmseg_plugins.threads import fastest_threads
+
+    batch = runner.cfg.train_dataloader.batch_size
+    best, times = fastest_threads(runner.model, batch, size, (1, cpus))
+    shown = ", ".join(f"{n} threads {t:.3f} s" for n, t in times.items())
+    runner.logger.info(f"training step measured at {shown}: training on {best}")
 
 
 def build_runner(cfg: Config) -> Any:

@@ -84,3 +84,30 @@ def test_one_hot_masks_and_bad_weights() -> None:
         ArchWeights(SPACE, {"dpeth": 1.0})
     with pytest.raises(InvalidValueError, match="ops"):
         ArchWeights(SPACE, {"ops": -1.0})
+
+
+def test_sampled_candidates_follow_the_probabilities_and_carry_the_gradient() -> None:
+    weights = ArchWeights(SPACE)
+    assert weights.sample(0, torch.Generator()) is weights  # 0: every candidate
+    label = "backbone.stage0.layer0.dilation"  # 4 choices
+    with torch.no_grad():
+        weights.alpha[label.replace(".", "__")].copy_(torch.tensor([4.0, -4.0, 0.0, 0.0]))
+        weights.mask(label)[3] = False  # pruned: never drawn
+    draws = [weights.sample(2, torch.Generator().manual_seed(s)) for s in range(200)]
+    for view in draws[:5]:
+        for row in weights.rows:
+            valid = weights.valid(row)
+            assert set(view.valid(row)) <= set(valid)
+            assert len(view.valid(row)) == min(2, len(valid))
+            p = view.p(row)
+            assert float(p.sum()) == pytest.approx(1.0)
+            assert set(torch.nonzero(p).flatten().tolist()) == set(view.valid(row))
+    counts = np.bincount([i for v in draws for i in v.valid(label)], minlength=4)
+    assert counts[3] == 0 and counts[0] == 200  # p = (0.66, 0.01, 0.33): the first always
+    assert counts[2] > 5 * counts[1]
+    again = weights.sample(2, torch.Generator().manual_seed(7)).active
+    assert again == draws[7].active  # seeded: a resumed search draws the same
+    view = draws[0]
+    view.p(label)[view.valid(label)].pow(2).sum().backward()
+    grad = weights.alpha[label.replace(".", "__")].grad
+    assert grad is not None and grad.abs().sum() > 0

@@ -20,7 +20,7 @@ from mmseg_plugins.hooks.ssr import SSRHook
 from mmseg_plugins.models.elastic import ElasticConv2d
 from raynas.config import apply_selection_split
 from raynas.core.errors import InvalidValueError, UnknownKeyError
-from raynas.core.ssr import ArchWeights
+from raynas.core.ssr import ArchWeights, SampledWeights
 from raynas.export import build_supernet
 
 CONFIG = "supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
@@ -82,6 +82,35 @@ def test_relaxed_gradients_reach_alpha_and_pruned_candidates_are_skipped(superne
     assert 0 < len(calls) < full / 3, (len(calls), full)
 
 
+def test_sampled_candidates_compute_less_and_one_drawn_each_is_the_single_path(supernet):
+    supernet.train()
+    supernet.decode_head.dropout = None
+    space = search_space(supernet)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    weights = ArchWeights(space).double()
+    arch = space.canonical(space.sample(np.random.default_rng(3)))
+    set_arch(supernet, arch)
+    single = _logits(supernet, x)
+    drawn = {k: [space.choices[k].index(arch[k])] for k in weights.rows}
+    set_relaxed(supernet, SampledWeights(weights, drawn))
+    assert torch.allclose(_logits(supernet, x), single, atol=1e-5)
+    calls = []
+    handles = [m.register_forward_hook(lambda *_: calls.append(1))
+               for m in supernet.modules() if isinstance(m, ElasticConv2d)]  # fmt: skip
+    counts = []
+    for view in (weights, weights.sample(2, torch.Generator().manual_seed(0))):
+        set_relaxed(supernet, view)
+        calls.clear()
+        _logits(supernet, x).pow(2).mean().backward()
+        counts.append(len(calls))
+    set_relaxed(supernet, None)
+    for h in handles:
+        h.remove()
+    assert counts[1] < 0.6 * counts[0], counts
+    moved = [k for k, a in weights.alpha.items() if a.grad is not None and a.grad.abs().sum() > 0]
+    assert len(moved) == len(weights.rows)
+
+
 def test_expected_cost_of_a_one_hot_path_is_its_complexity(supernet) -> None:
     from raynas.core.ssr_cost import expected_flops
 
@@ -137,8 +166,9 @@ def _run(cfg, resume: bool = False, stop_at: int | None = None):
     return runner, rec
 
 
-def test_ssr_search_shrinks_and_resumes_exactly(load_cfg, tmp_path: Path) -> None:
-    runner, full = _run(_ssr_cfg(load_cfg, tmp_path / "full"))
+@pytest.mark.parametrize("sample_k", [0, 2])
+def test_ssr_search_shrinks_and_resumes_exactly(load_cfg, tmp_path: Path, sample_k: int) -> None:
+    runner, full = _run(_ssr_cfg(load_cfg, tmp_path / "full", sample_k=sample_k))
     hook = next(h for h in runner.hooks if isinstance(h, SSRHook))
     assert [s["iter"] for s in hook.history] == [4, 8, 12]
     left = [s["candidates_left"] for s in hook.history]
@@ -150,9 +180,9 @@ def test_ssr_search_shrinks_and_resumes_exactly(load_cfg, tmp_path: Path) -> Non
     key = "alpha.backbone__stage0__depth"
     assert not torch.equal(full.alpha[0][key], full.alpha[11][key])
 
-    _run(_ssr_cfg(load_cfg, tmp_path / "cut"), stop_at=6)
+    _run(_ssr_cfg(load_cfg, tmp_path / "cut", sample_k=sample_k), stop_at=6)
     assert (tmp_path / "cut" / "iter_6.pth").is_file()
-    runner, resumed = _run(_ssr_cfg(load_cfg, tmp_path / "cut"), resume=True)
+    runner, resumed = _run(_ssr_cfg(load_cfg, tmp_path / "cut", sample_k=sample_k), resume=True)
     assert sorted(resumed.alpha) == list(range(6, 12))
     for it in range(6, 12):
         for key, value in full.alpha[it].items():
@@ -164,6 +194,10 @@ def test_bad_ssr_configs_are_refused(load_cfg, tmp_path: Path) -> None:
         SSRHook(arch_optimizer=dict(lrate=0.1))
     with pytest.raises(InvalidValueError, match="threshold"):
         SSRHook(threshold=-1)
+    with pytest.raises(InvalidValueError, match="sample_k"):
+        SSRHook(sample_k=-2)
+    with pytest.raises(InvalidValueError, match="sample_k=1"):
+        SSRHook(sample_k=1)
     with pytest.raises(UnknownKeyError, match="ops"):
         SSRHook(loss_weights=dict(opps=1.0))
     with pytest.raises(InvalidValueError, match="widths"):

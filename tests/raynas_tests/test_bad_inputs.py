@@ -156,6 +156,11 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
     ),
     "string count": (_run("tune_cfg.search.num_candidates=ten"), ("num_candidates", "'ten'")),
     "negative gpu": (_run("tune_cfg.supernet.resources.gpu=-1"), ("resources.gpu", ">= 0")),
+    "threads 0": (_run("tune_cfg.supernet.resources.threads=0"), ("resources.threads", "'auto'")),
+    "threads in search": (
+        _run("tune_cfg.search.resources.threads=2"),
+        ("search.resources.threads", "supernet and retrain"),
+    ),
     "interval > iters": (_run("tune_cfg.retrain.report_interval=5000"), ("exceeds",)),
     "low > high": (_run("tune_cfg.search.constraints.flops=(2e8,1e8)"), ("low", "> high")),
     "flops unreachable": (

@@ -67,7 +67,7 @@ def retrain_subnet(config: dict, opts: dict) -> None:
             cfg.load_from = None  # each worker fetches it on its own node
         run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], final, weights)
         return
-    runner, hook = run_runner(cfg, rows)
+    runner, hook = run_runner(cfg, rows, opts["resources"].get("threads", "auto"))
     if final is not None:
         tune.report(final(runner, hook))
 

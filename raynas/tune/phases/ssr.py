@@ -35,7 +35,7 @@ __all__ = ["SSRSearch", "search_ssr"]
 _STRATEGY_HOOKS = ("PathSamplingHook", "CaLRHook", "MomentumSeparationHook", "DataImportanceHook")
 _HOOK_ARGS = ("loss_weights", "target_flops", "cost_weight", "arch_optimizer", "grad_clip",
               "shrink_interval", "threshold", "warmup_iters", "seed", "cost",
-              "target_latency_ms")  # fmt: skip
+              "target_latency_ms", "sample_k")  # fmt: skip
 
 
 def ssr_hook(ssr: Mapping[str, Any], latency_table: str | None = None) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
         hook = next(h for h in runner.hooks if type(h).__name__ == "SSRHook")
         arch = hook.weights.derive()
         final = hook.weights.decided or runner.iter >= ssr["iters"]
-        proxies = dict(hook.summary(), target_flops=ssr["target_flops"],
+        proxies = dict(hook.summary(), iter=runner.iter, target_flops=ssr["target_flops"],
                        target_latency_ms=ssr["target_latency_ms"])  # fmt: skip
         latency = hook.latency.predict(arch) if hook.latency is not None else None
         if "strategy/relaxed_mIoU" in runner.message_hub.log_scalars:

@@ -46,7 +46,7 @@ def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
 
         run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"])
     else:
-        run_runner(cfg, rows)
+        run_runner(cfg, rows, opts["resources"].get("threads", "auto"))
 
 
 class SupernetPhase(TunePhase):
