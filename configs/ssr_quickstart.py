@@ -1,6 +1,5 @@
 # The whole pipeline with differentiable search (SSR) instead of NSGA-II, on the embedded
-# synthseg dataset, sized for a 2-core CPU (12 min 19 s from a fresh clone on the machine where
-# the main quickstart took 14 min 13 s; see the README):
+# synthseg dataset, sized for a 2-core CPU (about 9 min; see the README):
 #   raynas run configs/ssr_quickstart.py
 # supernet (uniform, warm start) -> two SSR searches as Tune trials, one per FLOPs target ->
 # retrain each search's architecture from its own trial's weights -> report (report/ssr.png:

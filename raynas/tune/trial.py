@@ -162,7 +162,9 @@ def scale_schedule(cfg: Config, iters: int) -> None:
         sched["begin"] = min(sched.get("begin", 0), sched["end"] - 1)
 
 
-def run_runner(cfg: Config, rows: Rows, threads: int | str = "auto") -> tuple[Any, TuneReportHook]:
+def run_runner(
+    cfg: Config, rows: Rows, threads: int | str | None = None
+) -> tuple[Any, TuneReportHook]:
     """Trains with the mmengine Runner, reporting to Tune at each validation; returns the
     runner and its report hook.
 
@@ -172,8 +174,9 @@ def run_runner(cfg: Config, rows: Rows, threads: int | str = "auto") -> tuple[An
     Args:
         cfg: The trial's config.
         rows: Archive rows of a validation's metrics.
-        threads: torch's CPU threads: a count, or ``'auto'``: 1 or the trial's CPUs, whichever
-            trains the model faster (:func:`mmseg_plugins.threads.fastest_threads`).
+        threads: torch's CPU threads: a count; ``'auto'``: 1 or the trial's CPUs, whichever
+            trains the model faster (:func:`mmseg_plugins.threads.fastest_threads`); None: the
+            trial's CPUs.
     """
     trial_threads()
     runner = build_runner(cfg)
@@ -184,9 +187,11 @@ def run_runner(cfg: Config, rows: Rows, threads: int | str = "auto") -> tuple[An
     return runner, hook
 
 
-def size_threads(runner: Any, threads: int | str) -> None:
+def size_threads(runner: Any, threads: int | str | None) -> None:
     """Applies ``threads`` (see :func:`run_runner`) to a CPU trial, logging a measured choice."""
     cpus = torch.get_num_threads()
+    if threads is None:
+        return
     if threads != "auto":
         torch.set_num_threads(int(threads))
         return
