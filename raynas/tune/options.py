@@ -169,9 +169,6 @@ def _check_ssr(ssr: dict[str, Any], where: str = "tune_cfg.search.ssr") -> dict[
         if key not in _SSR:
             raise _unknown(f"key of {where}:", key, _SSR)
     out = {**copy.deepcopy(_SSR), **ssr}
-    for key in ("iters", "shrink_interval", "warmup_iters", "sample_k"):  # whole counts
-        _check_count(f"{where}.{key}", out[key], 1 if key in ("iters", "shrink_interval") else 0,
-                     False)  # fmt: skip
     check_settings(out, where)
     check_loss_weights(
         _mapping(f"{where}.loss_weights", out["loss_weights"]), f"{where}.loss_weights"

@@ -198,6 +198,8 @@ def test_bad_ssr_configs_are_refused(load_cfg, tmp_path: Path) -> None:
         SSRHook(sample_k=-2)
     with pytest.raises(InvalidValueError, match="sample_k=1"):
         SSRHook(sample_k=1)
+    with pytest.raises(InvalidValueError, match="shrink_interval must be an integer"):
+        SSRHook(shrink_interval=2.5)
     with pytest.raises(UnknownKeyError, match="ops"):
         SSRHook(loss_weights=dict(opps=1.0))
     with pytest.raises(InvalidValueError, match="widths"):

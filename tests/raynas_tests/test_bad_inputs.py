@@ -299,6 +299,8 @@ def test_bad_ssr_options_are_refused_by_name() -> None:
         ssr(ssr={"loss_weights": {"depth": -1.0}})
     with pytest.raises(InvalidValueError, match=r"ssr\.target_flops"):
         ssr(ssr={"target_flops": -5})
+    with pytest.raises(InvalidValueError, match=r"ssr\.iters must be an integer >= 1"):
+        ssr(ssr={"iters": 2.5})
     with pytest.raises(UnknownKeyError, match="target_flops"):
         ssr(param_space={"ssr": {"target_flop": {"grid": [1e6]}}})
     cfg = load_config(Path(__file__).parents[2] / "configs" / "ssr_quickstart.py")
