@@ -4,10 +4,12 @@
    (wall time - time during which at least one trial computed) / wall time, per phase and for
    the whole run (Ray start-up included).
 2. Reruns the search phase alone from the quickstart's supernet with 1 and 2 concurrent trials
-   and reports candidates per minute.
+   and reports candidates per minute, for each period of Tune's experiment-state snapshot
+   (``TUNE_GLOBAL_CHECKPOINT_S``; raynas sets 1 s, so a killed search redoes little).
 
 Run:  python benchmarks/orchestration.py [--storage /tmp/raynas-bench] [--candidates 24]
       [--reuse EXPERIMENT]  (only part 2, from a finished quickstart experiment's supernet)
+      [--state-periods 1 10]
 Writes benchmarks/results/orchestration.json and orchestration.md.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -69,13 +72,13 @@ def run_quickstart(storage: Path, options: dict) -> dict:
 
 
 def search_throughput(
-    storage: Path, quickstart: Path, concurrency: int, candidates: int, options: dict
+    storage: Path, quickstart: Path, concurrency: int, candidates: int, period: str
 ) -> dict:
     from raynas.tune.pipeline import Pipeline
 
-    name = f"search-c{concurrency}"
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period  # read by each Tune run
+    name = f"search-c{concurrency}-p{period}"
     opts = {
-        **options,
         "tune_cfg.search.max_concurrent": concurrency,
         "tune_cfg.search.num_candidates": candidates,
     }
@@ -90,6 +93,7 @@ def search_throughput(
     return dict(
         concurrency=concurrency,
         candidates=candidates,
+        state_period_s=period,
         wall_s=wall,
         candidates_per_min=candidates / wall * 60,
     )
@@ -105,18 +109,21 @@ def main() -> None:
         help="a finished quickstart experiment: measure only "
         "the search throughput from its supernet (the quickstart figures are kept)",
     )
+    ap.add_argument("--state-periods", nargs="+", default=["1"],
+                    help="TUNE_GLOBAL_CHECKPOINT_S values for part 2 (raynas: 1)")  # fmt: skip
     args = ap.parse_args()
     shutil.rmtree(args.storage, ignore_errors=True)
-    options: dict = {}
     if args.reuse:
         quick, source = (
             json.loads((OUT / "orchestration.json").read_text())["quickstart"],
             args.reuse,
         )
     else:
-        quick, source = run_quickstart(args.storage, options), args.storage / "quickstart"
+        quick, source = run_quickstart(args.storage, {}), args.storage / "quickstart"
     throughput = [
-        search_throughput(args.storage, source, c, args.candidates, options) for c in (1, 2)
+        search_throughput(args.storage, source, c, args.candidates, period)
+        for period in args.state_periods
+        for c in (1, 2)
     ]
     result = dict(quickstart=quick, search_throughput=throughput)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -136,12 +143,13 @@ def write(result: dict) -> str:
     )
     lines += [
         "",
-        "| concurrent search trials | candidates | wall s | candidates / min |",
-        "|---|---|---|---|",
+        "| experiment-state period s | concurrent search trials | candidates | wall s | "
+        "candidates / min |",
+        "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {t['concurrency']} | {t['candidates']} | {t['wall_s']:.1f} | "
-        f"{t['candidates_per_min']:.1f} |"
+        f"| {t.get('state_period_s', '1')} | {t['concurrency']} | {t['candidates']} | "
+        f"{t['wall_s']:.1f} | {t['candidates_per_min']:.1f} |"
         for t in throughput
     ]
     best = quick["best"]
