@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (<= 10 min):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (8 min here):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the top-2
 # Pareto subnets -> report (runs/quickstart/report/, best model in runs/quickstart/best/).

@@ -131,7 +131,10 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     assert len(list((exp / "latency").glob("cpu-*-128x128.json"))) == 1  # the device's table
     final = frame[frame.phase == "retrain"].sort_values("iteration").groupby("trial_id").tail(1)
     assert set(final.split) == {"val"}  # the retrained models reported on val
-    assert sorted(final.path) == ["baseline:fastscnn", "subnet0", "subnet1"]
+    # top_k=2 Pareto-optimal candidates, fewer when one dominates the others
+    names = [e["name"] for e in exports]
+    assert 1 <= len(names) <= 2 and names == [f"subnet{i}" for i in range(len(names))]
+    assert sorted(final.path) == ["baseline:fastscnn", *names]
     assert len(frame[frame.phase == "supernet"]) == 2 * 2  # largest+smallest at 2 reports
     assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()
 
