@@ -5,11 +5,11 @@
    the whole run (Ray start-up included).
 2. Reruns the search phase alone from the quickstart's supernet with 1 and 2 concurrent trials
    and reports candidates per minute, for each period of Tune's experiment-state snapshot
-   (``TUNE_GLOBAL_CHECKPOINT_S``; raynas sets 1 s, so a killed search redoes little).
+   (``TUNE_GLOBAL_CHECKPOINT_S``; raynas sets 10 s, 1 s until round 2's last stop).
 
 Run:  python benchmarks/orchestration.py [--storage /tmp/raynas-bench] [--candidates 24]
       [--reuse EXPERIMENT]  (only part 2, from a finished quickstart experiment's supernet)
-      [--state-periods 1 10]
+      [--state-periods 1 10 auto]
 Writes benchmarks/results/orchestration.json and orchestration.md.
 """
 
@@ -110,7 +110,7 @@ def main() -> None:
         "the search throughput from its supernet (the quickstart figures are kept)",
     )
     ap.add_argument("--state-periods", nargs="+", default=["1"],
-                    help="TUNE_GLOBAL_CHECKPOINT_S values for part 2 (raynas: 1)")  # fmt: skip
+                    help="TUNE_GLOBAL_CHECKPOINT_S values for part 2 (raynas: 10)")  # fmt: skip
     args = ap.parse_args()
     shutil.rmtree(args.storage, ignore_errors=True)
     if args.reuse:
