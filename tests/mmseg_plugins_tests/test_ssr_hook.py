@@ -224,7 +224,9 @@ def test_ssr_pulls_toward_a_latency_target(load_cfg, tmp_path: Path) -> None:
         Runner.from_cfg(cfg).train()
     low, high = map(float, re.search(r"\(([\d.]+)\.\.([\d.]+) ms", str(err.value)).groups())
     assert lut.is_file() and 0 < low < high  # measured before the refusal, reused below
-    target = low + 0.1 * (high - low)  # well below the uniform mixture's expectation
+    # just above the cheapest path: a share of (low..high) is not, when one measurement of the
+    # largest path on a busy machine is an outlier (CI: low + 10% of the range > uniform's)
+    target = 1.1 * low
     cfg = _ssr_cfg(load_cfg, tmp_path / "near", target_latency_ms=target, **args)
     cfg.train_cfg.max_iters = 4
     runner, _ = _run(cfg)
