@@ -120,10 +120,12 @@ def _static_modules(model: nn.Module, arch: Arch) -> nn.ModuleDict:
                 asdict(model.backbone.settings),
                 model.backbone.out_indices,
                 needed_stages(arch[f"{HEAD}fusion"]),
+                stem_out=model.backbone.stem_out,
             ),
             "decode_head": FixedHead(
                 strip(arch, HEAD),
                 path_widths(model, arch),
+                detail_channels=model.backbone.settings.stem_channels[-1],
                 num_classes=head.num_classes,
                 out_channels=head.out_channels,
                 threshold=head.threshold,
@@ -188,14 +190,14 @@ def label_modules(model: nn.Module, arch: Mapping[str, Any]) -> dict[str, nn.Mod
     """The module whose weights each active label of a path trains (for per-choice statistics).
 
     Layer labels map to the layer's active body, ``depth`` to the deepest active layer,
-    ``width`` to the stage's downsampling conv, ``head.fusion`` to the laterals and
-    ``head.channels`` to the fusion conv.
+    ``width`` to the stage's downsampling conv, ``head.fusion`` to the laterals,
+    ``head.channels`` to the fusion conv and ``head.detail`` to the detail branch's lateral.
     """
     space = search_space(model)
-    out: dict[str, nn.Module] = {
-        "head.fusion": model.decode_head.lateral,
-        "head.channels": model.decode_head.fuse,
-    }
+    head = model.decode_head
+    out: dict[str, nn.Module] = {"head.fusion": head.lateral, "head.channels": head.fuse}
+    if head.search.details:
+        out["head.detail"] = head.detail_lateral
     for label in space.choices:
         if not label.startswith(BACKBONE) or not space.is_active(arch, label):
             continue
@@ -236,7 +238,7 @@ def subnet_model_cfg(
     head["type"] = "FixedHead"
     head["arch"] = strip(arch, HEAD)
     head["in_channels"] = widths
-    for key in ("fusions", "channel_choices", "channels"):
+    for key in ("fusions", "channel_choices", "details", "channels"):
         head.pop(key, None)
     cfg["backbone"], cfg["decode_head"] = backbone, head
     return cfg
@@ -251,15 +253,16 @@ def build_subnet(model: nn.Module, arch: Mapping[str, Any], model_cfg: Mapping[s
         model_cfg: The supernet's model config.
 
     Returns:
-        The subnet segmentor, in the supernet's training mode, on the supernet's device.
+        The subnet segmentor, in the supernet's training mode, device and dtype.
     """
     from mmseg.registry import MODELS
 
     arch = search_space(model).validate(arch)
+    ref = next(model.parameters())
     sub = MODELS.build(subnet_model_cfg(model_cfg, arch, path_widths(model, arch)))
+    sub = sub.to(device=ref.device, dtype=ref.dtype)  # before loading: no rounding to float32
     state = {k: v.detach().clone() for k, v in subnet_state_dict(model, arch).items()}
     missing, unexpected = sub.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.startswith("auxiliary_head")]:
         raise RuntimeError(f"subnet keys differ: missing {missing}, unexpected {unexpected}")
-    device = next(model.parameters()).device
-    return sub.to(device).train(model.training)
+    return sub.train(model.training)

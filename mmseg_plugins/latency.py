@@ -15,7 +15,14 @@ from torch import nn
 
 from mmseg_plugins.arch import current_arch, set_arch, set_relaxed
 from mmseg_plugins.models.blocks import FixedLayer
-from raynas.core.seg_space import BACKBONE, HEAD, needed_stages, stage_arch, stage_width
+from raynas.core.seg_space import (
+    BACKBONE,
+    HEAD,
+    has_detail,
+    needed_stages,
+    stage_arch,
+    stage_width,
+)
 
 __all__ = ["LatencyCost", "LatencyTable", "device_key", "measure_latency", "table_file"]
 
@@ -80,7 +87,8 @@ class LatencyTable:
 
     - one per searchable layer (stage, width, op, dilation, zoom): a :class:`FixedLayer` at the
       stage's resolution;
-    - one per *fixed part* (the needed stages' widths, the head's fusion and channels): stem,
+    - one per *fixed part* (the needed stages' widths, the head's fusion, channels and
+      detail branch): stem,
       downsampling convs and head, measured as the end-to-end latency of the supernet on a
       reference path with one layer per stage minus that layer's entries.
 
@@ -136,7 +144,8 @@ class LatencyTable:
         """The table key of a path's fixed part."""
         fusion = arch[f"{HEAD}fusion"]
         ratios = [stage_arch(arch, i)[1] for i in range(needed_stages(fusion))]
-        return f"fixed/{'/'.join(map(str, ratios))}/{fusion}/{arch[f'{HEAD}channels']}"
+        detail = "/detail" if has_detail(arch) else ""
+        return f"fixed/{'/'.join(map(str, ratios))}/{fusion}/{arch[f'{HEAD}channels']}{detail}"
 
     def fixed(self, arch: Mapping[str, Any], model: nn.Module | None = None) -> float:
         """Latency of a path's stem, downsampling convs and head.
@@ -250,7 +259,9 @@ class LatencyCost:
         """The table's latency of one path (ms)."""
         return self.table.predict(arch, self._model)
 
-    def _fixed(self, ratios: tuple, fusion: str, channels: int) -> float:
+    def _fixed(self, ratios: tuple, fusion: str, channels: int, detail: int) -> float:
         arch = dict(self._base, **{f"{HEAD}fusion": fusion, f"{HEAD}channels": channels})
+        if f"{HEAD}detail" in arch:
+            arch[f"{HEAD}detail"] = detail
         arch.update({f"{BACKBONE}stage{i}.width": r for i, r in enumerate(ratios)})
         return self.table.fixed(arch, self._model)

@@ -2,7 +2,8 @@
 
 Stem to 1/4, then three stages at 1/8, 1/16 and 1/32. Each stage is a stride-2 ``downsample``
 conv and up to ``max_depths[i]`` residual layers; every layer chooses operator, dilation and
-resolution, every stage its depth and width (see :mod:`raynas.core.seg_space`).
+resolution, every stage its depth and width (see :mod:`raynas.core.seg_space`). With
+``stem_out=True`` the stem's 1/4 output is returned last, for the head's detail branch.
 """
 
 from __future__ import annotations
@@ -46,15 +47,21 @@ def _stem(settings: BackboneSettings) -> nn.Sequential:
 class _Backbone(BaseModule):
     out_indices: tuple[int, ...]
     num_stages: int
+    stem_out: bool
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        """Stage outputs at ``out_indices``; None for stages the path does not compute."""
-        x = self.stem(x)
+        """Stage outputs at ``out_indices`` (None for stages the path does not compute), then
+        the stem's output if ``stem_out``."""
+        x = stem = self.stem(x)
         outs: list[torch.Tensor | None] = [None] * len(self.settings.max_depths)
         for i, stage in enumerate(self.stages[: self.num_stages]):
             x = stage(x)
             outs[i] = x
-        return tuple(outs[i] for i in self.out_indices)
+        return self.outputs(outs, stem)
+
+    def outputs(self, stages: list, stem: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """The returned tuple of the stage outputs and the stem's output."""
+        return tuple(stages[i] for i in self.out_indices) + ((stem,) if self.stem_out else ())
 
 
 @MODELS.register_module()
@@ -64,6 +71,7 @@ class SegSuperNet(_Backbone):
     Args:
         arch_settings: :class:`raynas.core.seg_space.BackboneSettings` fields.
         out_indices: Stages whose outputs are returned.
+        stem_out: Also return the stem's 1/4 output, last (for ``head.detail``).
         init_cfg: mmengine init config.
     """
 
@@ -71,11 +79,12 @@ class SegSuperNet(_Backbone):
         self,
         arch_settings: Mapping[str, Any] | None = None,
         out_indices: tuple[int, ...] = (0, 1, 2),
+        stem_out: bool = False,
         init_cfg: dict | list | None = None,
     ) -> None:
         super().__init__(init_cfg)
         self.settings = BackboneSettings.from_cfg(arch_settings)
-        self.out_indices = tuple(out_indices)
+        self.out_indices, self.stem_out = tuple(out_indices), stem_out
         self.stem = _stem(self.settings)
         stages, cin = [], self.settings.stem_channels[-1]
         for i, depth in enumerate(self.settings.max_depths):
@@ -125,6 +134,7 @@ class SegSubNet(_Backbone):
         arch_settings: The supernet's :class:`raynas.core.seg_space.BackboneSettings` fields.
         out_indices: Stages whose outputs are returned (None for stages not computed).
         num_stages: Stages the path computes (the head's deepest fused stage + 1).
+        stem_out: Also return the stem's 1/4 output, last.
         init_cfg: mmengine init config (e.g. ``Pretrained`` with inherited weights).
     """
 
@@ -134,11 +144,12 @@ class SegSubNet(_Backbone):
         arch_settings: Mapping[str, Any] | None = None,
         out_indices: tuple[int, ...] = (0, 1, 2),
         num_stages: int = 3,
+        stem_out: bool = False,
         init_cfg: dict | list | None = None,
     ) -> None:
         super().__init__(init_cfg)
         self.settings = BackboneSettings.from_cfg(arch_settings)
-        self.out_indices = tuple(out_indices)
+        self.out_indices, self.stem_out = tuple(out_indices), stem_out
         full = {(k if k.startswith("backbone.") else f"backbone.{k}"): v for k, v in arch.items()}
         self.stem = _stem(self.settings)
         stages, cin = [], self.settings.stem_channels[-1]

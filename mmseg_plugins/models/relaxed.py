@@ -12,7 +12,9 @@ equals the single-path forward:
   ``ir``, the dilated pair of ``fr``);
 - width (stage and head channels): soft channel masks ``sum_w p_w 1[c < w]`` on every output;
 - depth: the stage's output is ``sum_d p_d x_d``, the output after ``d`` layers;
-- head fusion: each stage's lateral projection weighted by the probability that it is fused.
+- head fusion: each stage's lateral projection weighted by the probability that it is fused;
+- head detail: the 1/8 features upsampled to 1/4 mixed with the detail branch's output (the
+  classifier is linear, so this mixes the two paths' logits at 1/4).
 
 Candidates pruned by shrinking (probability 0) are not computed. Computing every valid candidate
 costs ``len(zooms) x (fr + ir)`` body passes per layer and ``len(dilations)`` dilated
@@ -43,12 +45,12 @@ def relaxed_backbone(backbone: Any, x: torch.Tensor, w: Any) -> tuple:
     """The relaxed forward of a ``SegSuperNet`` under architecture weights ``w``."""
     fusions = w.space.choices[f"{HEAD}fusion"]
     stages = max(max(fusion_scales(fusions[k])) + 1 for k in w.valid(f"{HEAD}fusion"))
-    x = backbone.stem(x)
+    x = stem = backbone.stem(x)
     outs: list[torch.Tensor | None] = [None] * len(backbone.stages)
     for i, stage in enumerate(backbone.stages[:stages]):
         x = _stage(stage, f"{BACKBONE}stage{i}", x, w, backbone.settings, i)
         outs[i] = x
-    return tuple(outs[i] for i in backbone.out_indices)
+    return backbone.outputs(outs, stem)
 
 
 def _stage(stage: Any, prefix: str, x: torch.Tensor, w: Any, settings: Any, i: int):
@@ -142,4 +144,19 @@ def relaxed_head(head: Any, inputs: Sequence[torch.Tensor], w: Any) -> torch.Ten
             y = F.interpolate(y, size=size, mode="bilinear", align_corners=head.align_corners)
         out = out + sum(pf[k] for k in users) * y
     head.fuse.set_out(head.channels)
-    return head.cls_seg(head.fuse(out) * m)
+    out = head.fuse(out) * m
+    label = f"{HEAD}detail"
+    if label not in w.space.choices or 1 not in [
+        w.space.choices[label][k] for k in w.valid(label)
+    ]:
+        return head.cls_seg(out)
+    for conv in head._detail_convs():
+        conv.set_out(head.channels)
+    p = w.p(label)[list(w.space.choices[label]).index(1)]
+    refined = head.refine(out, head.stem_features(inputs), m)
+    if p == 1:
+        return head.cls_seg(refined)
+    up = F.interpolate(
+        out, size=refined.shape[2:], mode="bilinear", align_corners=head.align_corners
+    )
+    return head.cls_seg((1 - p) * up + p * refined)  # the classifier is linear: mixes the logits

@@ -5,7 +5,7 @@ The counting rules are mmengine's ``FlopAnalyzer`` rules in eval mode, so the fi
 counts ``prod(weight.shape) * H_out * W_out`` (multiplies only, no bias), a BatchNorm
 ``2 * numel``, a bilinear resize ``4 * numel(output)``; ReLU, additions and pooling count 0.
 The figures are for one image of ``input_size`` through backbone and decode head (the logits at
-1/8 resolution, as ``EncoderDecoder`` returns them in ``tensor`` mode).
+1/8 resolution, 1/4 with ``head.detail``, as ``EncoderDecoder`` returns them in ``tensor`` mode).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from raynas.core.seg_space import (
     HeadSettings,
     expansion,
     fusion_scales,
+    has_detail,
     needed_stages,
     stage_arch,
     stage_width,
 )
 
-__all__ = ["Complexity", "PathComplexity"]
+__all__ = ["Complexity", "PathComplexity", "detail_branch"]
 
 
 @dataclass(frozen=True)
@@ -147,4 +148,17 @@ class PathComplexity:
             if sizes[i] != sizes[0]:
                 total += Complexity(4 * ch * sizes[0][0] * sizes[0][1], 0)
         total += _conv_bn(ch, ch, (3, 3), sizes[0])
-        return total + _conv_bn(ch, self.num_classes, (1, 1), sizes[0], bn=False, bias=True)
+        out = sizes[0]
+        if has_detail(arch):
+            out = _down(_down(self.input_size))
+            total += detail_branch(self.backbone.stem_channels[-1], ch, out)
+        return total + _conv_bn(ch, self.num_classes, (1, 1), out, bn=False, bias=True)
+
+
+def detail_branch(stem: int, ch: int, size: tuple[int, int]) -> Complexity:
+    """The head's detail branch at 1/4 (``size``): the stem's ``stem`` channels projected to
+    ``ch``, the 1/8 features resized, a depthwise and a pointwise conv."""
+    resize = Complexity(4 * ch * size[0] * size[1], 0)
+    lateral = _conv_bn(stem, ch, (1, 1), size)
+    refine = _conv_bn(ch, ch, (3, 3), size, depthwise=True) + _conv_bn(ch, ch, (1, 1), size)
+    return lateral + resize + refine

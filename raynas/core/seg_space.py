@@ -10,6 +10,8 @@ Labels (stable, dotted)::
     backbone.stage{i}.layer{j}.zoom      2 (compute at half the stage resolution) or 1
     head.fusion                      which stage outputs the head fuses, e.g. '8+16+32'
     head.channels                    the head's channels
+    head.detail                      0, or 1: refine at 1/4 with the stem's features (a
+                                     detail branch); a label only when ``details`` is set
 
 A stage deeper than the deepest fused one is not computed (its labels are inactive).
 
@@ -28,6 +30,7 @@ from raynas.core.space import Arch, SearchSpace
 
 __all__ = [
     "BACKBONE",
+    "DETAIL_SCALE",
     "HEAD",
     "SCALES",
     "BackboneSettings",
@@ -36,6 +39,7 @@ __all__ = [
     "expansion",
     "functional_arch",
     "fusion_scales",
+    "has_detail",
     "needed_stages",
     "space_from_model_cfg",
     "stage_width",
@@ -45,6 +49,7 @@ BACKBONE = "backbone."
 HEAD = "head."
 SCALES = (8, 16, 32)  # output stride of each stage
 OPS = ("fr", "ir3", "ir6")
+DETAIL_SCALE = 4  # output stride of the stem, the head's detail branch input
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,16 @@ class HeadSettings:
 
     fusions: tuple[str, ...] = ("8+16", "8+32", "8+16+32")
     channel_choices: tuple[int, ...] = (32, 48, 64)
+    details: tuple[int, ...] = ()  # () or subsets of (0, 1): ``head.detail`` choices
 
     def __post_init__(self) -> None:
         for f in self.fusions:
             fusion_scales(f)
+        if any(d not in (0, 1) or isinstance(d, bool) for d in self.details):
+            raise InvalidValueError(
+                f"decode_head.details={list(self.details)}: use () (no detail branch), (1,) or "
+                "(0, 1) (searched)"
+            )
 
     @classmethod
     def from_cfg(cls, head: Mapping[str, Any]) -> HeadSettings:
@@ -121,6 +132,7 @@ class HeadSettings:
         return cls(
             tuple(head.get("fusions", cls.fusions)),
             tuple(head.get("channel_choices", cls.channel_choices)),
+            tuple(head.get("details", cls.details)),
         )
 
 
@@ -149,6 +161,11 @@ def fusion_scales(fusion: str) -> tuple[int, ...]:
     return idx
 
 
+def has_detail(arch: Mapping[str, Any]) -> bool:
+    """Whether a path refines its logits at 1/4 with the stem's features (``head.detail``)."""
+    return bool(int(arch.get(f"{HEAD}detail", 0)))
+
+
 def needed_stages(fusion: str) -> int:
     """How many stages a path computes: up to the deepest stage the head fuses."""
     return max(fusion_scales(fusion)) + 1
@@ -163,6 +180,8 @@ def build_space(backbone: BackboneSettings, head: HeadSettings) -> SearchSpace:
     fusion = f"{HEAD}fusion"
     choices: dict[str, tuple] = {fusion: tuple(head.fusions)}
     choices[f"{HEAD}channels"] = tuple(sorted(head.channel_choices))
+    if head.details:
+        choices[f"{HEAD}detail"] = tuple(sorted(set(head.details)))
     conditions: dict[str, tuple] = {}
     for i, max_depth in enumerate(backbone.max_depths):
         stage = f"{BACKBONE}stage{i}"

@@ -18,14 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from raynas.core.complexity import PathComplexity, _conv_bn, _down, _layer
+from raynas.core.complexity import PathComplexity, _conv_bn, _down, _layer, detail_branch
 from raynas.core.seg_space import BACKBONE, HEAD, fusion_scales, needed_stages, stage_width
 
 __all__ = ["expected_flops", "expected_latency"]
 
 Probs = Callable[[str], torch.Tensor]
 LayerMs = Callable[[int, int, str, int, int], float]  # (stage, width, op, dilation, zoom)
-FixedMs = Callable[[tuple, str, int], float]  # (needed stages' width ratios, fusion, channels)
+FixedMs = Callable[[tuple, str, int, int], float]  # (stage width ratios, fusion, channels, detail)
 
 
 def expected_flops(p: Probs, choices: Mapping[str, Sequence], pc: PathComplexity) -> torch.Tensor:
@@ -107,12 +107,26 @@ def _head(p: Probs, choices: Mapping, pc: PathComplexity, widths: list, sizes: l
         if size != s0:
             lateral = lateral + sum(pc_ * 4 * int(c) * s0[0] * s0[1] for c, pc_ in zip(chs, pch))
         total = total + fused * lateral
+    p_detail = _p_detail(p, choices)
+    s4 = _down(_down(pc.input_size))
     for c, pc_ in zip(chs, pch):
         c = int(c)
         fuse = _conv_bn(c, c, (3, 3), s0).flops
         cls = _conv_bn(c, pc.num_classes, (1, 1), s0, bn=False, bias=True).flops
         total = total + pc_ * (fuse + cls)
+        if torch.is_tensor(p_detail):
+            detail = detail_branch(pc.backbone.stem_channels[-1], c, s4).flops
+            cls4 = _conv_bn(c, pc.num_classes, (1, 1), s4, bn=False, bias=True).flops
+            total = total + pc_ * p_detail * (detail + cls4 - cls)
     return total
+
+
+def _p_detail(p: Probs, choices: Mapping[str, Sequence]) -> torch.Tensor | int:
+    """Probability of the head's detail branch (0 without a ``head.detail`` label)."""
+    label = f"{HEAD}detail"
+    if label not in choices or 1 not in choices[label]:
+        return 0
+    return p(label)[list(choices[label]).index(1)]
 
 
 def expected_latency(
@@ -133,6 +147,8 @@ def expected_latency(
     """
     fusions, pf = choices[f"{HEAD}fusion"], p(f"{HEAD}fusion")
     chs, pch = choices[f"{HEAD}channels"], p(f"{HEAD}channels")
+    label = f"{HEAD}detail"
+    details = list(zip(choices[label], p(label))) if label in choices else [(0, 1)]
     total = pf.new_zeros(())
     for k, fusion in enumerate(fusions):
         labels = [f"{BACKBONE}stage{i}.width" for i in range(needed_stages(fusion))]
@@ -140,8 +156,9 @@ def expected_latency(
             prob = pf[k]
             for label, ratio in zip(labels, ratios):
                 prob = prob * p(label)[list(choices[label]).index(ratio)]
-            total = total + prob * sum(pc * fixed_ms(ratios, fusion, int(c))
-                                       for c, pc in zip(chs, pch))  # fmt: skip
+            total = total + prob * sum(pc * pd * fixed_ms(ratios, fusion, int(c), d)
+                                       for c, pc in zip(chs, pch)
+                                       for d, pd in details)  # fmt: skip
     for i, channels in enumerate(stage_channels):
         reached = _stage_reached(pf, fusions, i)
         if not torch.is_tensor(reached):

@@ -23,6 +23,8 @@ arch_settings = dict(
 model = dict(
     type="SuperNetEncoderDecoder",  # EncoderDecoder + multi-path steps (distillation)
     data_preprocessor=data_preprocessor,
+    # A 1/4-resolution detail branch in the head, searched as `head.detail`: add
+    # stem_out=True here and details=(0, 1), detail_channels=32 (stem_channels[-1]) to the head.
     backbone=dict(type="SegSuperNet", arch_settings=arch_settings, out_indices=(0, 1, 2)),
     decode_head=dict(
         type="SearchableHead",

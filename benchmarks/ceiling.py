@@ -1,0 +1,153 @@
+"""The search space's ceiling, before and after the head's 1/4 detail branch (``head.detail``).
+
+Paths of the experiment's space are trained from scratch as plain mmseg models with exactly
+the experiment's retrain config (optimizer, schedule, iterations; the schedule mmseg's models
+get in ``vs_mmseg.py``): the largest path, and the experiment's found subnets, each without
+and with the detail branch (``backbone.stem_out=True``, ``decode_head.details=(0, 1)``). Val
+mIoU, MFLOPs and CPU latency (batch 1, 1 thread, every model measured back to back in this
+process) go in one table with mmseg's real-time models as ``vs_mmseg.py`` trained them (their
+cached results in --baselines). Trainings are cached in --cache.
+
+Run:  python benchmarks/ceiling.py --experiment runs/quickstart
+Writes benchmarks/results/ceiling.{json,md} and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results"
+
+
+def with_detail(model: Any) -> Any:
+    """A supernet model config whose space adds ``head.detail`` (0 or 1)."""
+    model = copy.deepcopy(model)
+    model.backbone.stem_out = True
+    model.decode_head.details = (0, 1)
+    stem = (model.backbone.get("arch_settings") or {}).get("stem_channels", (16, 32))
+    model.decode_head.detail_channels = int(stem[-1])
+    return model
+
+
+def path_config(retrain_cfg: Any, supernet_model: Any, arch: dict) -> Any:
+    """The retrain config with the static model of ``arch`` in ``supernet_model``'s space."""
+    from mmseg.registry import MODELS
+
+    from mmseg_plugins.arch import path_widths, search_space, subnet_model_cfg
+
+    supernet = MODELS.build(copy.deepcopy(supernet_model))
+    arch = search_space(supernet).validate(arch)
+    cfg = copy.deepcopy(retrain_cfg)
+    cfg.model = subnet_model_cfg(supernet_model, arch, path_widths(supernet, arch))
+    cfg.pop("load_from", None)
+    return cfg
+
+
+def train(name: str, cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
+    """Val mIoU of ``cfg`` trained from scratch for ``iters`` (cached by name)."""
+    from mmengine.runner import Runner
+
+    key = cache / f"{name}-{iters}.json"
+    if key.is_file():
+        return json.loads(key.read_text())
+    cfg.work_dir = str(cache / f"{name}-{iters}")
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, iters
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
+    cfg.log_level = "WARNING"
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    result = dict(name=name, val_mIoU=float(runner.test()["mIoU"]),
+                  checkpoint=str(Path(cfg.work_dir) / f"iter_{iters}.pth"))  # fmt: skip
+    key.write_text(json.dumps(result))
+    return result
+
+
+def variants(exp: Path, supernet_model: Any) -> list[tuple[str, Any, dict]]:
+    """(name, supernet model config, arch) of every path to train."""
+    from mmseg.registry import MODELS
+
+    from mmseg_plugins.arch import search_space
+
+    largest = search_space(MODELS.build(copy.deepcopy(supernet_model))).extreme(True)
+    dirs = [d for d in sorted((exp / "subnets").iterdir()) if (d / "arch.yaml").is_file()]
+    found = {d.name: yaml.safe_load((d / "arch.yaml").read_text())["arch"] for d in dirs}
+    out = []
+    for name, arch in {"largest": largest, **found}.items():
+        out.append((name, supernet_model, arch))
+        out.append((f"{name}+detail", with_detail(supernet_model), {**arch, "head.detail": 1}))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiment", type=Path, required=True)
+    ap.add_argument("--iters", type=int, help="default: the experiment's retrain iterations")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ceiling"))
+    only = "train only these paths (e.g. largest largest+detail), to split the work; no table"
+    ap.add_argument("--only", nargs="+", help=only)
+    ap.add_argument("--baselines", type=Path, default=Path("/tmp/raynas-vs-mmseg"),
+                    help="vs_mmseg.py's cache: mmseg models on the same schedule")  # fmt: skip
+    args = ap.parse_args()
+    import torch
+    from mmengine.registry import init_default_scope
+    from vs_mmseg import found_models  # benchmarks/ is on sys.path when run as a script
+
+    import mmseg_plugins  # noqa: F401
+    from raynas.baselines import baseline_config, model_cost
+    from raynas.config import load_config
+
+    init_default_scope("mmseg")
+    torch.set_num_threads(1)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    exp_cfg = load_config(args.experiment / "config.py")
+    retrain_cfg = load_config(found_models(args.experiment)[0]["config"])
+    iters = args.iters or exp_cfg.tune_cfg.retrain.iters
+    size = tuple(retrain_cfg.model.data_preprocessor.size)
+    trained = []
+    for name, model, arch in variants(args.experiment, exp_cfg.model):
+        if args.only and name not in args.only:
+            continue
+        cfg = path_config(retrain_cfg, model, arch)
+        trained.append((dict(train(name, cfg, iters, args.cache), arch=arch), cfg))
+        print(json.dumps(trained[-1][0]), flush=True)
+    if args.only:
+        return
+    for path in sorted(args.baselines.glob(f"*-{iters}.json")):
+        result = json.loads(path.read_text())
+        cfg = baseline_config(result["name"], retrain_cfg)
+        trained.append((dict(result, name=f"mmseg {result['name']}"), cfg))
+    rows = []  # costs measured after all training, back to back, so latencies compare
+    for result, cfg in trained:
+        ckpt = result["checkpoint"] if not result["name"].startswith("mmseg") else None
+        rows.append({**result, **model_cost(cfg.model, size, ckpt)})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "arch"}), flush=True)
+    write(rows, iters, size)
+
+
+def write(rows: list[dict], iters: int, size: tuple) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "ceiling.json").write_text(json.dumps(dict(rows=rows, iters=iters), indent=2))
+    lines = [
+        f"synthseg val mIoU after {iters} iterations from scratch of the experiment's retrain "
+        f"config; CPU latency batch 1 at {size[0]}x{size[1]}, 1 thread, measured in one process",
+        "",
+        "| model | val mIoU | latency ms | MFLOPs | params k |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: r["latency_ms"]):
+        lines.append(f"| {r['name']} | {r['val_mIoU']:.2f} | {r['latency_ms']:.2f} | "
+                     f"{r['flops'] / 1e6:.1f} | {r['params'] / 1e3:.0f} |")  # fmt: skip
+    md = "\n".join(lines) + "\n"
+    (OUT / "ceiling.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
