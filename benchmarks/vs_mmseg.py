@@ -74,13 +74,17 @@ def main() -> None:
     ap.add_argument("--experiment", type=Path, required=True)
     ap.add_argument("--models", nargs="+", default=list(BASELINES))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-vs-mmseg"))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the latencies "
+                    "(1: faster than 2 for every model on the 2-core machine here)")  # fmt: skip
     args = ap.parse_args()
+    import torch
     from mmengine.registry import init_default_scope
 
     import mmseg_plugins  # noqa: F401
     from raynas.config import load_config
 
     init_default_scope("mmseg")
+    torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     found = found_models(args.experiment)
     subnet_cfg = load_config(found[0]["config"])
@@ -95,20 +99,21 @@ def main() -> None:
     for model in found:
         rows.append({**model, **cost(load_config(model["config"]), model["checkpoint"], size)})
         print(json.dumps(rows[-1]), flush=True)
-    write(rows, iters, size)
+    write(rows, iters, size, args.threads)
 
 
-def write(rows: list[dict], iters: int, size: tuple) -> None:
+def write(rows: list[dict], iters: int, size: tuple, threads: int) -> None:
     from raynas.report import plot_vs_baselines
 
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "vs_mmseg.json").write_text(json.dumps(dict(rows=rows, iters=iters), indent=2))
+    doc = dict(rows=rows, iters=iters, threads=threads)
+    (OUT / "vs_mmseg.json").write_text(json.dumps(doc, indent=2))
     plot_vs_baselines([dict(r, mIoU=r["val_mIoU"], baseline=not r["name"].startswith("found"))
                        for r in rows], OUT / "vs_mmseg.png", size)  # fmt: skip
     lines = [
         f"synthseg val mIoU after {iters} iterations of the pipeline's retrain config "
         f"(found models: from inherited weights; mmseg models: from scratch); CPU latency "
-        f"batch 1 at {size[0]}x{size[1]}, measured in one process",
+        f"batch 1 at {size[0]}x{size[1]}, {threads} thread(s), measured in one process",
         "",
         "| model | val mIoU | latency ms | MFLOPs | params k |",
         "|---|---|---|---|---|",

@@ -1,8 +1,13 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (8 min here):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (9 min here):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the top-2
 # Pareto subnets -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
 _base_ = ["supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
+# the space plus the head's 1/4 detail branch, searched (head.detail; benchmarks/results/ceiling.md)
+model = dict(
+    backbone=dict(stem_out=True),
+    decode_head=dict(details=(0, 1), detail_channels=32),
+)
 tune_cfg = dict(
     # 2 CPUs reserved; torch's threads measured at the start (resources.threads='auto')
     supernet=dict(iters=1200, report_interval=600, resources=dict(cpu=2)),

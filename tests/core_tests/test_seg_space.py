@@ -27,7 +27,7 @@ def test_dilations_past_the_feature_map_are_named() -> None:
 def test_raynas_space_prints_the_note() -> None:
     out = subprocess.run([sys.executable, "-m", "raynas.cli", "space", "configs/quickstart.py"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert "6.722e+18 distinct architectures" in out
+    assert "1.344e+19 distinct architectures" in out  # 6.7e18 x head.detail
     assert "note: at the 128x128 input" in out and "stage2 at 1/32 (4x4 maps)" in out
 
 

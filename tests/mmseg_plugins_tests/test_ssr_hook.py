@@ -166,7 +166,9 @@ def _run(cfg, resume: bool = False, stop_at: int | None = None):
     return runner, rec
 
 
-@pytest.mark.parametrize("sample_k", [0, 2])
+@pytest.mark.parametrize(  # k=0 resumes in the slow run; the other hook tests train with k=0
+    "sample_k", [pytest.param(0, marks=pytest.mark.slow), 2]
+)
 def test_ssr_search_shrinks_and_resumes_exactly(load_cfg, tmp_path: Path, sample_k: int) -> None:
     runner, full = _run(_ssr_cfg(load_cfg, tmp_path / "full", sample_k=sample_k))
     hook = next(h for h in runner.hooks if isinstance(h, SSRHook))

@@ -260,7 +260,9 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize(  # SIGTERM takes the SIGINT path (same handler): slow run only
+    "sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGKILL, signal.SIGINT]
+)
 def test_no_trial_process_outlives_the_driver(
     sig: signal.Signals, tmp_path: Path, small_options: dict[str, Any]
 ) -> None:
