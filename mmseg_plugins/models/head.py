@@ -5,7 +5,7 @@ upsamples them to 1/8, sums them, refines with a 3x3 conv (``fuse``) and classif
 detail branch (``head.detail=1``) it then upsamples to 1/4, adds the stem's 1/4 features
 projected by a 1x1 conv (``detail_lateral``), refines with a depthwise-separable conv
 (``detail_dw``, ``detail_pw``) and classifies at 1/4, as DeepLabV3+'s decoder does with a full
-3x3 conv (10x the FLOPs at 64 channels). The backbone must return the stem's output last
+3x3 conv (8x the FLOPs at 64 channels). The backbone must return the stem's output last
 (``stem_out=True``).
 """
 

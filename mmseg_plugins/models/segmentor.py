@@ -25,6 +25,20 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
     return F.kl_div(log_p, q, reduction="none").sum(1).mean() * temperature**2
 
 
+def _check_detail(backbone: Any, head: Any) -> None:
+    """A head with a detail branch needs the backbone's stem output, with its channels."""
+    if not getattr(getattr(head, "search", None), "details", ()):
+        return
+    if not getattr(backbone, "stem_out", False):
+        raise ValueError("model.decode_head.details needs model.backbone.stem_out=True")
+    stem = backbone.settings.stem_channels[-1]
+    if head.detail_lateral.conv.in_channels != stem:
+        raise ValueError(
+            f"model.decode_head.detail_channels={head.detail_lateral.conv.in_channels} differs "
+            f"from the backbone's stem_channels[-1]={stem}; set it to {stem}"
+        )
+
+
 @MODELS.register_module()
 class SuperNetEncoderDecoder(EncoderDecoder):
     """An ``EncoderDecoder`` whose train step can run a plan of several paths.
@@ -39,6 +53,7 @@ class SuperNetEncoderDecoder(EncoderDecoder):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        _check_detail(self.backbone, self.decode_head)
         self.plan: Sequence[PathStep] | None = None
         self.activate: Callable[[Arch], Any] | None = None
         self.temperature = 1.0

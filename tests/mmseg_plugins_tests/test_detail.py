@@ -149,10 +149,17 @@ def test_a_detail_head_without_the_stem_output_is_refused(model_cfg) -> None:
 
     bad = copy.deepcopy(model_cfg)
     bad.backbone.stem_out = False
+    with pytest.raises(ValueError, match=r"details needs model.backbone.stem_out=True"):
+        MODELS.build(bad)
+    bad.type = "EncoderDecoder"  # plain mmseg: refused at the first forward
     model = MODELS.build(bad)
     set_arch(model, search_space(model).extreme(True))
     with pytest.raises(ValueError, match="stem_out=True"):
         model.eval()._forward(torch.randn(1, 3, 32, 32))
+    bad = copy.deepcopy(model_cfg)
+    bad.decode_head.detail_channels = 16
+    with pytest.raises(ValueError, match=r"detail_channels=16 differs .* set it to 32"):
+        MODELS.build(bad)
     bad = copy.deepcopy(model_cfg)
     del bad.decode_head["detail_channels"]
     with pytest.raises(ValueError, match="detail_channels"):
