@@ -50,25 +50,6 @@ def path_config(retrain_cfg: Any, supernet_model: Any, arch: dict) -> Any:
     return cfg
 
 
-def train(name: str, cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
-    """Val mIoU of ``cfg`` trained from scratch for ``iters`` (cached by name)."""
-    from mmengine.runner import Runner
-
-    key = cache / f"{name}-{iters}.json"
-    if key.is_file():
-        return json.loads(key.read_text())
-    cfg.work_dir = str(cache / f"{name}-{iters}")
-    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, iters
-    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
-    cfg.log_level = "WARNING"
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    result = dict(name=name, val_mIoU=float(runner.test()["mIoU"]),
-                  checkpoint=str(Path(cfg.work_dir) / f"iter_{iters}.pth"))  # fmt: skip
-    key.write_text(json.dumps(result))
-    return result
-
-
 def variants(exp: Path, supernet_model: Any) -> list[tuple[str, Any, dict]]:
     """(name, supernet model config, arch) of every path to train."""
     from mmseg.registry import MODELS
@@ -97,7 +78,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
     from mmengine.registry import init_default_scope
-    from vs_mmseg import found_models  # benchmarks/ is on sys.path when run as a script
+    from vs_mmseg import found_models, train  # benchmarks/ is on sys.path as a script
 
     import mmseg_plugins  # noqa: F401
     from raynas.baselines import baseline_config, model_cost
@@ -132,19 +113,13 @@ def main() -> None:
 
 
 def write(rows: list[dict], iters: int, size: tuple) -> None:
+    from vs_mmseg import cost_table
+
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ceiling.json").write_text(json.dumps(dict(rows=rows, iters=iters), indent=2))
-    lines = [
-        f"synthseg val mIoU after {iters} iterations from scratch of the experiment's retrain "
-        f"config; CPU latency batch 1 at {size[0]}x{size[1]}, 1 thread, measured in one process",
-        "",
-        "| model | val mIoU | latency ms | MFLOPs | params k |",
-        "|---|---|---|---|---|",
-    ]
-    for r in sorted(rows, key=lambda r: r["latency_ms"]):
-        lines.append(f"| {r['name']} | {r['val_mIoU']:.2f} | {r['latency_ms']:.2f} | "
-                     f"{r['flops'] / 1e6:.1f} | {r['params'] / 1e3:.0f} |")  # fmt: skip
-    md = "\n".join(lines) + "\n"
+    md = cost_table(rows, f"synthseg val mIoU after {iters} iterations from scratch of the "
+                    "experiment's retrain config; CPU latency batch 1 at "
+                    f"{size[0]}x{size[1]}, 1 thread, measured in one process")  # fmt: skip
     (OUT / "ceiling.md").write_text(md)
     print(md)
 

@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 
 
-def train_baseline(name: str, subnet_cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
+def train(name: str, cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
+    """Val mIoU and checkpoint of ``cfg`` trained from scratch for ``iters`` (cached by name)."""
     from mmengine.runner import Runner
 
     key = cache / f"{name}-{iters}.json"
     if key.is_file():
         return json.loads(key.read_text())
-    cfg = baseline_config(name, subnet_cfg)
     cfg.work_dir = str(cache / f"{name}-{iters}")
     cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, iters
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
@@ -42,6 +42,10 @@ def train_baseline(name: str, subnet_cfg: Any, iters: int, cache: Path) -> dict[
                   checkpoint=str(Path(cfg.work_dir) / f"iter_{iters}.pth"))  # fmt: skip
     key.write_text(json.dumps(result))
     return result
+
+
+def train_baseline(name: str, subnet_cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
+    return train(name, baseline_config(name, subnet_cfg), iters, cache)
 
 
 def cost(cfg: Any, checkpoint: str | None, size: tuple[int, int]) -> dict[str, float]:
@@ -110,20 +114,22 @@ def write(rows: list[dict], iters: int, size: tuple, threads: int) -> None:
     (OUT / "vs_mmseg.json").write_text(json.dumps(doc, indent=2))
     plot_vs_baselines([dict(r, mIoU=r["val_mIoU"], baseline=not r["name"].startswith("found"))
                        for r in rows], OUT / "vs_mmseg.png", size)  # fmt: skip
-    lines = [
-        f"synthseg val mIoU after {iters} iterations of the pipeline's retrain config "
-        f"(found models: from inherited weights; mmseg models: from scratch); CPU latency "
-        f"batch 1 at {size[0]}x{size[1]}, {threads} thread(s), measured in one process",
-        "",
-        "| model | val mIoU | latency ms | MFLOPs | params k |",
-        "|---|---|---|---|---|",
-    ]
+    md = cost_table(rows, f"synthseg val mIoU after {iters} iterations of the pipeline's retrain "
+                    "config (found models: from inherited weights; mmseg models: from scratch); "
+                    f"CPU latency batch 1 at {size[0]}x{size[1]}, {threads} thread(s), measured "
+                    "in one process")  # fmt: skip
+    (OUT / "vs_mmseg.md").write_text(md)
+    print(md)
+
+
+def cost_table(rows: list[dict], caption: str) -> str:
+    """A markdown table of the rows' mIoU and costs, fastest first, under ``caption``."""
+    lines = [caption, "", "| model | val mIoU | latency ms | MFLOPs | params k |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for r in sorted(rows, key=lambda r: r["latency_ms"]):
         lines.append(f"| {r['name']} | {r['val_mIoU']:.2f} | {r['latency_ms']:.2f} | "
                      f"{r['flops'] / 1e6:.1f} | {r['params'] / 1e3:.0f} |")  # fmt: skip
-    md = "\n".join(lines) + "\n"
-    (OUT / "vs_mmseg.md").write_text(md)
-    print(md)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
