@@ -30,7 +30,6 @@ from raynas.core.space import Arch, SearchSpace
 
 __all__ = [
     "BACKBONE",
-    "DETAIL_SCALE",
     "HEAD",
     "SCALES",
     "BackboneSettings",
@@ -49,7 +48,6 @@ BACKBONE = "backbone."
 HEAD = "head."
 SCALES = (8, 16, 32)  # output stride of each stage
 OPS = ("fr", "ir3", "ir6")
-DETAIL_SCALE = 4  # output stride of the stem, the head's detail branch input
 
 
 @dataclass(frozen=True)
