@@ -8,9 +8,12 @@
    grows to 10,000 trials.
 3. **Tune on a simulated cluster** (``ray.init`` with fake CPUs; each trial a cost model that
    reports one archive row, as a search candidate does): driver CPU seconds per candidate and
-   the latency from a trial's result to its archive row, at 1, 8 and 64 concurrent trials.
+   the latency from a trial's result to its archive row, for 1,000 and 10,000 candidates at
+   1, 8 and 64 concurrent trials (``TUNE_GLOBAL_CHECKPOINT_S`` and the FIFO scheduler as the
+   pipeline sets them; ``--tune-fifo`` for Tune's own ``FIFOScheduler``).
 
-Run:  python benchmarks/scale.py [--archive 1000 10000 --searcher 10000 --tune 2000]
+Run:  python benchmarks/scale.py [--archive 1000 10000 --searcher 10000 --tune 1000 10000
+                                  --concurrent 1 8 64]
 (``--archive``, ``--searcher 0`` or ``--concurrent`` with no values skips a part; the parts not
 run keep their figures from the last run.)
 Writes benchmarks/results/scale.{json,md} and prints the tables.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -108,14 +112,19 @@ def _candidate(config: dict) -> None:
                  "archive_rows": encode_rows([row])})  # fmt: skip
 
 
-def tune_run(n: int, concurrent: int) -> dict[str, float]:
-    """``n`` cost-model candidates through Tune at ``concurrent`` trials (fake CPUs)."""
+def tune_run(n: int, concurrent: int, tune_fifo: bool = False) -> dict[str, Any]:
+    """``n`` cost-model candidates through Tune at ``concurrent`` trials (fake CPUs), with
+    raynas's FIFO scheduler or (``tune_fifo``) Tune's."""
     import ray
     from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
 
     from raynas.tune.archive import Archive
     from raynas.tune.callbacks import ArchiveCallback
+    from raynas.tune.factories import build_trial_scheduler
 
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "10")  # as the pipeline does
+    scheduler = FIFOScheduler() if tune_fifo else build_trial_scheduler(None)
     ray.init(
         address="local",
         num_cpus=max(concurrent, 2),
@@ -128,7 +137,8 @@ def tune_run(n: int, concurrent: int) -> dict[str, float]:
                 tune.with_resources(_candidate, {"cpu": 1}),
                 param_space={"x": tune.uniform(0, 1)},
                 tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=concurrent,
-                                            reuse_actors=True),
+                                            reuse_actors=True,
+                                            scheduler=scheduler),
                 run_config=tune.RunConfig(name="search", storage_path=d, verbose=0,
                                           callbacks=[ArchiveCallback(d, "search")]),
             )  # fmt: skip
@@ -140,7 +150,8 @@ def tune_run(n: int, concurrent: int) -> dict[str, float]:
         ray.shutdown()
     sent = frame["proxies"].map(lambda p: json.loads(p)["sent"])
     lag = (frame["timestamp"] - sent).to_numpy()
-    return dict(candidates=n, concurrent=concurrent, rows=len(frame), wall_s=wall,
+    return dict(candidates=n, concurrent=concurrent, scheduler=type(scheduler).__name__,
+                rows=len(frame), wall_s=wall,
                 candidates_per_s=n / wall, driver_cpu_ms_per_candidate=1e3 * cpu / n,
                 row_latency_ms_median=1e3 * float(np.median(lag)),
                 row_latency_ms_p99=1e3 * float(np.percentile(lag, 99)))  # fmt: skip
@@ -165,9 +176,11 @@ def write(result: dict[str, Any]) -> str:
               "| history | ms/suggestion (+ completion) |", "|---|---|"]  # fmt: skip
     lines += [f"| {s['history']} | {s['ms_per_suggestion']:.1f} |" for s in result["searcher"]]
     lines += ["", "## Tune, cost-model candidates on fake CPUs", "",
-              "| candidates | concurrent | candidates/s | driver CPU ms/candidate | "
-              "result -> archive row ms (median / p99) |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {t['candidates']} | {t['concurrent']} | {t['candidates_per_s']:.1f} | "
+              "| candidates | concurrent | scheduler | candidates/s | driver CPU ms/candidate | "
+              "result -> archive row ms (median / p99) |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {t['candidates']} | {t['concurrent']} | "
+              f"{t.get('scheduler', 'FIFOScheduler')} | {t['candidates_per_s']:.1f} | "
               f"{t['driver_cpu_ms_per_candidate']:.1f} | {t['row_latency_ms_median']:.0f} / "
               f"{t['row_latency_ms_p99']:.0f} |" for t in result["tune"]]  # fmt: skip
     md = "\n".join(lines) + "\n"
@@ -179,8 +192,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archive", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--searcher", type=int, default=10000)
-    ap.add_argument("--tune", type=int, default=2000, help="candidates per Tune run")
+    ap.add_argument("--tune", type=int, nargs="*", default=[1000, 10000],
+                    help="candidates per Tune run")  # fmt: skip
     ap.add_argument("--concurrent", type=int, nargs="*", default=[1, 8, 64])
+    ap.add_argument("--tune-fifo", action="store_true", help="Tune's FIFOScheduler (before)")
     args = ap.parse_args()
     # parts not run this time keep their earlier figures (a run of each part fits in ~90 min)
     old = json.loads((OUT / "scale.json").read_text()) if (OUT / "scale.json").is_file() else {}
@@ -195,12 +210,14 @@ def main() -> None:
     if args.searcher:
         result["searcher"] = searcher(args.searcher)
         print(result["searcher"], flush=True)
-    for c in args.concurrent:
-        run = tune_run(args.tune, c)
-        result["tune"] = [
-            t for t in result["tune"] if (t["candidates"], t["concurrent"]) != (args.tune, c)
-        ] + [run]
-        print(run, flush=True)
+    for n in args.tune:
+        for c in args.concurrent:
+            run = tune_run(n, c, args.tune_fifo)
+            key = lambda t: (t["candidates"], t["concurrent"], t["scheduler"])  # noqa: E731
+            result["tune"] = [t for t in result["tune"] if key(t) != key(run)] + [run]
+            result["tune"].sort(key=key)
+            write(result)  # a long run keeps what it measured so far
+            print(run, flush=True)
     print(write(result), flush=True)
 
 

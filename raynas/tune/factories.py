@@ -25,11 +25,15 @@ def _check_kwargs(where: str, cls: type, kwargs: Mapping[str, Any], fixed: set[s
 def build_trial_scheduler(
     cfg: Mapping[str, Any] | None, metric: str = "mIoU", mode: str = "max"
 ) -> Any:
-    """``None`` or ``dict(type='fifo'|'asha'|'pbt', **kwargs)`` -> a Ray trial scheduler."""
+    """``None`` or ``dict(type='fifo'|'asha'|'pbt', **kwargs)`` -> a Ray trial scheduler
+    (FIFO: :class:`~raynas.tune.live_fifo.LiveFIFOScheduler`, Tune's FIFO choice at a cost
+    that does not grow with the run's trials)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
+    from raynas.tune.live_fifo import LiveFIFOScheduler
+
     if not cfg:
-        return FIFOScheduler()
+        return LiveFIFOScheduler()
     kwargs = dict(cfg)
     kind = str(kwargs.pop("type", "fifo")).lower()
     kinds = {"fifo": FIFOScheduler, "asha": ASHAScheduler, "pbt": PopulationBasedTraining}
@@ -38,7 +42,7 @@ def build_trial_scheduler(
             f"unknown scheduler type {kind!r}{closest(kind, kinds)}; known: {sorted(kinds)}"
         )
     if kind == "fifo":
-        return FIFOScheduler()
+        return LiveFIFOScheduler()
     _check_kwargs("scheduler", kinds[kind], kwargs, {"metric", "mode"})
     kwargs.setdefault("time_attr", "training_iteration")
     return kinds[kind](metric=metric, mode=mode, **kwargs)
