@@ -2,7 +2,8 @@
 
 Paths of the experiment's space are trained from scratch as plain mmseg models with exactly
 the experiment's retrain config (optimizer, schedule, iterations; the schedule mmseg's models
-get in ``vs_mmseg.py``): the largest path, and the experiment's found subnets, each without
+get in ``vs_mmseg.py``): the largest path (largest dilation everywhere), the same with
+dilation 1 everywhere (``largest-d1``), and the experiment's found subnets, each without
 and with the detail branch (``backbone.stem_out=True``, ``decode_head.details=(0, 1)``). Val
 mIoU, MFLOPs and CPU latency (batch 1, 1 thread, every model measured back to back in this
 process) go in one table with mmseg's real-time models as ``vs_mmseg.py`` trained them (their
@@ -57,10 +58,13 @@ def variants(exp: Path, supernet_model: Any) -> list[tuple[str, Any, dict]]:
     from mmseg_plugins.arch import search_space
 
     largest = search_space(MODELS.build(copy.deepcopy(supernet_model))).extreme(True)
+    # the largest path takes the largest dilation (8) everywhere: at 128x128 that spans the
+    # 1/8 map and passes the 1/16 and 1/32 ones; the same capacity with dilation 1 throughout
+    plain = {k: 1 if k.endswith(".dilation") else v for k, v in largest.items()}
     dirs = [d for d in sorted((exp / "subnets").iterdir()) if (d / "arch.yaml").is_file()]
     found = {d.name: yaml.safe_load((d / "arch.yaml").read_text())["arch"] for d in dirs}
     out = []
-    for name, arch in {"largest": largest, **found}.items():
+    for name, arch in {"largest": largest, "largest-d1": plain, **found}.items():
         out.append((name, supernet_model, arch))
         out.append((f"{name}+detail", with_detail(supernet_model), {**arch, "head.detail": 1}))
     return out
