@@ -97,20 +97,21 @@ def _cfg(config: Path, iters: int, work: Path) -> Any:
     return cfg
 
 
-def standalone(i: int, arch: dict, iters: int, cache: Path) -> float:
+def standalone(i: int, arch: dict, iters: int, cache: Path, seed: int = 0) -> float:
     """Val mIoU of path ``i`` trained alone (training split without the selection split)."""
     from mmengine.runner import Runner
 
     from mmseg_plugins.arch import path_widths, subnet_model_cfg
     from raynas.export import build_supernet, subnet_config
 
-    key = cache / f"alone{i}-{iters}.json"
+    name = f"alone{i}-{iters}" + (f"-s{seed}" if seed else "")
+    key = cache / f"{name}.json"
     if key.is_file():
         return json.loads(key.read_text())["mIoU"]
-    sup = _cfg(SUPERNET / STRATEGIES["uniform"][0], iters, cache / f"alone{i}-{iters}")
+    sup = _cfg(SUPERNET / STRATEGIES["uniform"][0], iters, cache / name)
     widths = path_widths(build_supernet(sup), arch)
     cfg = subnet_config(sup, subnet_model_cfg(sup.model, arch, widths))
-    cfg.work_dir = sup.work_dir
+    cfg.work_dir, cfg.randomness = sup.work_dir, dict(seed=seed)
     runner = Runner.from_cfg(cfg)
     runner.train()
     miou = float(runner.test()["mIoU"])
@@ -174,6 +175,8 @@ def main() -> None:
     ap.add_argument("--standalone-iters", type=int, default=1500)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--archs", type=int, default=16)
+    seeds_help = "stand-alone seeds per architecture; the yardstick is their mean"
+    ap.add_argument("--standalone-seeds", type=int, nargs="+", default=[0, 1], help=seeds_help)
     main_set = [k for k in STRATEGIES if k not in ABLATION]
     ap.add_argument("--strategies", nargs="+", default=main_set,
                     help=f"also: {list(ABLATION)} (the DPS ablation)")  # fmt: skip
@@ -190,8 +193,11 @@ def main() -> None:
     init_default_scope("mmseg")
     args.cache.mkdir(parents=True, exist_ok=True)
     archs = architectures(args.archs)
-    truth = [standalone(i, a, args.standalone_iters, args.cache) for i, a in enumerate(archs)]
-    print("stand-alone", [round(t, 2) for t in truth], flush=True)
+    runs = [[standalone(i, a, args.standalone_iters, args.cache, s) for i, a in enumerate(archs)]
+            for s in args.standalone_seeds]  # fmt: skip
+    truth = list(np.mean(runs, axis=0))  # the yardstick: mean over stand-alone seeds
+    print("stand-alone", [[round(t, 2) for t in r] for r in runs], flush=True)
+    args.yardstick = [agreement(r, runs[0]) for r in runs[1:]]  # its own noise
     rows: dict[str, list[dict]] = {}
     for seed in args.seeds:
         ablation = list(ABLATION) if seed in args.ablation_seeds else []
@@ -218,6 +224,14 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
         f"supernets: AdamW, {args.iters} uniform-equivalent iterations, seeds {args.seeds}; "
         "inherited mIoU on the selection split. Mean (min-max over seeds). The best "
         f"stand-alone mIoU of the {len(truth)} is {max(truth):.2f}.",
+        *[
+            f"The yardstick's own noise: stand-alone seed {s} against seed "
+            f"{args.standalone_seeds[0]}: Kendall tau {y['tau']:.2f}, "
+            f"Spearman rho {y['rho']:.2f}, "
+            f"top-5 overlap {y['top5']:.2f} (the yardstick is the mean over seeds "
+            f"{args.standalone_seeds})."
+            for s, y in zip(args.standalone_seeds[1:], args.yardstick)
+        ],
         "",
         "| strategy | seeds | Kendall tau | Spearman rho | top-5 overlap | stand-alone mIoU "
         "of its top-1 | iterations | s/iteration |",
