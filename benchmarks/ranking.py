@@ -1,18 +1,20 @@
 """Ranking quality: does a supernet rank architectures the way stand-alone training does?
 
 16 architectures stratified over the FLOPs range (fixed seed) are each trained stand-alone
-(AdamW recipe, --standalone-iters, val mIoU; cached). For each strategy a supernet is trained
-(AdamW, --iters uniform-equivalent iterations: multi-path strategies get fewer iterations in
-proportion to their paths per step, so all cost about the same wall time, which is measured and
-reported), and the 16 architectures' inherited mIoU is measured on the selection split (carved
-from training; BN recalibrated). Kendall tau, Spearman rho (scipy) and top-5 overlap against the
-stand-alone ranking, per seed, with mean and spread. TSE (a 50-iteration fine-tune's summed
-training loss from the uniform supernet, raynas.tse) is scored on the same 16 architectures.
+(AdamW recipe, --standalone-iters, val mIoU, each seed of --standalone-seeds; cached). For
+each strategy a supernet is trained (AdamW, --iters uniform-equivalent iterations: multi-path
+strategies get fewer iterations in proportion to their paths per step, so all cost about the
+same wall time, which is measured and reported), and the 16 architectures' inherited mIoU is
+measured on the selection split (carved from training; BN recalibrated). Kendall tau, Spearman
+rho (scipy) and top-5 overlap against the stand-alone ranking, per seed, with mean and spread.
+TSE (a 50-iteration fine-tune's summed training loss from the uniform supernet, raynas.tse) is
+scored on the same 16 architectures.
 
 Run:  python benchmarks/ranking.py [--iters 1500 --standalone-iters 1500 --seeds 0 1]
-(on 2 CPU cores about 3 h: 16 stand-alone trainings and 12 supernets. Shorter stand-alone
-schedules are no yardstick on synthseg: at 400 iterations all 16 architectures score
-16.1-18.2 mIoU, the plateau before the classes separate.)
+(on 2 CPU cores about 4 h: 32 stand-alone trainings, 16 x 2 seeds, and 12 supernets. The
+yardstick is the mean over --standalone-seeds, and the table states its own noise: seed 1's
+ranking against seed 0's. Shorter stand-alone schedules are no yardstick on synthseg: at 400
+iterations all 16 architectures score 16.1-18.2 mIoU, the plateau before the classes separate.)
 Writes benchmarks/results/ranking.{json,md} and prints the table. Everything is cached in
 --cache, so a rerun only trains what is missing.
 """
