@@ -9,7 +9,11 @@ mIoU, MFLOPs and CPU latency (batch 1, 1 thread, every model measured back to ba
 process) go in one table with mmseg's real-time models as ``vs_mmseg.py`` trained them (their
 cached results in --baselines). Trainings are cached in --cache.
 
-Run:  python benchmarks/ceiling.py --experiment runs/quickstart
+With ``--inherit EXP`` (an experiment that searched the branch) the paths with the branch are
+also retrained as the pipeline retrains a found model: exported from EXP's supernet, trained
+from those weights with EXP's retrain config (``inherit-`` rows).
+
+Run:  python benchmarks/ceiling.py --experiment runs/quickstart [--inherit runs/quickstart-2]
 Writes benchmarks/results/ceiling.{json,md} and prints the table.
 """
 
@@ -70,6 +74,24 @@ def variants(exp: Path, supernet_model: Any) -> list[tuple[str, Any, dict]]:
     return out
 
 
+def inherited(name: str, exp: Path, arch: dict, iters: int, cache: Path) -> tuple[dict, Any]:
+    """``arch`` retrained as the pipeline retrains a found model: exported from ``exp``'s
+    supernet (BN recalibrated), then trained from those weights with ``exp``'s retrain config."""
+    from vs_mmseg import found_models, train
+
+    from raynas.config import load_config
+    from raynas.export import export_subnet
+
+    found = Path(found_models(exp)[0]["config"])
+    out = cache / f"inherit-{name}-export"
+    if not (out / "subnet.py").is_file():
+        provenance = yaml.safe_load((found.parent / "arch.yaml").read_text())["provenance"]
+        export_subnet(load_config(exp / "config.py"), provenance["supernet_checkpoint"], arch, out)
+    cfg = load_config(found)
+    cfg.model, cfg.load_from = load_config(out / "subnet.py").model, str(out / "subnet.pth")
+    return dict(train(f"inherit-{name}", cfg, iters, cache), arch=arch), cfg
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiment", type=Path, required=True)
@@ -77,6 +99,11 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ceiling"))
     only = "train only these paths (e.g. largest largest+detail), to split the work; no table"
     ap.add_argument("--only", nargs="+", help=only)
+    inherit = (
+        "an experiment whose space has head.detail (a quickstart run): its paths with the "
+        "branch are also retrained from its supernet's weights with its retrain config"
+    )
+    ap.add_argument("--inherit", type=Path, help=inherit)
     ap.add_argument("--baselines", type=Path, default=Path("/tmp/raynas-vs-mmseg"),
                     help="vs_mmseg.py's cache: mmseg models on the same schedule")  # fmt: skip
     args = ap.parse_args()
@@ -101,6 +128,8 @@ def main() -> None:
             continue
         cfg = path_config(retrain_cfg, model, arch)
         trained.append((dict(train(name, cfg, iters, args.cache), arch=arch), cfg))
+        if args.inherit and name.endswith("+detail"):
+            trained.append(inherited(name, args.inherit, arch, iters, args.cache))
         print(json.dumps(trained[-1][0]), flush=True)
     if args.only:
         return
