@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (9 min here):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (7-10 min):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the top-2
 # Pareto subnets -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
