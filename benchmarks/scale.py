@@ -180,7 +180,7 @@ def write(result: dict[str, Any]) -> str:
               "result -> archive row ms (median / p99) |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     lines += [f"| {t['candidates']} | {t['concurrent']} | "
-              f"{t.get('scheduler', 'FIFOScheduler')} | {t['candidates_per_s']:.1f} | "
+              f"{t['scheduler']} | {t['candidates_per_s']:.1f} | "
               f"{t['driver_cpu_ms_per_candidate']:.1f} | {t['row_latency_ms_median']:.0f} / "
               f"{t['row_latency_ms_p99']:.0f} |" for t in result["tune"]]  # fmt: skip
     md = "\n".join(lines) + "\n"
@@ -210,10 +210,13 @@ def main() -> None:
     if args.searcher:
         result["searcher"] = searcher(args.searcher)
         print(result["searcher"], flush=True)
+
+    def key(t: dict) -> tuple:
+        return t["candidates"], t["concurrent"], t["scheduler"]
+
     for n in args.tune:
         for c in args.concurrent:
             run = tune_run(n, c, args.tune_fifo)
-            key = lambda t: (t["candidates"], t["concurrent"], t["scheduler"])  # noqa: E731
             result["tune"] = [t for t in result["tune"] if key(t) != key(run)] + [run]
             result["tune"].sort(key=key)
             write(result)  # a long run keeps what it measured so far

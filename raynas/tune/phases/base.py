@@ -6,6 +6,8 @@ from __future__ import annotations
 import abc
 from typing import Any, Protocol
 
+from raynas.tune.factories import build_trial_scheduler
+
 __all__ = ["Phase", "PipelineView", "TunePhase"]
 
 
@@ -71,8 +73,12 @@ class TunePhase(Phase):
         return None
 
     def tune_config(self) -> dict[str, Any]:
-        """``tune.TuneConfig`` arguments (searcher, scheduler, samples, concurrency)."""
-        return dict(max_concurrent_trials=self.opts.get("max_concurrent", 1))
+        """``tune.TuneConfig`` arguments (searcher, scheduler, samples, concurrency); the
+        scheduler is the phase's ``scheduler`` option, FIFO without one."""
+        return dict(
+            max_concurrent_trials=self.opts.get("max_concurrent", 1),
+            scheduler=build_trial_scheduler(self.opts.get("scheduler")),
+        )
 
     @abc.abstractmethod
     def results(self, grid: Any) -> dict[str, Any]:

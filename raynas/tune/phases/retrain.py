@@ -17,7 +17,6 @@ from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.tune.archive import Archive, encode_rows
-from raynas.tune.factories import build_trial_scheduler
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
 from raynas.tune.storage import Storage
@@ -185,9 +184,6 @@ class RetrainPhase(TunePhase):
 
     def iters(self) -> int:
         return self.opts["iters"]
-
-    def tune_config(self) -> dict[str, Any]:
-        return dict(super().tune_config(), scheduler=build_trial_scheduler(self.opts["scheduler"]))
 
     def results(self, grid: Any) -> dict[str, Any]:
         found = [r for r in grid if r.metrics and "mIoU" in r.metrics

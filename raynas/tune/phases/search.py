@@ -16,7 +16,7 @@ from ray import tune
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.config import space_and_table
 from raynas.tune.archive import encode_rows
-from raynas.tune.factories import build_searcher, build_trial_scheduler
+from raynas.tune.factories import build_searcher
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
 from raynas.tune.trial import archive_row, scored_on, trial_config, trial_threads
@@ -179,7 +179,6 @@ class SamplingSearch(TunePhase):
             super().tune_config(),
             num_samples=self.opts["num_candidates"],
             search_alg=searcher,
-            scheduler=build_trial_scheduler(None),
             reuse_actors=True,
         )
 

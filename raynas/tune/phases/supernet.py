@@ -10,7 +10,6 @@ from typing import Any
 from ray import tune
 
 from raynas.config import space_and_table
-from raynas.tune.factories import build_trial_scheduler
 from raynas.tune.options import trial_resources
 from raynas.tune.param_space import grid_size, tune_spec
 from raynas.tune.phases.base import TunePhase
@@ -80,7 +79,6 @@ class SupernetPhase(TunePhase):
         return dict(
             super().tune_config(),
             num_samples=self.opts["num_samples"],
-            scheduler=build_trial_scheduler(self.opts["scheduler"]),
         )
 
     def results(self, grid: Any) -> dict[str, Any]:
