@@ -61,13 +61,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _resolve_arch(spec: str, cfg) -> dict:
-    from raynas.core.arch_io import load_arch
+    from raynas.core.arch_io import resolve_arch
     from raynas.core.seg_space import space_from_model_cfg
 
-    space = space_from_model_cfg(cfg.model)
-    if spec in ("largest", "smallest"):
-        return space.extreme(spec == "largest")
-    return space.validate(load_arch(spec))
+    return resolve_arch(space_from_model_cfg(cfg.model), spec)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from raynas.core.errors import MissingInputError
-from raynas.core.space import Arch, InvalidArchError
+from raynas.core.errors import MissingInputError, closest
+from raynas.core.space import Arch, InvalidArchError, SearchSpace
 
-__all__ = ["dump_arch", "load_arch"]
+__all__ = ["dump_arch", "load_arch", "resolve_arch"]
 
 
 def dump_arch(
@@ -49,3 +49,24 @@ def load_arch(path: str | os.PathLike) -> Arch:
     if not isinstance(arch, dict):
         raise InvalidArchError(f"{path}: 'arch' must be a mapping of label -> choice")
     return dict(arch)
+
+
+def resolve_arch(space: SearchSpace, spec: str | os.PathLike | Mapping[str, Any]) -> Arch:
+    """``'largest'``, ``'smallest'``, an arch file or a label -> choice mapping, as a checked
+    arch of ``space``.
+
+    Raises:
+        InvalidArchError: An unknown, missing or bad label, naming the valid choices.
+        MissingInputError: A file that does not exist.
+    """
+    if isinstance(spec, Mapping):
+        return space.validate(spec)
+    names = ("largest", "smallest")
+    if str(spec) in names:
+        return space.extreme(str(spec) == "largest")
+    if not Path(spec).is_file():
+        raise MissingInputError(
+            f"architecture file {str(spec)!r} not found (nor is it {names[0]!r} or "
+            f"{names[1]!r}){closest(str(spec), names)}"
+        )
+    return space.validate(load_arch(spec))

@@ -11,7 +11,9 @@ from typing import Any
 from mmengine.config import Config
 
 from raynas.config import dataset_suffixes, space_and_table
-from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
+from raynas.core.arch_io import resolve_arch
+from raynas.core.errors import InvalidValueError, MissingInputError, UnknownKeyError, closest
+from raynas.core.space import InvalidArchError
 from raynas.tune.storage import Storage
 
 __all__ = [
@@ -98,6 +100,22 @@ def check_feasible(cfg: Config, constraints: Mapping[str, Any]) -> None:
                 f"tune_cfg.search.constraints.{key}=({low}, {high}) admits no architecture: "
                 f"this space spans {key} {lo:.4g} (smallest path) to {hi:.4g} (largest path)"
             )
+
+
+def check_start_with(cfg: Config, starts: list[Any]) -> list[dict[str, Any]]:
+    """The search's ``start_with`` architectures, checked against the space before training.
+
+    Raises:
+        InvalidValueError: Naming the entry and what is wrong with it.
+    """
+    space, _ = space_and_table(cfg)
+    out = []
+    for i, spec in enumerate(starts):
+        try:
+            out.append(resolve_arch(space, spec))
+        except (InvalidArchError, MissingInputError) as err:
+            raise InvalidValueError(f"tune_cfg.search.start_with[{i}]: {err}") from err
+    return out
 
 
 def check_ssr(cfg: Config, search: Mapping[str, Any]) -> None:

@@ -48,8 +48,11 @@ def build_trial_scheduler(
     return kinds[kind](metric=metric, mode=mode, **kwargs)
 
 
-def build_searcher(cfg: Mapping[str, Any], metrics: list[str], modes: list[str]) -> Any:
-    """``dict(type='nsga2'|'tpe'|'random', seed=..., ...)`` -> Ray's ``OptunaSearch``."""
+def build_searcher(
+    cfg: Mapping[str, Any], metrics: list[str], modes: list[str], points: list[dict] | None = None
+) -> Any:
+    """``dict(type='nsga2'|'tpe'|'random', seed=..., ...)`` -> Ray's ``OptunaSearch``, which
+    suggests ``points`` (flat parameter name -> value) first."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -67,4 +70,6 @@ def build_searcher(cfg: Mapping[str, Any], metrics: list[str], modes: list[str])
         )
     _check_kwargs("tune_cfg.search.searcher", samplers[kind], kwargs, {"seed"})
     sampler = samplers[kind](seed=seed, **kwargs)
-    return OptunaSearch(metric=metrics, mode=modes, sampler=sampler)
+    return OptunaSearch(
+        metric=metrics, mode=modes, sampler=sampler, points_to_evaluate=points or None
+    )

@@ -30,6 +30,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         calib_batches=4,  # BN recalibration batches per candidate
         eval_images=100,  # selection-split images per candidate (None: all)
         latency=False,  # also record every feasible candidate's latency (latency table)
+        # architectures the searcher evaluates first, then breeds from: 'largest', 'smallest',
+        # arch files (e.g. an earlier experiment's subnets/subnet0/arch.yaml) or label -> choice
+        # dicts; e.g. ['largest']: random first generations rarely draw a path that large
+        start_with=[],
         # re-rank the best candidates by TSE before retraining (raynas/tse.py), e.g.
         # dict(candidates=8, iters=50, lr=1e-3); None: retrain the top-k by inherited mIoU
         tse=None,
@@ -247,6 +251,14 @@ def _check_search(opts: dict[str, Any]) -> None:
     size = opts["searcher"].get("population_size")
     if size is not None:
         _check_count("tune_cfg.search.searcher.population_size", size, 2, False)
+    starts = opts["start_with"]
+    if not isinstance(starts, (list, tuple)) or not all(
+        isinstance(s, (str, Mapping)) for s in starts
+    ):
+        raise InvalidValueError(
+            "tune_cfg.search.start_with must be a list of 'largest', 'smallest', arch file paths "
+            f"or label -> choice dicts, got {starts!r}"
+        )
     if not isinstance(opts["latency"], bool):
         raise InvalidValueError(
             f"tune_cfg.search.latency must be True or False, got {opts['latency']!r}"

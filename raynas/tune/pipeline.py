@@ -36,6 +36,7 @@ from raynas.tune.checks import (
     check_factories,
     check_feasible,
     check_ssr,
+    check_start_with,
     check_supernet,
     read_state,
 )
@@ -91,6 +92,7 @@ class Pipeline:
         check_factories(opts)
         check_feasible(cfg, opts["search"]["constraints"])
         check_ssr(cfg, opts["search"])
+        check_start_with(cfg, opts["search"]["start_with"])
         check_datasets(cfg)
         apply_selection_split(cfg)
         exp.write_text(cfg.pretty_text, CONFIG)

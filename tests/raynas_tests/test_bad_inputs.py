@@ -173,6 +173,15 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
     ),
     "retrain init": (_run("tune_cfg.retrain.init=pretrained"), ("'inherit' or 'scratch'",)),
     "search cost": (_run("tune_cfg.search.cost=params"), ("'flops' or 'latency_ms'",)),
+    "start_with name": (
+        _run("tune_cfg.search.start_with=[largets]"),
+        ("start_with[0]", "did you mean 'largest'?"),
+    ),
+    "start_with label": (
+        lambda w: _run(f"tune_cfg.search.start_with=[{w['tmp'] / 'label.yaml'}]")(w),
+        ("start_with[0]", "'backbone.stage0.layer0.opp'"),
+    ),
+    "start_with not a list": (_run("tune_cfg.search.start_with=5"), ("must be a list",)),
     "latency not bool": (_run("tune_cfg.search.latency=maybe"), ("True or False",)),
     "existing experiment": (_run(name="exp"), ("exists", "raynas resume")),
     "dataset missing": (_data("/nonexistent/data"), ("dataset not found", "data_root")),

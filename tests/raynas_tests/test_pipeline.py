@@ -93,12 +93,14 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     (supernet, search), then back for the retrained models' report."""
     from mmseg.apis import inference_model, init_model
 
+    from raynas.config import load_config, space_and_table
     from raynas.tune.pipeline import Pipeline
 
     # NSGA-II on mIoU and table latency; mmseg's FastSCNN retrained beside the found models
-    # the top-k chosen by TSE of the 3 best candidates
+    # the top-k chosen by TSE of the 3 best candidates; the smallest path evaluated first
     run = {**SMALL_RUN, "search.cost": "latency_ms", "report.baselines": ["fastscnn"],
-           "search.tse": dict(candidates=3, iters=10)}  # fmt: skip
+           "search.tse": dict(candidates=3, iters=10),
+           "search.start_with": ["smallest"]}  # fmt: skip
     Pipeline.create(QUICKSTART, str(tmp_path), "e2e", _option_dict(small_options, **run))
     root = Path(small_options["data_root"])
     hidden = [root / d / "val" for d in ("img_dir", "ann_dir")]
@@ -122,6 +124,8 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     assert len(search) == 6 == search.trial_id.nunique()  # one row per evaluated candidate
     assert set(frame[frame.phase != "retrain"].split) == {"selection"}
     assert (search.latency_ms > 0).all()
+    space, table = space_and_table(load_config(QUICKSTART, small_options))
+    assert table(space.extreme(False)).flops in set(search.flops)  # start_with=['smallest']
     tse = frame[frame.phase == "tse"]
     assert len(tse) == 3 and set(tse.arch) <= set(search.arch)
     scores = {s["arch"]: s["tse"] for s in state["phases"]["tse"]["scores"]}

@@ -16,6 +16,7 @@ from ray import tune
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.config import space_and_table
 from raynas.tune.archive import encode_rows
+from raynas.tune.checks import check_start_with
 from raynas.tune.factories import build_searcher
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
@@ -174,7 +175,9 @@ class SamplingSearch(TunePhase):
 
     def tune_config(self) -> dict[str, Any]:
         metrics = ["mIoU", self.opts["cost"]]
-        searcher = build_searcher(self.opts["searcher"], metrics, ["max", "min"])
+        starts = check_start_with(self.pipeline.cfg, self.opts["start_with"])
+        points = [{f"arch/{k}": v for k, v in arch.items()} for arch in starts]
+        searcher = build_searcher(self.opts["searcher"], metrics, ["max", "min"], points)
         return dict(
             super().tune_config(),
             num_samples=self.opts["num_candidates"],
