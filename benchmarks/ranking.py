@@ -16,7 +16,11 @@ yardstick is the mean over --standalone-seeds, and the table states its own nois
 ranking against seed 0's. Shorter stand-alone schedules are no yardstick on synthseg: at 400
 iterations all 16 architectures score 16.1-18.2 mIoU, the plateau before the classes separate.)
 Writes benchmarks/results/ranking.{json,md} and prints the table. Everything is cached in
---cache, so a rerun only trains what is missing.
+--cache, so a rerun only trains what is missing. ``--cfg-options`` changes every config (the
+supernets' and so the architectures' space), e.g. the space sized to the 128-pixel input:
+``--cfg-options "model.backbone.arch_settings.dilations=(1,2)"
+"model.backbone.arch_settings.zooms=(1,)" --cache /tmp/raynas-ranking-input-sized`` (a cache
+of its own: cached results are keyed by strategy, seed and iterations only).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mmengine.config import DictAction
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -73,13 +78,14 @@ ABLATION = {
     ),
 }
 STRATEGIES.update(ABLATION)
+CFG_OPTIONS: dict[str, Any] = {}  # --cfg-options, applied to every config loaded
 
 
 def architectures(n: int = 16, seed: int = 0) -> list[dict]:
     """``n`` paths at evenly spaced FLOPs quantiles of 2000 samples."""
     from raynas.config import load_config, space_and_table
 
-    space, table = space_and_table(load_config(SUPERNET / STRATEGIES["uniform"][0]))
+    space, table = space_and_table(load_config(SUPERNET / STRATEGIES["uniform"][0], CFG_OPTIONS))
     rng = np.random.default_rng(seed)
     paths = [space.canonical(space.sample(rng)) for _ in range(2000)]
     paths.sort(key=lambda a: table(a).flops)
@@ -89,7 +95,7 @@ def architectures(n: int = 16, seed: int = 0) -> list[dict]:
 def _cfg(config: Path, iters: int, work: Path) -> Any:
     from raynas.config import apply_selection_split, load_config
 
-    cfg = load_config(config)
+    cfg = load_config(config, CFG_OPTIONS)
     apply_selection_split(cfg)
     from recipes import apply_recipe
 
@@ -187,7 +193,10 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
     ap.add_argument("--out", default="ranking", help="results/<out>.{json,md}")
     ap.add_argument("--no-tse", action="store_true", help="skip TSE's ranking")
+    options_help = "key=value overrides of every config (use a --cache of their own)"
+    ap.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help=options_help)
     args = ap.parse_args()
+    CFG_OPTIONS.update(args.cfg_options)
     from mmengine.registry import init_default_scope
 
     import mmseg_plugins  # noqa: F401

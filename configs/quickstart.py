@@ -3,9 +3,12 @@
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the top-2
 # Pareto subnets -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
 _base_ = ["supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
-# the space plus the head's 1/4 detail branch, searched (head.detail; benchmarks/results/ceiling.md)
+# the space sized to the 128-pixel input: dilation 1 or 2 (larger ones reach past the 16x16 and
+# smaller feature maps) and every layer at its stage's resolution (no zoom), which trains a
+# better supernet (benchmarks/results/sharing.md); plus the head's 1/4 detail branch, searched
+# (head.detail; benchmarks/results/ceiling.md)
 model = dict(
-    backbone=dict(stem_out=True),
+    backbone=dict(stem_out=True, arch_settings=dict(dilations=(1, 2), zooms=(1,))),
     decode_head=dict(details=(0, 1), detail_channels=32),
 )
 tune_cfg = dict(

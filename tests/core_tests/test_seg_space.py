@@ -24,11 +24,18 @@ def test_dilations_past_the_feature_map_are_named() -> None:
     assert BackboneSettings(dilations=(1, 2), zooms=(1,)).degenerate_dilations((128, 128)) == []
 
 
+def _space(config: str) -> str:
+    return subprocess.run([sys.executable, "-m", "raynas.cli", "space", config], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+
 def test_raynas_space_prints_the_note() -> None:
-    out = subprocess.run([sys.executable, "-m", "raynas.cli", "space", "configs/quickstart.py"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert "1.344e+19 distinct architectures" in out  # 6.7e18 x head.detail
+    out = _space("configs/ssr_quickstart.py")  # the base space's dilations and zooms
+    assert "6.722e+18 distinct architectures" in out
     assert "note: at the 128x128 input" in out and "stage2 at 1/32 (4x4 maps)" in out
+    out = _space("configs/quickstart.py")  # sized to the input: dilation 1 or 2, no zoom
+    assert "1.216e+12 distinct architectures" in out  # with head.detail
+    assert "note:" not in out
 
 
 def test_paths_differing_only_in_degenerate_dilations_share_one_function() -> None:
