@@ -15,8 +15,8 @@ from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.config import space_and_table
+from raynas.core.arch_io import resolve_arch
 from raynas.tune.archive import encode_rows
-from raynas.tune.checks import check_start_with
 from raynas.tune.factories import build_searcher
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
@@ -175,7 +175,8 @@ class SamplingSearch(TunePhase):
 
     def tune_config(self) -> dict[str, Any]:
         metrics = ["mIoU", self.opts["cost"]]
-        starts = check_start_with(self.pipeline.cfg, self.opts["start_with"])
+        space, _ = space_and_table(self.pipeline.cfg)  # start_with was checked before training
+        starts = [resolve_arch(space, spec) for spec in self.opts["start_with"]]
         points = [{f"arch/{k}": v for k, v in arch.items()} for arch in starts]
         searcher = build_searcher(self.opts["searcher"], metrics, ["max", "min"], points)
         return dict(
