@@ -243,6 +243,11 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
             f"{args.standalone_seeds})."
             for s, y in zip(args.standalone_seeds[1:], args.yardstick)
         ],
+        *(
+            [f"Every config changed by --cfg-options {args.cfg_options}."]
+            if args.cfg_options
+            else []
+        ),
         "",
         "| strategy | seeds | Kendall tau | Spearman rho | top-5 overlap | stand-alone mIoU "
         "of its top-1 | iterations | s/iteration |",

@@ -9,6 +9,7 @@ one pass, constant lr 1e-3). The fine-tuned weights are thrown away: TSE only ra
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,12 @@ def tse_score(
                       calib_loader=calib_loader)  # fmt: skip
         sub = load_config(work / "subnet" / "subnet.py")
         sub.work_dir, sub.log_level = str(work / "work"), "WARNING"
+        # mmengine keeps one logger and visualizer per name (the experiment's: config name and
+        # start second; mmseg's visualizer: 'visualizer'), so a later fine-tune in this process
+        # would write into an earlier one's removed folder
+        sub.experiment_name = f"tse-{uuid.uuid4().hex[:12]}"
+        if sub.get("visualizer"):
+            sub.visualizer.name = sub.experiment_name
         sub.load_from = str(work / "subnet" / "subnet.pth")
         sub.optim_wrapper.optimizer.lr = lr
         sub.param_scheduler = []  # constant learning rate
