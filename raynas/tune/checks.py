@@ -102,20 +102,19 @@ def check_feasible(cfg: Config, constraints: Mapping[str, Any]) -> None:
             )
 
 
-def check_start_with(cfg: Config, starts: list[Any]) -> list[dict[str, Any]]:
-    """The search's ``start_with`` architectures, checked against the space before training.
+def check_start_with(cfg: Config, starts: list[Any]) -> None:
+    """Refuses ``search.start_with`` entries that are no architecture of the space, before
+    training (the search phase resolves them again when it starts).
 
     Raises:
         InvalidValueError: Naming the entry and what is wrong with it.
     """
     space, _ = space_and_table(cfg)
-    out = []
     for i, spec in enumerate(starts):
         try:
-            out.append(resolve_arch(space, spec))
+            resolve_arch(space, spec)
         except (InvalidArchError, MissingInputError) as err:
             raise InvalidValueError(f"tune_cfg.search.start_with[{i}]: {err}") from err
-    return out
 
 
 def check_ssr(cfg: Config, search: Mapping[str, Any]) -> None:
