@@ -20,7 +20,9 @@ Writes benchmarks/results/ranking.{json,md} and prints the table. Everything is 
 supernets' and so the architectures' space), e.g. the space sized to the 128-pixel input:
 ``--cfg-options "model.backbone.arch_settings.dilations=(1,2)"
 "model.backbone.arch_settings.zooms=(1,)" --cache /tmp/raynas-ranking-input-sized`` (a cache
-of its own: cached results are keyed by strategy, seed and iterations only).
+of its own: cached results are keyed by strategy, seed and iterations only). ``--reuse
+results/X.json`` takes the yardstick and the other strategies' rows from an earlier run of the
+same architectures and schedules (its cache gone), so new strategies join its table.
 """
 
 from __future__ import annotations
@@ -169,6 +171,18 @@ def tse(iters: int, seed: int, archs: list[dict], cache: Path, steps: int = 50) 
     return out
 
 
+def reuse(path: Path, args: Any) -> tuple[list[float], list[dict], dict[str, list[dict]]]:
+    """Yardstick, its noise and rows of an earlier results file; refuses one whose
+    architectures, stand-alone schedule or --cfg-options differ from this run's."""
+    prior = json.loads(path.read_text())
+    same = ("archs", "standalone_iters", "standalone_seeds", "iters", "cfg_options")
+    now = json.loads(json.dumps(vars(args), default=str))
+    diff = [k for k in same if prior["args"].get(k) != now[k]]
+    if diff:
+        raise SystemExit(f"--reuse {path}: {diff} differ from this run's; rerun without --reuse")
+    return prior["standalone"], prior["args"]["yardstick"], prior["rows"]
+
+
 def agreement(scores: list[float], truth: list[float]) -> dict[str, float]:
     from scipy.stats import kendalltau, spearmanr
 
@@ -193,6 +207,12 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
     ap.add_argument("--out", default="ranking", help="results/<out>.{json,md}")
     ap.add_argument("--no-tse", action="store_true", help="skip TSE's ranking")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="an earlier results JSON: its yardstick and its "
+        "rows of strategies not run now (same architectures and schedules)",
+    )
     options_help = "key=value overrides of every config (use a --cache of their own)"
     ap.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help=options_help)
     args = ap.parse_args()
@@ -204,24 +224,31 @@ def main() -> None:
     init_default_scope("mmseg")
     args.cache.mkdir(parents=True, exist_ok=True)
     archs = architectures(args.archs)
-    runs = [[standalone(i, a, args.standalone_iters, args.cache, s) for i, a in enumerate(archs)]
-            for s in args.standalone_seeds]  # fmt: skip
-    truth = list(np.mean(runs, axis=0))  # the yardstick: mean over stand-alone seeds
-    print("stand-alone", [[round(t, 2) for t in r] for r in runs], flush=True)
-    args.yardstick = [agreement(r, runs[0]) for r in runs[1:]]  # its own noise
     rows: dict[str, list[dict]] = {}
+    if args.reuse:
+        truth, args.yardstick, rows = reuse(args.reuse, args)
+        args.reuse = str(args.reuse)
+    else:
+        runs = [[standalone(i, a, args.standalone_iters, args.cache, s)
+                 for i, a in enumerate(archs)] for s in args.standalone_seeds]  # fmt: skip
+        truth = list(np.mean(runs, axis=0))  # the yardstick: mean over stand-alone seeds
+        print("stand-alone", [[round(t, 2) for t in r] for r in runs], flush=True)
+        args.yardstick = [agreement(r, runs[0]) for r in runs[1:]]  # its own noise
+    kept = set(rows)  # reused rows, replaced by this run's for the strategies it runs
+
+    def add(name: str, result: dict) -> None:
+        nonlocal kept
+        if name in kept:
+            rows[name], kept = [], kept - {name}
+        rows.setdefault(name, []).append({**result, **agreement(result["inherited"], truth)})
+        print(name, json.dumps(rows[name][-1]), flush=True)
+
     for seed in args.seeds:
         ablation = list(ABLATION) if seed in args.ablation_seeds else []
         for strategy in dict.fromkeys(args.strategies + ablation):
-            result = supernet(strategy, seed, args.iters, archs, args.cache)
-            rows.setdefault(strategy, []).append({**result, **agreement(result["inherited"],
-                                                                        truth)})  # fmt: skip
-            print(strategy, seed, json.dumps(rows[strategy][-1]), flush=True)
+            add(strategy, supernet(strategy, seed, args.iters, archs, args.cache))
         if "uniform" in args.strategies and not args.no_tse:
-            result = tse(args.iters, seed, archs, args.cache)
-            rows.setdefault("TSE (uniform + 50-iter fine-tune)", []).append(
-                {**result, **agreement(result["inherited"], truth)}
-            )
+            add("TSE (uniform + 50-iter fine-tune)", tse(args.iters, seed, archs, args.cache))
         write(rows, truth, args)  # after every seed, so a long run leaves partial tables
 
 

@@ -6,9 +6,13 @@ embedded dataset with exactly the config of the experiment's retrained subnets (
 selection split, optimizer, schedule, iterations), from scratch, and tested on val. The
 experiment's retrained subnets (from inherited weights) are read from its archive. Every
 model's params, FLOPs and CPU latency (batch 1, all measured in this one process) go on one
-Pareto plot. Trainings are cached in --cache.
+Pareto plot, and each mmseg model is marked with the found models that beat it (higher val
+mIoU at lower or equal latency). Trainings are cached in --cache; ``--recorded`` takes an
+earlier run's mmseg accuracies (same schedule) for models not in the cache, marked in the table
+(their latencies are still measured here).
 
-Run:  python benchmarks/vs_mmseg.py --experiment runs/quickstart [--models fastscnn ...]
+Run:  python benchmarks/vs_mmseg.py --experiment runs/quickstart [runs/realtime ...]
+      [--models fastscnn ...] [--recorded benchmarks/results/vs_mmseg.json]
 Writes benchmarks/results/vs_mmseg.{json,md,png} and prints the table.
 """
 
@@ -55,7 +59,20 @@ def cost(cfg: Any, checkpoint: str | None, size: tuple[int, int]) -> dict[str, f
     return model_cost(cfg.model, size, checkpoint)
 
 
-def found_models(exp: Path) -> list[dict[str, Any]]:
+def recorded(path: Path | None, iters: int) -> dict[str, dict[str, Any]]:
+    """The mmseg rows of an earlier results file with the same iterations, by name."""
+    if path is None:
+        return {}
+    doc = json.loads(path.read_text())
+    if doc["iters"] != iters:
+        raise SystemExit(f"--recorded {path} was trained for {doc['iters']} iterations, "
+                         f"the experiment retrains for {iters}: drop --recorded")  # fmt: skip
+    keep = ("name", "val_mIoU")
+    return {r["name"]: {k: r[k] for k in keep} | dict(recorded=str(path))
+            for r in doc["rows"] if not r.get("found", r["name"].startswith("found"))}  # fmt: skip
+
+
+def found_models(exp: Path, prefix: str = "found") -> list[dict[str, Any]]:
     """The experiment's retrained subnets: val mIoU (last retrain row), config, checkpoint."""
     import pandas as pd
 
@@ -68,14 +85,26 @@ def found_models(exp: Path) -> list[dict[str, Any]]:
     for _, row in retrain.groupby("trial_id").tail(1).iterrows():
         trial = next((exp / "retrain").glob(f"*{row.trial_id}*"))
         ckpt = sorted(trial.glob("checkpoint_*/checkpoint.pth"))[-1]
-        out.append(dict(name=f"found {row.path}", val_mIoU=float(row.mIoU), checkpoint=str(ckpt),
+        out.append(dict(name=f"{prefix} {row.path}", val_mIoU=float(row.mIoU), found=True,
+                        checkpoint=str(ckpt),
                         config=str(Path(exports[row.path]["dir"]) / "subnet.py")))  # fmt: skip
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--experiment", type=Path, required=True)
+    ap.add_argument(
+        "--experiment",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="experiments whose found models go in the table (same retrain config)",
+    )
+    ap.add_argument(
+        "--recorded",
+        type=Path,
+        help="an earlier vs_mmseg.json: its mmseg accuracies for models not cached",
+    )
     ap.add_argument("--models", nargs="+", default=list(BASELINES))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-vs-mmseg"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the latencies "
@@ -90,12 +119,16 @@ def main() -> None:
     init_default_scope("mmseg")
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
-    found = found_models(args.experiment)
+    several = len(args.experiment) > 1
+    found = [m for exp in args.experiment
+             for m in found_models(exp, f"{exp.name}:" if several else "found")]  # fmt: skip
     subnet_cfg = load_config(found[0]["config"])
-    exp_cfg = load_config(args.experiment / "config.py")
-    iters = exp_cfg.tune_cfg.retrain.iters
+    iters = load_config(args.experiment[0] / "config.py").tune_cfg.retrain.iters
     size = tuple(subnet_cfg.model.data_preprocessor.size)
-    trained = [train_baseline(name, subnet_cfg, iters, args.cache) for name in args.models]
+    old = recorded(args.recorded, iters)
+    trained = [old[name] if name in old and not (args.cache / f"{name}-{iters}.json").is_file()
+               else train_baseline(name, subnet_cfg, iters, args.cache)
+               for name in args.models]  # fmt: skip
     rows = []  # costs measured after all training, back to back, so latencies compare
     for name, result in zip(args.models, trained, strict=True):
         rows.append({**result, **cost(baseline_config(name, subnet_cfg), None, size)})
@@ -107,17 +140,21 @@ def main() -> None:
 
 
 def write(rows: list[dict], iters: int, size: tuple, threads: int) -> None:
-    from raynas.report import plot_vs_baselines
+    from raynas.report import plot_vs_baselines, vs_baselines_markdown
 
     OUT.mkdir(parents=True, exist_ok=True)
     doc = dict(rows=rows, iters=iters, threads=threads)
     (OUT / "vs_mmseg.json").write_text(json.dumps(doc, indent=2))
-    plot_vs_baselines([dict(r, mIoU=r["val_mIoU"], baseline=not r["name"].startswith("found"))
-                       for r in rows], OUT / "vs_mmseg.png", size)  # fmt: skip
-    md = cost_table(rows, f"synthseg val mIoU after {iters} iterations of the pipeline's retrain "
-                    "config (found models: from inherited weights; mmseg models: from scratch); "
-                    f"CPU latency batch 1 at {size[0]}x{size[1]}, {threads} thread(s), measured "
-                    "in one process")  # fmt: skip
+    marked = [dict(r, mIoU=r["val_mIoU"], baseline=not r.get("found"),
+                   name=r["name"] + (" (recorded)" if "recorded" in r else ""))
+              for r in rows]  # fmt: skip
+    plot_vs_baselines(marked, OUT / "vs_mmseg.png", size)
+    sources = sorted({r["recorded"] for r in rows if "recorded" in r})
+    note = f"; (recorded): val mIoU from {', '.join(sources)}, not retrained" if sources else ""
+    md = (f"synthseg val mIoU after {iters} iterations of the pipeline's retrain config (found "
+          "models: from inherited weights; mmseg models: from scratch); CPU latency batch 1 at "
+          f"{size[0]}x{size[1]}, {threads} thread(s), measured in one process{note}\n\n"
+          + vs_baselines_markdown(marked))  # fmt: skip
     (OUT / "vs_mmseg.md").write_text(md)
     print(md)
 

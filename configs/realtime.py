@@ -1,0 +1,21 @@
+# The quickstart's pipeline on a space widened to the latency of mmseg's real-time models
+# (CGNet, BiSeNetV2: 20-30 ms on one CPU thread at 128x128), about 30 min on 2 cores:
+#   raynas run configs/realtime.py
+# The quickstart's largest path (135 MFLOPs, 8.7 ms) trails BiSeNetV2 by 4-7 mIoU whatever the
+# search finds (benchmarks/results/ceiling.md); here stem, stages and head are wider, so the
+# space reaches those models' cost, and the search keeps the whole range.
+_base_ = ["quickstart.py"]
+model = dict(
+    backbone=dict(
+        arch_settings=dict(stem_channels=(24, 48), stage_channels=(96, 160, 256)),
+    ),
+    decode_head=dict(
+        in_channels=[96, 160, 256],  # = stage_channels
+        channels=96,
+        channel_choices=(48, 72, 96),
+        detail_channels=48,  # = stem_channels[-1]
+    ),
+)
+tune_cfg = dict(
+    search=dict(constraints=dict(flops=(None, 600e6))),  # below BiSeNetV2's 769 MFLOPs
+)
