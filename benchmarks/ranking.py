@@ -259,7 +259,8 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
     lines = [
         f"{len(truth)} architectures stratified by FLOPs; stand-alone: AdamW "
         f"{args.standalone_iters} iterations, val mIoU {min(truth):.1f}-{max(truth):.1f}; "
-        f"supernets: AdamW, {args.iters} uniform-equivalent iterations, seeds {args.seeds}; "
+        f"supernets: AdamW, {args.iters} uniform-equivalent iterations, seeds 0, 1, ... (the "
+        "seeds column counts them); "
         "inherited mIoU on the selection split. Mean (min-max over seeds). The best "
         f"stand-alone mIoU of the {len(truth)} is {max(truth):.2f}.",
         *[

@@ -208,9 +208,9 @@ class Pipeline:
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "10")
         check_address(address)
         opts = dict(self.opts["ray"], **({} if dashboard is None else {"dashboard": dashboard}))
+        if not address:  # a local Ray instance dies with this driver, also during ray.init
+            reap_when_gone()  # (its agents start before ray.init returns)
         ray.init(**ray_init_kwargs(opts, address, os.environ))
-        if not address:  # a local Ray instance: it dies with this driver
-            reap_when_gone()
         terminate_gracefully(ray.shutdown)
 
     def tune(

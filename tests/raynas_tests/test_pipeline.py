@@ -265,22 +265,28 @@ def _alive(pids: set[int]) -> set[int]:
 
 
 @pytest.mark.parametrize(  # SIGTERM takes the SIGINT path (same handler): slow run only
-    "sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGKILL, signal.SIGINT]
+    ("sig", "delay_s"),
+    [
+        pytest.param(signal.SIGTERM, 2.0, marks=pytest.mark.slow),
+        (signal.SIGKILL, 2.0),
+        (signal.SIGINT, 2.0),
+        (signal.SIGKILL, 0.0),  # inside ray.init: its agents run before it returns
+    ],
 )
 def test_no_trial_process_outlives_the_driver(
-    sig: signal.Signals, tmp_path: Path, small_options: dict[str, Any]
+    sig: signal.Signals, delay_s: float, tmp_path: Path, small_options: dict[str, Any]
 ) -> None:
     run = {**SMALL_RUN, "supernet.iters": 2000, "supernet.report_interval": 1000}
     proc = _raynas("run", str(QUICKSTART), "--storage", str(tmp_path), "--name", "d",
                    "--cfg-options", *_options(small_options, **run))  # fmt: skip
     deadline = time.time() + 120
-    trial = set()
-    while not trial:  # a supernet trial is training
+    ray_procs = set()
+    while not ray_procs:  # Ray's first worker or agent
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
-        trial = {p for p in _descendants(proc.pid) if "ray::" in _cmdline(p)}
-        time.sleep(0.5)
+        ray_procs = {p for p in _descendants(proc.pid) if "ray::" in _cmdline(p)}
+        time.sleep(0.05 if delay_s == 0 else 0.5)
     tree = _descendants(proc.pid)
-    time.sleep(2)
+    time.sleep(delay_s)
     os.kill(proc.pid, sig)  # the driver only, as a terminal, a scheduler or the OOM killer would
     proc.wait(timeout=120)
     deadline = time.time() + 30
