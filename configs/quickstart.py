@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (6-9 min):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (7-10 min):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the top-2
 # Pareto subnets -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
@@ -13,9 +13,7 @@ model = dict(
 )
 tune_cfg = dict(
     # 2 CPUs reserved; torch's threads measured at the start (resources.threads='auto')
-    # 800 + 1200 iterations fit 10 min on the slowest 2-core machine met (configs/realtime.py
-    # trains 1200 + 2000, the schedule of benchmarks/vs_mmseg.py)
-    supernet=dict(iters=800, report_interval=400, resources=dict(cpu=2)),
+    supernet=dict(iters=1200, report_interval=600, resources=dict(cpu=2)),
     search=dict(
         num_candidates=24,
         eval_images=100,
@@ -27,8 +25,8 @@ tune_cfg = dict(
     ),
     retrain=dict(
         top_k=2,
-        iters=1200,  # AdamW from inherited weights (benchmarks/results/recipes.md)
-        report_interval=600,
+        iters=2000,  # AdamW from inherited weights (benchmarks/results/recipes.md)
+        report_interval=1000,
         init="inherit",
         resources=dict(cpu=1),
         max_concurrent=2,
