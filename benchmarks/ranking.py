@@ -227,20 +227,19 @@ def main() -> None:
     rows: dict[str, list[dict]] = {}
     if args.reuse:
         truth, args.yardstick, rows = reuse(args.reuse, args)
-        args.reuse = str(args.reuse)
     else:
         runs = [[standalone(i, a, args.standalone_iters, args.cache, s)
                  for i, a in enumerate(archs)] for s in args.standalone_seeds]  # fmt: skip
         truth = list(np.mean(runs, axis=0))  # the yardstick: mean over stand-alone seeds
         print("stand-alone", [[round(t, 2) for t in r] for r in runs], flush=True)
         args.yardstick = [agreement(r, runs[0]) for r in runs[1:]]  # its own noise
-    kept = set(rows)  # reused rows, replaced by this run's for the strategies it runs
+    ran: set[str] = set()  # strategies run now: their reused rows, if any, are replaced
 
     def add(name: str, result: dict) -> None:
-        nonlocal kept
-        if name in kept:
-            rows[name], kept = [], kept - {name}
-        rows.setdefault(name, []).append({**result, **agreement(result["inherited"], truth)})
+        if name not in ran:
+            ran.add(name)
+            rows[name] = []
+        rows[name].append({**result, **agreement(result["inherited"], truth)})
         print(name, json.dumps(rows[name][-1]), flush=True)
 
     for seed in args.seeds:

@@ -29,11 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 
 
+def cached(name: str, iters: int, cache: Path) -> Path:
+    """Where :func:`train` keeps the result of ``name`` trained for ``iters``."""
+    return cache / f"{name}-{iters}.json"
+
+
 def train(name: str, cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
     """Val mIoU and checkpoint of ``cfg`` trained from scratch for ``iters`` (cached by name)."""
     from mmengine.runner import Runner
 
-    key = cache / f"{name}-{iters}.json"
+    key = cached(name, iters, cache)
     if key.is_file():
         return json.loads(key.read_text())
     cfg.work_dir = str(cache / f"{name}-{iters}")
@@ -126,7 +131,7 @@ def main() -> None:
     iters = load_config(args.experiment[0] / "config.py").tune_cfg.retrain.iters
     size = tuple(subnet_cfg.model.data_preprocessor.size)
     old = recorded(args.recorded, iters)
-    trained = [old[name] if name in old and not (args.cache / f"{name}-{iters}.json").is_file()
+    trained = [old[name] if name in old and not cached(name, iters, args.cache).is_file()
                else train_baseline(name, subnet_cfg, iters, args.cache)
                for name in args.models]  # fmt: skip
     rows = []  # costs measured after all training, back to back, so latencies compare
