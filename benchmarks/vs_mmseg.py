@@ -41,7 +41,7 @@ def train(name: str, cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
     key = cached(name, iters, cache)
     if key.is_file():
         return json.loads(key.read_text())
-    cfg.work_dir = str(cache / f"{name}-{iters}")
+    cfg.work_dir = str(key.with_suffix(""))  # the same name, without .json
     cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, iters
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
     cfg.log_level = "WARNING"
