@@ -8,7 +8,8 @@ same wall time, which is measured and reported), and the 16 architectures' inher
 measured on the selection split (carved from training; BN recalibrated). Kendall tau, Spearman
 rho (scipy) and top-5 overlap against the stand-alone ranking, per seed, with mean and spread.
 TSE (a 50-iteration fine-tune's summed training loss from the uniform supernet, raynas.tse) is
-scored on the same 16 architectures.
+scored on the same 16 architectures, and so are two rankings without training (more FLOPs,
+more parameters rank higher): a supernet's ranking is worth its cost only above them.
 
 Run:  python benchmarks/ranking.py [--iters 1500 --standalone-iters 1500 --seeds 0 1]
 (on 2 CPU cores about 4 h: 32 stand-alone trainings, 16 x 2 seeds, and 12 supernets. The
@@ -22,7 +23,8 @@ supernets' and so the architectures' space), e.g. the space sized to the 128-pix
 "model.backbone.arch_settings.zooms=(1,)" --cache /tmp/raynas-ranking-input-sized`` (a cache
 of its own: cached results are keyed by strategy, seed and iterations only). ``--reuse
 results/X.json`` takes the yardstick and the other strategies' rows from an earlier run of the
-same architectures and schedules (its cache gone), so new strategies join its table.
+same architectures and stand-alone schedule (its cache gone), so new strategies join its
+table; with another --iters, only its yardstick.
 """
 
 from __future__ import annotations
@@ -92,6 +94,20 @@ def architectures(n: int = 16, seed: int = 0) -> list[dict]:
     paths = [space.canonical(space.sample(rng)) for _ in range(2000)]
     paths.sort(key=lambda a: table(a).flops)
     return [paths[int(q)] for q in np.linspace(0, len(paths) - 1, n)]
+
+
+def rules_of_thumb(archs: list[dict]) -> dict[str, dict]:
+    """Rankings without training (bigger ranks higher): what a supernet has to beat."""
+    from raynas.config import load_config, space_and_table
+
+    _, table = space_and_table(load_config(SUPERNET / STRATEGIES["uniform"][0], CFG_OPTIONS))
+    costs = [table(a) for a in archs]
+    return {
+        f"{k} (bigger ranks higher, no training)": dict(
+            inherited=[float(getattr(c, k)) for c in costs], train_s=0.0, iters=0
+        )
+        for k in ("flops", "params")
+    }
 
 
 def _cfg(config: Path, iters: int, work: Path) -> Any:
@@ -173,13 +189,17 @@ def tse(iters: int, seed: int, archs: list[dict], cache: Path, steps: int = 50) 
 
 def reuse(path: Path, args: Any) -> tuple[list[float], list[dict], dict[str, list[dict]]]:
     """Yardstick, its noise and rows of an earlier results file; refuses one whose
-    architectures, stand-alone schedule or --cfg-options differ from this run's."""
+    architectures, stand-alone schedule or --cfg-options differ from this run's. With another
+    supernet budget (--iters) only the yardstick is taken: its rows would not compare."""
     prior = json.loads(path.read_text())
-    same = ("archs", "standalone_iters", "standalone_seeds", "iters", "cfg_options")
+    same = ("archs", "standalone_iters", "standalone_seeds", "cfg_options")
     now = json.loads(json.dumps(vars(args), default=str))
     diff = [k for k in same if prior["args"].get(k) != now[k]]
     if diff:
         raise SystemExit(f"--reuse {path}: {diff} differ from this run's; rerun without --reuse")
+    if prior["args"]["iters"] != args.iters:
+        print(f"--reuse {path}: --iters {prior['args']['iters']} there: yardstick only")
+        return prior["standalone"], prior["args"]["yardstick"], {}
     return prior["standalone"], prior["args"]["yardstick"], prior["rows"]
 
 
@@ -242,6 +262,8 @@ def main() -> None:
         rows[name].append({**result, **agreement(result["inherited"], truth)})
         print(name, json.dumps(rows[name][-1]), flush=True)
 
+    for name, result in rules_of_thumb(archs).items():
+        add(name, result)
     for seed in args.seeds:
         ablation = list(ABLATION) if seed in args.ablation_seeds else []
         for strategy in dict.fromkeys(args.strategies + ablation):
@@ -285,7 +307,7 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
         for m in ("tau", "rho", "top5", "top1"):
             v = [r[m] for r in runs]
             cells.append(f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})")
-        s_it = np.mean([r["train_s"] / r["iters"] for r in runs])
+        s_it = np.mean([r["train_s"] / max(r["iters"], 1) for r in runs])
         lines.append(
             f"| {name} | {len(runs)} | "
             + " | ".join(cells)

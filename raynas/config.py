@@ -139,7 +139,16 @@ def apply_selection_split(cfg: Config) -> None:
             "selection_split needs a folder training dataset without ann_file or indices; "
             "set selection_split=None and pass a selection split as val_dataloader yourself"
         )
-    _, masks = dataset_files(train)
+    images, masks = dataset_files(train)
+    if len(images) < 2:
+        folder = Path(train.get("data_root") or ".") / train.get("data_prefix", {}).get(
+            "img_path", ""
+        )
+        raise MissingInputError(
+            f"selection_split: {len(images)} training images in {folder.resolve()}; "
+            "check train_dataloader.dataset.data_root (a relative one is read from the "
+            "current directory, the repository root for the shipped configs)"
+        )
     ignore = cfg.model.decode_head.get("ignore_index", 255)
     selected = stratified_selection(class_presence(masks, ignore), spec["fraction"],
                                     spec.get("seed", 0))  # fmt: skip

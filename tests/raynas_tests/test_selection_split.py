@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from raynas.config import apply_selection_split, dataset_files, load_config
-from raynas.core.errors import InvalidValueError
+from raynas.core.errors import InvalidValueError, MissingInputError
 from raynas.data.split import class_presence, stratified_selection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +61,10 @@ def test_split_datasets_build_with_mmseg(small_options: dict) -> None:
         train_paths
     )
     assert all("/img_dir/train/" in p for p in sel_paths)
+
+
+def test_empty_training_folder_names_the_folder_and_the_key(tmp_path: Path) -> None:
+    cfg = load_config(CONFIG, {"train_dataloader.dataset.data_root": str(tmp_path)})
+    with pytest.raises(MissingInputError, match=r"0 training images in .*data_root") as err:
+        apply_selection_split(cfg)
+    assert str(tmp_path) in str(err.value)
