@@ -79,12 +79,41 @@ def dataset_meta(cfg: Config) -> dict[str, list]:
             for k in ("classes", "palette") if k in meta}  # fmt: skip
 
 
+# supernet-training machinery, dropped from a subnet's config (and from SSR's search trials)
+SUPERNET_HOOKS = (
+    "PathSamplingHook",
+    "CaLRHook",
+    "MomentumSeparationHook",
+    "DataImportanceHook",
+    "SSRHook",
+)
+
+
 def subnet_config(cfg: Config, model_cfg: Mapping[str, Any]) -> Config:
-    """The full training/testing config of a subnet: the supernet's, minus search machinery."""
+    """The full training/testing config of a subnet: the supernet's, minus search machinery
+    (:data:`SUPERNET_HOOKS`, PA&DA's ``ImportanceSampler``), with ``subnet_param_scheduler``
+    as its schedule when the supernet config sets one.
+
+    Raises:
+        InvalidValueError: The supernet's learning rate came from ``CaLRHook`` (its
+            ``param_scheduler`` is empty) and no ``subnet_param_scheduler`` is set.
+    """
     out = copy.deepcopy(cfg)
     out.model = dict(model_cfg)
-    hooks = [h for h in out.get("custom_hooks", []) if h.get("type") != "PathSamplingHook"]
-    out.custom_hooks = hooks
+    hooks = out.get("custom_hooks", [])
+    out.custom_hooks = [h for h in hooks if h.get("type") not in SUPERNET_HOOKS]
+    sampler = out.train_dataloader.get("sampler") or {}
+    if sampler.get("type") == "ImportanceSampler":
+        out.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
+    scheduler = out.pop("subnet_param_scheduler", None)
+    if scheduler is not None:
+        out.param_scheduler = scheduler
+    elif not out.get("param_scheduler") and any(h.get("type") == "CaLRHook" for h in hooks):
+        raise InvalidValueError(
+            "the supernet's learning rate comes from CaLRHook (param_scheduler=[]), which a "
+            "subnet does not train with: set subnet_param_scheduler=[...] in the config, e.g. "
+            "subnet_param_scheduler = {{_base_.param_scheduler}}"
+        )
     out.val_cfg = dict(type="ValLoop")
     for key in ("load_from", "work_dir"):
         out.pop(key, None)

@@ -16,6 +16,7 @@ from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.config import space_and_table
+from raynas.export import SUPERNET_HOOKS
 from raynas.tune.options import trial_resources
 from raynas.tune.param_space import grid_size, tune_spec
 from raynas.tune.phases.base import TunePhase
@@ -32,7 +33,6 @@ from raynas.tune.trial import (
 __all__ = ["SSRSearch", "search_ssr"]
 
 # the supernet phase's path-sampling strategy gives way to SSR's relaxed training
-_STRATEGY_HOOKS = ("PathSamplingHook", "CaLRHook", "MomentumSeparationHook", "DataImportanceHook")
 _HOOK_ARGS = ("loss_weights", "target_flops", "cost_weight", "arch_optimizer", "grad_clip",
               "shrink_interval", "threshold", "warmup_iters", "seed", "cost",
               "target_latency_ms", "sample_k")  # fmt: skip
@@ -50,7 +50,7 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
     ssr = {**opts["ssr"], **(config.get("ssr") or {})}
     work = Path(tune.get_context().get_trial_dir()) / "work"
     prepare_runner_cfg(cfg, ssr["iters"], ssr["shrink_interval"], work)
-    hooks = [h for h in cfg.get("custom_hooks", []) if h["type"] not in _STRATEGY_HOOKS]
+    hooks = [h for h in cfg.get("custom_hooks", []) if h["type"] not in SUPERNET_HOOKS]
     size = tuple(cfg.model.data_preprocessor.size)
     lut = _latency_copy(opts["latency_cache"], work, size) if ssr["cost"] == "latency_ms" else None
     cfg.custom_hooks = [*hooks, ssr_hook(ssr, lut and str(lut))]

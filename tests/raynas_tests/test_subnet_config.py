@@ -1,0 +1,54 @@
+"""A found subnet's config trains as plain mmseg, whatever strategy trained its supernet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raynas.core.errors import InvalidValueError
+from raynas.export import SUPERNET_HOOKS, subnet_config
+
+
+def _subnet_cfg(cfg: Any) -> Any:
+    from mmseg_plugins.arch import path_widths, subnet_model_cfg
+    from raynas.config import space_and_table
+    from raynas.export import build_supernet
+
+    space, _ = space_and_table(cfg)
+    arch = space.sample(np.random.default_rng(0))
+    widths = path_widths(build_supernet(cfg), arch)
+    return subnet_config(cfg, subnet_model_cfg(cfg.model, arch, widths))
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "pada", "uniform-calr-ms", "dps-calr-ms"])
+def test_subnet_of_every_strategy_trains_on_the_base_schedule(
+    strategy: str, load_cfg: Any, tmp_path: Path
+) -> None:
+    from mmengine.runner import Runner
+
+    cfg = load_cfg(f"supernet/segsupernet_{strategy}_1xb8-2k_synthseg-128x128.py")
+    sub = _subnet_cfg(cfg)
+    assert not {h["type"] for h in sub.custom_hooks} & set(SUPERNET_HOOKS)
+    assert sub.train_dataloader.sampler.type == "InfiniteSampler"
+    assert [s["type"] for s in sub.param_scheduler] == ["LinearLR", "PolyLR"]
+    assert "subnet_param_scheduler" not in sub
+    sub.train_cfg.update(max_iters=3, val_interval=100)
+    sub.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=100)
+    sub.work_dir = str(tmp_path / strategy)
+    runner = Runner.from_cfg(sub)
+    runner.train()
+    base_lr = sub.optim_wrapper.optimizer.lr
+    lr = runner.optim_wrapper.get_lr()["lr"][0]
+    assert runner.iter == 3 and lr == pytest.approx(
+        base_lr * (0.01 + 0.99 * 3 / 99)
+    )  # warm-up, not CaLR
+
+
+def test_calr_supernet_without_a_subnet_schedule_names_the_key(load_cfg: Any) -> None:
+    cfg = load_cfg("supernet/segsupernet_uniform-calr-ms_1xb8-2k_synthseg-128x128.py")
+    cfg.pop("subnet_param_scheduler")
+    with pytest.raises(InvalidValueError, match="subnet_param_scheduler"):
+        _subnet_cfg(cfg)
