@@ -32,7 +32,6 @@ from raynas.tune.trial import (
 
 __all__ = ["SSRSearch", "search_ssr"]
 
-# the supernet phase's path-sampling strategy gives way to SSR's relaxed training
 _HOOK_ARGS = ("loss_weights", "target_flops", "cost_weight", "arch_optimizer", "grad_clip",
               "shrink_interval", "threshold", "warmup_iters", "seed", "cost",
               "target_latency_ms", "sample_k")  # fmt: skip
@@ -50,6 +49,7 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
     ssr = {**opts["ssr"], **(config.get("ssr") or {})}
     work = Path(tune.get_context().get_trial_dir()) / "work"
     prepare_runner_cfg(cfg, ssr["iters"], ssr["shrink_interval"], work)
+    # the supernet phase's path-sampling strategy gives way to SSR's relaxed training
     hooks = [h for h in cfg.get("custom_hooks", []) if h["type"] not in SUPERNET_HOOKS]
     size = tuple(cfg.model.data_preprocessor.size)
     lut = _latency_copy(opts["latency_cache"], work, size) if ssr["cost"] == "latency_ms" else None
