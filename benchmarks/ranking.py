@@ -85,11 +85,15 @@ STRATEGIES.update(ABLATION)
 CFG_OPTIONS: dict[str, Any] = {}  # --cfg-options, applied to every config loaded
 
 
-def architectures(n: int = 16, seed: int = 0) -> list[dict]:
-    """``n`` paths at evenly spaced FLOPs quantiles of 2000 samples."""
+def _space_and_table() -> tuple[Any, Any]:
     from raynas.config import load_config, space_and_table
 
-    space, table = space_and_table(load_config(SUPERNET / STRATEGIES["uniform"][0], CFG_OPTIONS))
+    return space_and_table(load_config(SUPERNET / STRATEGIES["uniform"][0], CFG_OPTIONS))
+
+
+def architectures(n: int = 16, seed: int = 0) -> list[dict]:
+    """``n`` paths at evenly spaced FLOPs quantiles of 2000 samples."""
+    space, table = _space_and_table()
     rng = np.random.default_rng(seed)
     paths = [space.canonical(space.sample(rng)) for _ in range(2000)]
     paths.sort(key=lambda a: table(a).flops)
@@ -98,9 +102,7 @@ def architectures(n: int = 16, seed: int = 0) -> list[dict]:
 
 def rules_of_thumb(archs: list[dict]) -> dict[str, dict]:
     """Rankings without training (bigger ranks higher): what a supernet has to beat."""
-    from raynas.config import load_config, space_and_table
-
-    _, table = space_and_table(load_config(SUPERNET / STRATEGIES["uniform"][0], CFG_OPTIONS))
+    _, table = _space_and_table()
     costs = [table(a) for a in archs]
     return {
         f"{k} (bigger ranks higher, no training)": dict(

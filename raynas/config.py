@@ -103,11 +103,14 @@ def dataset_suffixes(dataset: Mapping[str, Any]) -> tuple[str, str]:
     return suffix("img_suffix", ".jpg"), suffix("seg_map_suffix", ".png")
 
 
+def _folder(dataset: Mapping[str, Any], key: str) -> Path:
+    """A folder dataset's ``data_prefix[key]`` under its ``data_root``."""
+    return Path(dataset.get("data_root") or ".") / dataset.get("data_prefix", {}).get(key, "")
+
+
 def dataset_files(dataset: Mapping[str, Any]) -> tuple[list[Path], list[Path]]:
     """Images and masks of a folder dataset, in mmseg's order (sorted image paths)."""
-    root = Path(dataset.get("data_root") or ".")
-    prefix = dataset.get("data_prefix", {})
-    img_dir, ann_dir = root / prefix.get("img_path", ""), root / prefix.get("seg_map_path", "")
+    img_dir, ann_dir = _folder(dataset, "img_path"), _folder(dataset, "seg_map_path")
     img_suffix, seg_suffix = dataset_suffixes(dataset)
     images = sorted(p for p in img_dir.rglob(f"*{img_suffix}") if p.is_file())
     masks = [
@@ -141,11 +144,9 @@ def apply_selection_split(cfg: Config) -> None:
         )
     images, masks = dataset_files(train)
     if len(images) < 2:
-        folder = Path(train.get("data_root") or ".") / train.get("data_prefix", {}).get(
-            "img_path", ""
-        )
         raise MissingInputError(
-            f"selection_split: {len(images)} training images in {folder.resolve()}; "
+            f"selection_split: {len(images)} training images in "
+            f"{_folder(train, 'img_path').resolve()}; "
             "check train_dataloader.dataset.data_root (a relative one is read from the "
             "current directory, the repository root for the shipped configs)"
         )
