@@ -129,16 +129,14 @@ def standalone(i: int, arch: dict, iters: int, cache: Path, seed: int = 0) -> fl
     """Val mIoU of path ``i`` trained alone (training split without the selection split)."""
     from mmengine.runner import Runner
 
-    from mmseg_plugins.arch import path_widths, subnet_model_cfg
-    from raynas.export import build_supernet, subnet_config
+    from raynas.export import subnet_config
 
     name = f"alone{i}-{iters}" + (f"-s{seed}" if seed else "")
     key = cache / f"{name}.json"
     if key.is_file():
         return json.loads(key.read_text())["mIoU"]
     sup = _cfg(SUPERNET / STRATEGIES["uniform"][0], iters, cache / name)
-    widths = path_widths(build_supernet(sup), arch)
-    cfg = subnet_config(sup, subnet_model_cfg(sup.model, arch, widths))
+    cfg = subnet_config(sup, arch)
     cfg.work_dir, cfg.randomness = sup.work_dir, dict(seed=seed)
     runner = Runner.from_cfg(cfg)
     runner.train()

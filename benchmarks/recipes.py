@@ -100,9 +100,8 @@ def supernet(recipe: str, iters: int, paths: dict, cache: Path) -> dict[str, flo
 def standalone(recipe: str, arch: dict, name: str, iters: int, cache: Path,
                init: Path | None = None, tag: str = "") -> float:  # fmt: skip
     """Val mIoU of one path trained as a plain mmseg model (from ``init`` or scratch)."""
-    from mmseg_plugins.arch import path_widths, subnet_model_cfg
     from raynas.config import load_config
-    from raynas.export import build_supernet, subnet_config
+    from raynas.export import subnet_config
 
     tag = f"{name}-{recipe}-{iters}-{'inherit' if init else 'scratch'}" + (
         f"-from-{tag}" if tag and tag != f"{recipe}-1500" else ""
@@ -111,8 +110,7 @@ def standalone(recipe: str, arch: dict, name: str, iters: int, cache: Path,
     if key.is_file():
         return json.loads(key.read_text())["mIoU"]
     sup_cfg = load_config(SUPERNET)
-    widths = path_widths(build_supernet(sup_cfg), arch)
-    cfg = subnet_config(sup_cfg, subnet_model_cfg(sup_cfg.model, arch, widths))
+    cfg = subnet_config(sup_cfg, arch)
     apply_recipe(cfg, recipe, iters)
     if init:
         cfg.load_from = str(init)

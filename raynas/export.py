@@ -16,7 +16,15 @@ from torch import nn
 
 from raynas.core.errors import InvalidValueError
 
-__all__ = ["ExportResult", "build_supernet", "export_subnet", "load_supernet_weights"]
+__all__ = [
+    "SUPERNET_HOOKS",
+    "ExportResult",
+    "build_supernet",
+    "drop_supernet_training",
+    "export_subnet",
+    "load_supernet_weights",
+    "subnet_config",
+]
 
 
 @dataclass(frozen=True)
@@ -89,31 +97,50 @@ SUPERNET_HOOKS = (
 )
 
 
-def subnet_config(cfg: Config, model_cfg: Mapping[str, Any]) -> Config:
-    """The full training/testing config of a subnet: the supernet's, minus search machinery
-    (:data:`SUPERNET_HOOKS`, PA&DA's ``ImportanceSampler``), with ``subnet_param_scheduler``
-    as its schedule when the supernet config sets one.
+def drop_supernet_training(cfg: Config) -> None:
+    """Removes the supernet-training machinery from a config, in place: the hooks of
+    :data:`SUPERNET_HOOKS` and PA&DA's ``ImportanceSampler``; ``subnet_param_scheduler``, when
+    the config sets one, becomes its schedule.
 
     Raises:
         InvalidValueError: The supernet's learning rate came from ``CaLRHook`` (its
             ``param_scheduler`` is empty) and no ``subnet_param_scheduler`` is set.
     """
-    out = copy.deepcopy(cfg)
-    out.model = dict(model_cfg)
-    hooks = out.get("custom_hooks", [])
-    out.custom_hooks = [h for h in hooks if h.get("type") not in SUPERNET_HOOKS]
-    sampler = out.train_dataloader.get("sampler") or {}
+    hooks = cfg.get("custom_hooks", [])
+    cfg.custom_hooks = [h for h in hooks if h.get("type") not in SUPERNET_HOOKS]
+    sampler = cfg.train_dataloader.get("sampler") or {}
     if sampler.get("type") == "ImportanceSampler":
-        out.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
-    scheduler = out.pop("subnet_param_scheduler", None)
+        cfg.train_dataloader.sampler = dict(type="InfiniteSampler", shuffle=True)
+    scheduler = cfg.pop("subnet_param_scheduler", None)
     if scheduler is not None:
-        out.param_scheduler = scheduler
-    elif not out.get("param_scheduler") and any(h.get("type") == "CaLRHook" for h in hooks):
+        cfg.param_scheduler = scheduler
+    elif not cfg.get("param_scheduler") and any(h.get("type") == "CaLRHook" for h in hooks):
         raise InvalidValueError(
             "the supernet's learning rate comes from CaLRHook (param_scheduler=[]), which a "
             "subnet does not train with: set subnet_param_scheduler=[...] in the config, e.g. "
             "subnet_param_scheduler = {{_base_.param_scheduler}}"
         )
+
+
+def subnet_config(
+    cfg: Config, arch: Mapping[str, Any], supernet: nn.Module | None = None
+) -> Config:
+    """The full training/testing config of one path as a plain mmseg model: the supernet's
+    config minus its training machinery (:func:`drop_supernet_training`), with the path's
+    static model.
+
+    Args:
+        cfg: The supernet's config.
+        arch: The path.
+        supernet: The config's supernet, when already built (only its shapes are read).
+    """
+    from mmseg_plugins.arch import path_widths, subnet_model_cfg
+
+    if supernet is None:
+        supernet = build_supernet(cfg)
+    out = copy.deepcopy(cfg)
+    drop_supernet_training(out)
+    out.model = subnet_model_cfg(cfg.model, arch, path_widths(supernet, arch))
     out.val_cfg = dict(type="ValLoop")
     for key in ("load_from", "work_dir"):
         out.pop(key, None)
@@ -148,7 +175,7 @@ def export_subnet(
         calib_loader: A :func:`~mmseg_plugins.bn_calib.calibration_loader` to reuse across
             exports (default: :func:`~mmseg_plugins.bn_calib.train_calibration_loader`).
     """
-    from mmseg_plugins.arch import build_subnet, path_widths, set_arch, subnet_model_cfg
+    from mmseg_plugins.arch import build_subnet, set_arch
     from mmseg_plugins.bn_calib import recalibrate_bn, train_calibration_loader
     from mmseg_plugins.checkpoint import subnet_checkpoint
     from raynas.core.arch_io import dump_arch
@@ -170,7 +197,7 @@ def export_subnet(
         **(provenance or {}),
     }
     arch_path = dump_arch(arch, out / "arch.yaml", facts)
-    sub_cfg = subnet_config(cfg, subnet_model_cfg(cfg.model, arch, path_widths(model, arch)))
+    sub_cfg = subnet_config(cfg, arch, model)
     config_path = out / "subnet.py"
     sub_cfg.dump(str(config_path))
     ckpt_path = out / "subnet.pth"

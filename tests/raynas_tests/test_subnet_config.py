@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 
 from raynas.core.errors import InvalidValueError
-from raynas.export import SUPERNET_HOOKS, subnet_config
+from raynas.export import SUPERNET_HOOKS, drop_supernet_training, subnet_config
 
 
 def _subnet_cfg(cfg: Any) -> Any:
-    from mmseg_plugins.arch import path_widths, subnet_model_cfg
     from raynas.config import space_and_table
-    from raynas.export import build_supernet
 
     space, _ = space_and_table(cfg)
-    arch = space.sample(np.random.default_rng(0))
-    widths = path_widths(build_supernet(cfg), arch)
-    return subnet_config(cfg, subnet_model_cfg(cfg.model, arch, widths))
+    return subnet_config(cfg, space.sample(np.random.default_rng(0)))
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "pada", "uniform-calr-ms", "dps-calr-ms"])
@@ -52,3 +48,14 @@ def test_calr_supernet_without_a_subnet_schedule_names_the_key(load_cfg: Any) ->
     cfg.pop("subnet_param_scheduler")
     with pytest.raises(InvalidValueError, match="subnet_param_scheduler"):
         _subnet_cfg(cfg)
+
+
+def test_ssr_from_a_calr_supernet_trains_on_the_base_schedule(load_cfg: Any) -> None:
+    """SSR's search trials drop the supernet's machinery the same way (before its schedule is
+    stretched), so a CaLR config's SSR search does not run at a constant learning rate."""
+    cfg = load_cfg("supernet/segsupernet_uniform-calr-ms_1xb8-2k_synthseg-128x128.py")
+    assert cfg.param_scheduler == [] and "CaLRHook" in {h["type"] for h in cfg.custom_hooks}
+    drop_supernet_training(cfg)
+    assert [s["type"] for s in cfg.param_scheduler] == ["LinearLR", "PolyLR"]
+    assert not {h["type"] for h in cfg.custom_hooks} & set(SUPERNET_HOOKS)
+    assert "subnet_param_scheduler" not in cfg

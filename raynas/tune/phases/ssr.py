@@ -16,7 +16,7 @@ from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.config import space_and_table
-from raynas.export import SUPERNET_HOOKS
+from raynas.export import drop_supernet_training
 from raynas.tune.options import trial_resources
 from raynas.tune.param_space import grid_size, tune_spec
 from raynas.tune.phases.base import TunePhase
@@ -48,12 +48,13 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
     cfg = trial_config(cfg_text, config.get("cfg_options") or opts.get("cfg_options"))
     ssr = {**opts["ssr"], **(config.get("ssr") or {})}
     work = Path(tune.get_context().get_trial_dir()) / "work"
+    # the supernet phase's path-sampling strategy (and a CaLR schedule) gives way to SSR's
+    # relaxed training, before the schedule is stretched to SSR's length
+    drop_supernet_training(cfg)
     prepare_runner_cfg(cfg, ssr["iters"], ssr["shrink_interval"], work)
-    # the supernet phase's path-sampling strategy gives way to SSR's relaxed training
-    hooks = [h for h in cfg.get("custom_hooks", []) if h["type"] not in SUPERNET_HOOKS]
     size = tuple(cfg.model.data_preprocessor.size)
     lut = _latency_copy(opts["latency_cache"], work, size) if ssr["cost"] == "latency_ms" else None
-    cfg.custom_hooks = [*hooks, ssr_hook(ssr, lut and str(lut))]
+    cfg.custom_hooks = [*cfg.custom_hooks, ssr_hook(ssr, lut and str(lut))]
     if ssr["warm_start"] and opts.get("supernet_checkpoint") and not cfg.get("resume"):
         cfg.load_from = str(Storage(opts["supernet_checkpoint"]).local_copy() / CKPT_NAME)
     space, table = space_and_table(cfg)
