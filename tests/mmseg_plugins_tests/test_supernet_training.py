@@ -120,7 +120,11 @@ STRATEGIES = {
 }
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize(  # uniform: also the next test; sandwich: stateless, like uniform
+    "strategy",
+    [pytest.param(s, marks=pytest.mark.slow) if s in ("uniform", "sandwich") else s
+     for s in sorted(STRATEGIES)],
+)  # fmt: skip
 def test_resume_continues_the_same_paths_and_losses(
     load_cfg, tmp_path: Path, strategy: str
 ) -> None:

@@ -22,5 +22,5 @@ def test_fine_tunes_within_one_second_do_not_share_a_folder(
     cfg = load_cfg("supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py")
     torch.save({"state_dict": build_supernet(cfg).state_dict(), "meta": {}}, tmp_path / "s.pth")
     arch = space_from_model_cfg(cfg.model).extreme(False)
-    scores = [tse_score(cfg, tmp_path / "s.pth", arch, iters=1)["tse"] for _ in range(3)]
-    assert len(scores) == 3 and all(0 < s < 100 for s in scores)  # 1 loss each, all three ran
+    scores = [tse_score(cfg, tmp_path / "s.pth", arch, iters=1)["tse"] for _ in range(2)]
+    assert len(scores) == 2 and all(0 < s < 100 for s in scores)  # 1 loss each, both ran
