@@ -50,9 +50,9 @@ def test_calr_supernet_without_a_subnet_schedule_names_the_key(load_cfg: Any) ->
         _subnet_cfg(cfg)
 
 
-def test_ssr_from_a_calr_supernet_trains_on_the_base_schedule(load_cfg: Any) -> None:
-    """SSR's search trials drop the supernet's machinery the same way (before its schedule is
-    stretched), so a CaLR config's SSR search does not run at a constant learning rate."""
+def test_dropping_the_supernet_machinery_gives_calr_its_subnet_schedule(load_cfg: Any) -> None:
+    """What the SSR phase applies to its trials' config before stretching the schedule, so an
+    SSR search from a CaLR config does not run at a constant learning rate."""
     cfg = load_cfg("supernet/segsupernet_uniform-calr-ms_1xb8-2k_synthseg-128x128.py")
     assert cfg.param_scheduler == [] and "CaLRHook" in {h["type"] for h in cfg.custom_hooks}
     drop_supernet_training(cfg)
