@@ -7,5 +7,6 @@ custom_hooks = [
     dict(type="MomentumSeparationHook", split_label="backbone.stage1.layer0.op"),
 ]
 param_scheduler = []  # CaLR sets the learning rate of every iteration
-# the found subnets retrain on the base schedule (raynas.export.subnet_config)
+# the found subnets retrain, and SSR searches train, on the base schedule
+# (raynas.export.drop_supernet_training)
 subnet_param_scheduler = {{_base_.param_scheduler}}

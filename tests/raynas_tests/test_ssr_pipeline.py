@@ -80,3 +80,33 @@ def _resume(exp: Path, *args: str) -> str:
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc.stdout
+
+
+@pytest.mark.slow  # a reduced supernet and one SSR trial on Ray, ~2 min
+def test_ssr_from_a_calr_supernet_trains_on_its_subnet_schedule(
+    tmp_path: Path, small_options: dict[str, Any]
+) -> None:
+    """CaLR sets the supernet's learning rate (``param_scheduler = []``); SSR drops the CaLR
+    hook, so its trial must take ``subnet_param_scheduler`` (warm-up + poly), stretched to SSR's
+    length, instead of training at a constant learning rate."""
+    from raynas.tune.pipeline import Pipeline
+
+    config = tmp_path / "ssr_calr.py"
+    config.write_text(
+        f'_base_ = ["{ROOT / "configs" / "ssr_quickstart.py"}"]\n'
+        'custom_hooks = [dict(type="PathSamplingHook", sampler=dict(type="uniform", seed=0)),\n'
+        '                dict(type="CaLRHook", gamma_max=4.0, complexity="params")]\n'
+        "param_scheduler = []\n"
+        "subnet_param_scheduler = {{_base_.param_scheduler}}\n"
+        "default_hooks = dict(logger=dict(interval=1))\n"
+    )
+    opts = dict(small_options)
+    for split in ("train", "val", "test"):
+        opts[f"{split}_dataloader.dataset.synth"] = None
+    run = {**RUN, "search.param_space": dict(ssr=dict(target_flops=dict(grid=[40e6])))}
+    opts.update({f"tune_cfg.{k}": v for k, v in run.items()})
+    Pipeline.create(config, str(tmp_path), "calr", opts)
+    _resume(tmp_path / "calr", "--until", "search")
+    scalars = next((tmp_path / "calr" / "search").rglob("vis_data/scalars.json"))
+    lrs = [r["lr"] for r in map(json.loads, scalars.read_text().splitlines()) if "lr" in r]
+    assert len(lrs) >= 2 and lrs[-1] > lrs[0], lrs  # the warm-up, stretched to 12 iterations
