@@ -48,6 +48,22 @@ def small_options(synth_root: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def run_options(small_options: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    """``run_options(tune)``: ``small_options`` for a pipeline run, whose trials must not
+    generate the dataset again (``synth=None``), plus ``tune_cfg.KEY`` for each key of ``tune``."""
+    generated = {f"{split}_dataloader.dataset.synth": None for split in ("train", "val", "test")}
+
+    def _make(tune: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            **small_options,
+            **generated,
+            **{f"tune_cfg.{k}": v for k, v in (tune or {}).items()},
+        }
+
+    return _make
+
+
+@pytest.fixture(scope="session")
 def make_cfg(synth_root: Path) -> Callable[..., Any]:
     """Loads a repo config pointed at the small dataset: ``make_cfg(rel, work_dir, **opts)``."""
     from raynas.config import load_config

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_trials_spread_over_nodes_and_survive_a_node_removal(
-    tmp_path: Path, small_options: dict[str, Any]
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
     from ray.cluster_utils import Cluster
 
     from raynas.tune.pipeline import Pipeline
 
-    opts = dict(small_options)
-    for split in ("train", "val", "test"):
-        opts[f"{split}_dataloader.dataset.synth"] = None
+    opts = run_options()
     # one fake GPU per worker node and one per trial: each trial lands on its own node
     seeds = {"cfg_options": {"randomness.seed": {"grid": [0, 1]}}}  # 2 trials
     opts["tune_cfg.supernet"] = dict(

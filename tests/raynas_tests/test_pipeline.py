@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,8 @@ QUICKSTART = ROOT / "configs" / "quickstart.py"
 MARGIN = 3.0  # mIoU points the retrained subnet must gain over majority-class prediction
 
 
-def _option_dict(small_options: dict[str, Any], **tune: Any) -> dict[str, Any]:
-    opts = dict(small_options)
-    for split in ("train", "val", "test"):
-        opts[f"{split}_dataloader.dataset.synth"] = None  # the fixture generated it already
-    opts.update({f"tune_cfg.{k}": v for k, v in tune.items()})
-    return opts
-
-
-def _options(small_options: dict[str, Any], **tune: Any) -> list[str]:
-    return [f"{k}={_literal(v)}" for k, v in _option_dict(small_options, **tune).items()]
+def _argv(options: dict[str, Any]) -> list[str]:
+    return [f"{k}={_literal(v)}" for k, v in options.items()]
 
 
 def _literal(v: Any) -> str:
@@ -88,7 +81,9 @@ def _frame(exp: Path):
     return Archive(exp).read().to_pandas()
 
 
-def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> None:
+def test_pipeline_end_to_end(
+    tmp_path: Path, small_options: dict[str, Any], run_options: Callable[..., dict[str, Any]]
+) -> None:
     """The whole pipeline; the validation set is unreadable while anything selects
     (supernet, search), then back for the retrained models' report."""
     from mmseg.apis import inference_model, init_model
@@ -102,7 +97,7 @@ def test_pipeline_end_to_end(tmp_path: Path, small_options: dict[str, Any]) -> N
     run = {**SMALL_RUN, "search.cost": "latency_ms", "report.baselines": ["fastscnn"],
            "search.tse": dict(candidates=3, iters=10), "retrain.iters": 100,
            "search.start_with": ["smallest"]}  # fmt: skip
-    Pipeline.create(QUICKSTART, str(tmp_path), "e2e", _option_dict(small_options, **run))
+    Pipeline.create(QUICKSTART, str(tmp_path), "e2e", run_options(run))
     root = Path(small_options["data_root"])
     hidden = [root / d / "val" for d in ("img_dir", "ann_dir")]
     for d in hidden:
@@ -179,7 +174,7 @@ def _supernet_log(exp: Path) -> list[dict]:
 
 
 def test_resume_after_sigkill_in_supernet_and_in_search(
-    tmp_path: Path, small_options: dict[str, Any]
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
     run = {
         **SMALL_RUN,
@@ -201,7 +196,7 @@ def test_resume_after_sigkill_in_supernet_and_in_search(
         "--name",
         "r",
         "--cfg-options",
-        *_options(small_options, **run),
+        *_argv(run_options(run)),
     )
     _kill_when(proc, lambda: len(archive.files("supernet")) >= 2)  # after the 2nd report
 
@@ -274,11 +269,11 @@ def _alive(pids: set[int]) -> set[int]:
     ],
 )
 def test_no_trial_process_outlives_the_driver(
-    sig: signal.Signals, delay_s: float, tmp_path: Path, small_options: dict[str, Any]
+    sig: signal.Signals, delay_s: float, tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
     run = {**SMALL_RUN, "supernet.iters": 2000, "supernet.report_interval": 1000}
     proc = _raynas("run", str(QUICKSTART), "--storage", str(tmp_path), "--name", "d",
-                   "--cfg-options", *_options(small_options, **run))  # fmt: skip
+                   "--cfg-options", *_argv(run_options(run)))  # fmt: skip
     deadline = time.time() + 120
     ray_procs = set()
     while not ray_procs:  # Ray's first worker or agent
