@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,8 @@ ITERS, BATCH = 20, 4
 TOLERANCE = ((5, 0.02), (10, 0.05), (20, 0.25))
 
 
-def _options(small_options: dict[str, Any], batch: int) -> dict[str, Any]:
-    opts = dict(small_options)
-    for split in ("train", "val", "test"):
-        opts[f"{split}_dataloader.dataset.synth"] = None
+def _options(run_options: Callable[..., dict[str, Any]], batch: int) -> dict[str, Any]:
+    opts = run_options()
     opts.update({
         "randomness.seed": 0,
         "train_dataloader.batch_size": batch,
@@ -64,7 +63,7 @@ def _scalars(work: Path, key: str) -> dict[int, float]:
 
 
 def test_two_workers_match_one_worker_with_twice_the_batch(
-    tmp_path: Path, small_options: dict[str, Any]
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
     from raynas.tune.pipeline import Pipeline
 
@@ -72,13 +71,13 @@ def test_two_workers_match_one_worker_with_twice_the_batch(
                                      resources=dict(workers=2, cpu_per_worker=1)),
            "tune_cfg.ray.num_cpus": 3}  # fmt: skip
     pipeline = Pipeline.create(UNIFORM.parent.parent / "quickstart.py", str(tmp_path), "ddp",
-                               {**_options(small_options, BATCH), **run})  # fmt: skip
+                               {**_options(run_options, BATCH), **run})  # fmt: skip
     pipeline.run(until="supernet", quiet=True)
     state = json.loads((tmp_path / "ddp" / "pipeline.json").read_text())["phases"]["supernet"]
     assert state["done"] and Path(state["checkpoint"]).is_dir()
     ddp = _scalars(tmp_path / "ddp" / "supernet", "loss_all_ranks")
 
-    cfg = load_config(UNIFORM, _options(small_options, 2 * BATCH))
+    cfg = load_config(UNIFORM, _options(run_options, 2 * BATCH))
     apply_selection_split(cfg)
     cfg.work_dir, cfg.log_level = str(tmp_path / "single"), "WARNING"
     cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = ITERS
@@ -96,7 +95,7 @@ def test_two_workers_match_one_worker_with_twice_the_batch(
 @pytest.mark.slow  # two 2-worker pipelines, about 4 min on 2 cores
 @pytest.mark.parametrize("config", ["segsupernet_dps", "segsupernet_pada"])
 def test_strategies_keep_one_state_across_two_workers(
-    tmp_path: Path, small_options: dict[str, Any], config: str
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]], config: str
 ) -> None:
     """DPS (rounds on rank 0) and PA&DA (importances gathered from both ranks, disjoint data
     shards): training ends with the sampler's state identical on both ranks (checked by
@@ -107,7 +106,7 @@ def test_strategies_keep_one_state_across_two_workers(
     run = {"tune_cfg.supernet": dict(iters=24, report_interval=24,
                                      resources=dict(workers=2, cpu_per_worker=1)),
            "tune_cfg.ray.num_cpus": 3}  # fmt: skip
-    Pipeline.create(path, str(tmp_path), "ddp", {**_options(small_options, BATCH), **run})
+    Pipeline.create(path, str(tmp_path), "ddp", {**_options(run_options, BATCH), **run})
     Pipeline(tmp_path / "ddp").run(until="supernet", quiet=True)
     state = json.loads((tmp_path / "ddp" / "pipeline.json").read_text())["phases"]["supernet"]
     assert state["done"]
@@ -117,7 +116,7 @@ def test_strategies_keep_one_state_across_two_workers(
 
 @pytest.mark.slow  # two 2-worker pipelines and a kill, about 5 min on 2 cores
 def test_a_killed_two_worker_trial_resumes_exactly(
-    tmp_path: Path, small_options: dict[str, Any]
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
     from raynas.tune.pipeline import Pipeline
 
@@ -126,7 +125,7 @@ def test_a_killed_two_worker_trial_resumes_exactly(
            "tune_cfg.ray.num_cpus": 3}  # fmt: skip
     config = UNIFORM.parent.parent / "quickstart.py"
     for name in ("full", "cut"):
-        Pipeline.create(config, str(tmp_path), name, {**_options(small_options, BATCH), **run})
+        Pipeline.create(config, str(tmp_path), name, {**_options(run_options, BATCH), **run})
     Pipeline(tmp_path / "full").run(until="supernet", quiet=True)
     cut = tmp_path / "cut"
     proc = subprocess.Popen([sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until",
@@ -148,7 +147,9 @@ def test_a_killed_two_worker_trial_resumes_exactly(
 
 
 @pytest.mark.slow  # a whole reduced pipeline, about 4 min on 2 cores
-def test_retrain_trials_run_on_two_workers(tmp_path: Path, small_options: dict[str, Any]) -> None:
+def test_retrain_trials_run_on_two_workers(
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]]
+) -> None:
     """Retraining on 2 workers: inherited weights fetched on each worker, the val test after
     training on every rank, the checkpoint handed to Tune for the report's ``best/``."""
     from raynas.tune.pipeline import Pipeline
@@ -161,7 +162,7 @@ def test_retrain_trials_run_on_two_workers(tmp_path: Path, small_options: dict[s
         "tune_cfg.ray.num_cpus": 3,
     }  # fmt: skip
     Pipeline.create(UNIFORM.parent.parent / "quickstart.py", str(tmp_path), "rt",
-                    {**_options(small_options, BATCH), **run})  # fmt: skip
+                    {**_options(run_options, BATCH), **run})  # fmt: skip
     Pipeline(tmp_path / "rt").run(quiet=True)
     exp = tmp_path / "rt"
     best = json.loads((exp / "pipeline.json").read_text())["phases"]["retrain"]["best"]
@@ -175,7 +176,7 @@ def test_retrain_trials_run_on_two_workers(tmp_path: Path, small_options: dict[s
 
 @pytest.mark.slow  # a 2-worker pipeline killed, then resumed on 3 workers, about 4 min
 def test_a_killed_two_worker_trial_resumes_on_three(
-    tmp_path: Path, small_options: dict[str, Any]
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
     """``raynas resume --workers 3``: the trial continues from its 2-worker checkpoint on 3
     ranks (mmengine resumes at the checkpoint's iteration) and the phase completes."""
@@ -185,7 +186,7 @@ def test_a_killed_two_worker_trial_resumes_on_three(
                                      resources=dict(workers=2, cpu_per_worker=1)),
            "tune_cfg.ray.num_cpus": 4}  # fmt: skip
     Pipeline.create(UNIFORM.parent.parent / "quickstart.py", str(tmp_path), "cut",
-                    {**_options(small_options, BATCH), **run})  # fmt: skip
+                    {**_options(run_options, BATCH), **run})  # fmt: skip
     cut = tmp_path / "cut"
     resume = [sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until", "supernet",
               "--quiet"]  # fmt: skip
@@ -207,5 +208,7 @@ def test_a_killed_two_worker_trial_resumes_on_three(
     (result,) = (cut / "supernet").glob("train_supernet_*/result.json")
     reports = [json.loads(line) for line in result.read_text().splitlines()]
     assert reports[-1]["iter"] == 40 and reports[-1]["workers"] == 3
+    # the killed run's logs since Ray's last artifact sync stay in the killed driver's
+    # /tmp/ray session (README, "Driver death"): only the resumed run's are checked
     losses = _scalars(cut / "supernet", "loss_all_ranks")
-    assert sorted(losses) == list(range(1, 41))
+    assert sorted(i for i in losses if i > 20) == list(range(21, 41))
