@@ -1,9 +1,10 @@
 # The quickstart's pipeline on a space widened to the latency of mmseg's real-time models
 # (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), about 31 min on 2 cores:
 #   raynas run configs/realtime.py
-# The quickstart's largest path (135 MFLOPs, 8.7 ms) trails BiSeNetV2 by 4-7 mIoU whatever the
-# search finds (benchmarks/results/ceiling.md); here stem, stages and head are wider, so the
-# space reaches those models' cost, and the search keeps the whole range.
+# The quickstart's largest path (135 MFLOPs, 8.7 ms) trailed BiSeNetV2 by 4-7 mIoU, retrained
+# from the quickstart's 1200-iteration supernet (benchmarks/results/ceiling.md); here stem,
+# stages and head are wider, so the space reaches those models' cost, and the search keeps the
+# whole range.
 _base_ = ["quickstart.py"]
 model = dict(
     backbone=dict(
