@@ -10,13 +10,22 @@ grad clip 5, with a linear warm-up), on the embedded dataset (val mIoU, full val
   retrain), against the same path from scratch for supernet + retrain iterations.
 Every training is cached in --cache (by recipe, model and iterations) and reused.
 
+With ``--experiment EXP`` (a ``raynas run`` folder) the fractions of that run's own supernet
+instead: its largest and mid-size path exported as the pipeline exports a found model (BN
+recalibrated on 16 training batches), val mIoU, against the same path trained from scratch with
+the run's retrain config stretched to the supernet's iterations (the supernet's recipe: AdamW,
+warm-up, poly, clip 5).
+
 Run:  python benchmarks/recipes.py [--supernet-iters 1500 --retrain-iters 1000]
-Writes benchmarks/results/recipes.json and recipes.md and prints the table.
+      python benchmarks/recipes.py --experiment runs/quickstart runs/realtime [--cached-only]
+Writes benchmarks/results/recipes.{json,md} (recipes-pipeline.{json,md} with --experiment) and
+prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -132,8 +141,77 @@ def export_mid(recipe: str, iters: int, arch: dict, cache: Path) -> Path:
     return out / "subnet.pth"
 
 
+def pipeline_fractions(exp: Path, cache: Path, cached_only: bool = False) -> dict[str, Any]:
+    """Inherited and stand-alone val mIoU of the largest and mid path of ``exp``'s supernet
+    (with ``cached_only``, of the paths whose stand-alone training is cached)."""
+    import yaml
+    from ceiling import path_config  # benchmarks/ is on sys.path when run as a script
+    from mmengine.runner import Runner
+    from vs_mmseg import cached, found_models, train
+
+    from raynas.config import load_config, space_and_table
+    from raynas.export import export_subnet
+    from raynas.tune.trial import scale_schedule
+
+    exp_cfg = load_config(exp / "config.py")
+    iters = int(exp_cfg.tune_cfg.supernet.iters)
+    retrain_cfg = load_config(found_models(exp)[0]["config"])
+    arch_yaml = next((exp / "subnets").glob("*/arch.yaml"))
+    ckpt = yaml.safe_load(arch_yaml.read_text())["provenance"]["supernet_checkpoint"]
+    ckpt = str(exp / "supernet" / ckpt.split("/supernet/", 1)[1])  # the run folder may have moved
+    space, table = space_and_table(exp_cfg)
+    out: dict[str, Any] = dict(supernet_iters=iters, supernet_checkpoint=ckpt)
+    for name, arch in {"largest": space.extreme(True), "mid": mid_path(space, table)}.items():
+        tag, cfg = f"{exp.name}-{name}", path_config(retrain_cfg, exp_cfg.model, arch)
+        if cached_only and not cached(f"{tag}-scratch", iters, cache).is_file():
+            continue
+        key = cache / f"{tag}-inherited.json"
+        if not key.is_file():
+            export_subnet(exp_cfg, ckpt, arch, cache / f"{tag}-export")
+            test = copy.deepcopy(cfg)
+            test.load_from = str(cache / f"{tag}-export" / "subnet.pth")
+            test.work_dir, test.log_level = str(cache / f"{tag}-inherited"), "WARNING"
+            key.write_text(json.dumps({"mIoU": float(Runner.from_cfg(test).test()["mIoU"])}))
+        scale_schedule(cfg, iters)
+        alone = train(f"{tag}-scratch", cfg, iters, cache)["val_mIoU"]
+        inherited = json.loads(key.read_text())["mIoU"]
+        out[name] = dict(inherited=inherited, standalone=alone, fraction=inherited / alone,
+                         mflops=table(arch).flops / 1e6)  # fmt: skip
+        print(exp.name, name, json.dumps(out[name]), flush=True)
+    return out
+
+
+def write_pipeline(rows: dict[str, dict]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "recipes-pipeline.json").write_text(json.dumps(rows, indent=2))
+    lines = [
+        "inherited (the run's supernet, exported with BN recalibrated) / stand-alone (from "
+        "scratch, the run's retrain recipe stretched to the supernet's iterations); val mIoU on "
+        "synthseg (300 images), one seed",
+        "",
+        "| run | supernet iterations | path (MFLOPs) | inherited | stand-alone | "
+        "fraction (goal) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run, v in rows.items():
+        for path, goal in (("largest", "90%"), ("mid", "80%")):
+            if path not in v:
+                continue
+            p = v[path]
+            lines.append(f"| {run} | {v['supernet_iters']} | {path} ({p['mflops']:.1f}) | "
+                         f"{p['inherited']:.2f} | {p['standalone']:.2f} | "
+                         f"{p['fraction']:.0%} ({goal}) |")  # fmt: skip
+    md = "\n".join(lines) + "\n"
+    (OUT / "recipes-pipeline.md").write_text(md)
+    print(md)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiment", type=Path, nargs="+",
+                    help="raynas run folders: the fractions of their own supernets")  # fmt: skip
+    ap.add_argument("--cached-only", action="store_true",
+                    help="with --experiment: the paths whose trainings are cached")  # fmt: skip
     ap.add_argument("--supernet-iters", type=int, default=1500)
     ap.add_argument("--retrain-iters", type=int, default=1000)
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
@@ -146,6 +224,10 @@ def main() -> None:
 
     init_default_scope("mmseg")
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.experiment:
+        write_pipeline({e.name: pipeline_fractions(e, args.cache, args.cached_only)
+                        for e in args.experiment})  # fmt: skip
+        return
     space, table = space_and_table(load_config(SUPERNET))
     paths = {"largest": space.extreme(True), "mid": mid_path(space, table),
              "smallest": space.extreme(False)}  # fmt: skip

@@ -31,7 +31,7 @@ from mmengine.config import Config
 from ray import train, tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
-from raynas.tune.trial import Rows, TuneReportHook, _place, build_runner
+from raynas.tune.trial import Rows, TuneReportHook, _place, build_runner, staging_dir
 
 __all__ = ["run_data_parallel"]
 
@@ -46,6 +46,7 @@ def run_data_parallel(
     storage: str,
     final: Final | None = None,
     weights: tuple[str, str] | None = None,
+    logs_to: str | None = None,
 ) -> dict:
     """Trains ``cfg`` on ``resources['workers']`` data-parallel workers; returns the last
     reported metrics (the Tune trial has them, with the last checkpoint).
@@ -59,6 +60,7 @@ def run_data_parallel(
             trial's last.
         weights: ``(storage folder, file)`` of initial weights, fetched on each worker's node
             (``cfg.load_from`` may be a path of the driver's node only).
+        logs_to: Where rank 0 copies its work folder at each checkpoint.
     """
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -69,14 +71,17 @@ def run_data_parallel(
     trainer = TorchTrainer(
         _worker,
         train_loop_config=dict(cfg_text=cfg.pretty_text, rows=rows, threads=max(1, int(cpu)),
-                               final=final, weights=weights),
+                               final=final, weights=weights, logs_to=logs_to),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=train.ScalingConfig(num_workers=int(resources["workers"]),
                                            use_gpu=bool(gpu), resources_per_worker=per_worker),
         run_config=train.RunConfig(name=tune.get_context().get_trial_id(), storage_path=storage,
                                    callbacks=[TuneReportCallback()]),
     )  # fmt: skip
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:  # (a worker on another node leaves an empty one there)
+        shutil.rmtree(staging_dir(cfg), ignore_errors=True)
     last = {k: v for k, v in (result.metrics or {}).items() if k != "archive_rows"}
     if result.checkpoint is not None:  # the final state, as a Tune checkpoint of the trial
         with result.checkpoint.as_directory() as d:
@@ -92,9 +97,11 @@ class _TrainReportHook(TuneReportHook):
         if train.get_context().get_world_rank() != 0 or ckpt is None:
             train.report(report)
             return
+        self.copy_logs()
         with tempfile.TemporaryDirectory() as d:
             _place(ckpt, Path(d) / CKPT_NAME)
             train.report(report, checkpoint=train.Checkpoint.from_directory(d))
+        ckpt.unlink()
 
 
 def _worker(config: dict[str, Any]) -> None:
@@ -116,11 +123,11 @@ def _worker(config: dict[str, Any]) -> None:
         find_unused_parameters=True,
         device_ids=[device.index] if device.type == "cuda" else None,
     )
-    work = Path(cfg.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    staging = Path(staging_dir(cfg))  # on this worker's node
+    staging.mkdir(parents=True, exist_ok=True)
     checkpoint = train.get_checkpoint()
     if checkpoint is not None:  # a restored run: continue from its latest checkpoint
-        local = work / f"resume_from_rank{train.get_context().get_world_rank()}.pth"
+        local = staging / f"resume_from_rank{train.get_context().get_world_rank()}.pth"
         with checkpoint.as_directory() as d:
             shutil.copy(Path(d) / CKPT_NAME, local)
         cfg.load_from, cfg.resume = str(local), True
@@ -130,8 +137,11 @@ def _worker(config: dict[str, Any]) -> None:
         folder, name = config["weights"]
         cfg.load_from = str(Storage(folder).local_copy() / name)
     runner = build_runner(cfg)
-    hook = _TrainReportHook(config["rows"])
+    hook = _TrainReportHook(config["rows"], config["logs_to"])
     runner.register_hook(hook)
     runner.train()
     if config["final"] is not None:
-        train.report(config["final"](runner, hook))
+        result = config["final"](runner, hook)
+        if train.get_context().get_world_rank() == 0:
+            hook.copy_logs()  # the final step's log lines too
+        train.report(result)

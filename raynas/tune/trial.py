@@ -16,18 +16,20 @@ from typing import Any
 
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.tune.archive import encode_rows
 from raynas.tune.lifeline import exit_with_parent
+from raynas.tune.storage import Storage
 
 __all__ = ["Rows", "TuneReportHook", "archive_row", "build_runner", "prepare_runner_cfg",
-           "run_runner", "scale_schedule", "scored_on", "trial_config",
-           "trial_threads"]  # fmt: skip
+           "run_runner", "scale_schedule", "scored_on", "staging_dir",
+           "trial_config", "trial_threads"]  # fmt: skip
 
 Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
+_RESUME = "resume_from"  # the name (prefix) of a restored trial's starting checkpoint
 # mmengine 0.10 warns of these in every training run, whatever the config says
 _HARMLESS = (
     '"FileClient" will be deprecated',
@@ -79,14 +81,23 @@ class TuneReportHook(Hook):
 
     priority = "LOWEST"
 
-    def __init__(self, rows: Rows) -> None:
+    def __init__(self, rows: Rows, logs_to: str | None = None) -> None:
         self.rows = rows
+        self.logs_to = logs_to
+        self.work_dir = ""
         self.start = time.perf_counter()
         self.last: dict[str, float] = {}
 
+    def before_train(self, runner: Any) -> None:
+        self.work_dir = runner.work_dir
+        loaded = Path(runner.cfg.get("load_from") or "")
+        if loaded.name.startswith(_RESUME) and loaded.is_file():  # Tune keeps the original
+            loaded.unlink()
+
     def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
         metrics = dict(metrics or {})
-        ckpt = Path(runner.work_dir) / f"iter_{runner.iter}.pth"
+        saved_in = next(h.out_dir for h in runner.hooks if isinstance(h, CheckpointHook))
+        ckpt = Path(saved_in) / f"iter_{runner.iter}.pth"
         report = {
             **_scalar_metrics(metrics),
             **_strategy_metrics(runner),
@@ -100,14 +111,22 @@ class TuneReportHook(Hook):
         self.last = _scalar_metrics(metrics)
         self.send(report, ckpt if ckpt.is_file() else None)
 
+    def copy_logs(self) -> None:
+        """Copies the work folder (logs, scalars) to ``logs_to``, if given."""
+        if self.logs_to:
+            Storage(self.logs_to).upload(self.work_dir)
+
     def send(self, report: dict[str, Any], ckpt: Path | None) -> None:
-        """Reports to Tune, with the mmengine checkpoint ``ckpt`` when there is one."""
+        """Reports to Tune, with the mmengine checkpoint ``ckpt`` when there is one (the logs
+        copied first; the file removed after: Tune's copy is the one kept)."""
         if ckpt is None:
             tune.report(report)
             return
+        self.copy_logs()
         with tempfile.TemporaryDirectory() as d:
             _place(ckpt, Path(d) / CKPT_NAME)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+        ckpt.unlink()
 
 
 def _node_id() -> str:
@@ -123,10 +142,34 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy(src, dst)
 
 
-def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -> None:
+def staging_dir(cfg: Config) -> str:
+    """Where a trial's mmengine checkpoints wait until Tune holds them (see
+    :func:`prepare_runner_cfg`)."""
+    return cfg.default_hooks.checkpoint.out_dir
+
+
+def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> str:
     """Schedule, validation and checkpoints every ``interval``; resume from Tune's checkpoint,
-    exactly (global RNG states restored after the data-loader replay)."""
-    cfg.work_dir = str(work_dir)
+    exactly (global RNG states restored after the data-loader replay).
+
+    mmengine's work folder (logs, scalars) is ``work/`` in the trial's folder; it is copied
+    into the trial's folder in the experiment's ``storage`` before each checkpoint is reported,
+    from whichever node runs the trial. mmengine's checkpoints (and a resumed trial's starting
+    one) go to a temporary folder instead, each removed once Tune holds it, so the experiment
+    folder stores each checkpoint once; :func:`run_runner` removes that folder (a restored
+    trial, the ones its killed run left).
+
+    Args:
+        cfg: The trial's config.
+        iters: Training iterations.
+        interval: Iterations between validations, reports and checkpoints.
+        storage: The phase's folder in the experiment's storage (a path or URI).
+
+    Returns:
+        Where the work folder is copied (give it to :func:`run_runner`).
+    """
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    cfg.work_dir = str(trial_dir / "work")
     cfg.log_level = "WARNING"  # while the Runner is built; then INFO to the file (run_runner)
     scale_schedule(cfg, iters)
     cfg.train_cfg.max_iters = iters
@@ -134,16 +177,27 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, work_dir: Path) -
     if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":
         cfg.train_cfg.type = "ExactResumeTrainLoop"  # a resumed trial continues exactly
     cfg.default_hooks.setdefault("rng_state", dict(type="RNGStateHook"))
-    cfg.default_hooks.checkpoint = dict(
-        type="CheckpointHook", by_epoch=False, interval=interval, max_keep_ckpts=1, save_last=True
-    )
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # restored trial: continue from the last reported checkpoint
-        work_dir.mkdir(parents=True, exist_ok=True)
+    staging = _new_staging_dir(restored=checkpoint is not None)
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=interval,
+                                        max_keep_ckpts=1, save_last=True,
+                                        out_dir=staging)  # fmt: skip
+    if checkpoint is not None:  # continue from the last reported checkpoint
         with checkpoint.as_directory() as d:
-            shutil.copy(Path(d) / CKPT_NAME, work_dir / "resume_from.pth")
-        cfg.load_from = str(work_dir / "resume_from.pth")
+            shutil.copy(Path(d) / CKPT_NAME, Path(staging) / f"{_RESUME}.pth")
+        cfg.load_from = str(Path(staging) / f"{_RESUME}.pth")
         cfg.resume = True
+    return Storage(storage).child(trial_dir.name, "work").uri
+
+
+def _new_staging_dir(restored: bool) -> str:
+    """A temporary folder for the trial's mmengine checkpoints; a restored trial first removes
+    those a killed run of it left on this node."""
+    prefix = f"raynas-{tune.get_context().get_trial_id()}-"
+    if restored:
+        for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=prefix)
 
 
 def scored_on(cfg: Config) -> str:
@@ -163,7 +217,7 @@ def scale_schedule(cfg: Config, iters: int) -> None:
 
 
 def run_runner(
-    cfg: Config, rows: Rows, threads: int | str | None = None
+    cfg: Config, rows: Rows, threads: int | str | None = None, logs_to: str | None = None
 ) -> tuple[Any, TuneReportHook]:
     """Trains with the mmengine Runner, reporting to Tune at each validation; returns the
     runner and its report hook.
@@ -177,13 +231,18 @@ def run_runner(
         threads: torch's CPU threads: a count; ``'auto'``: 1 or the trial's CPUs, whichever
             trains the model faster (:func:`mmseg_plugins.threads.fastest_threads`); None: the
             trial's CPUs.
+        logs_to: Where to copy the work folder at each checkpoint (see
+            :func:`prepare_runner_cfg`).
     """
     trial_threads()
-    runner = build_runner(cfg)
-    size_threads(runner, threads)
-    hook = TuneReportHook(rows)
-    runner.register_hook(hook)
-    runner.train()
+    try:
+        runner = build_runner(cfg)
+        size_threads(runner, threads)
+        hook = TuneReportHook(rows, logs_to)
+        runner.register_hook(hook)
+        runner.train()
+    finally:
+        shutil.rmtree(staging_dir(cfg), ignore_errors=True)
     return runner, hook
 
 

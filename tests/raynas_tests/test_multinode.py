@@ -29,16 +29,11 @@ def test_trials_spread_over_nodes_and_survive_a_node_removal(
 
     from raynas.tune.pipeline import Pipeline
 
-    opts = run_options()
     # one fake GPU per worker node and one per trial: each trial lands on its own node
     seeds = {"cfg_options": {"randomness.seed": {"grid": [0, 1]}}}  # 2 trials
-    opts["tune_cfg.supernet"] = dict(
-        iters=60,
-        report_interval=20,
-        max_concurrent=2,
-        resources=dict(cpu=1, gpu=1),
-        param_space=seeds,
-    )
+    supernet = dict(iters=60, report_interval=20, max_concurrent=2, resources=dict(cpu=1, gpu=1),
+                    param_space=seeds)  # fmt: skip
+    opts = run_options({"supernet": supernet})
     Pipeline.create(ROOT / "configs" / "quickstart.py", str(tmp_path), "mn", opts)
     exp = tmp_path / "mn"
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=1))

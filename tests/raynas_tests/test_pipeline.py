@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,6 +155,14 @@ def test_pipeline_end_to_end(
         "best/arch.yaml",
     ):
         assert (exp / f).is_file(), f
+    # each checkpoint stored once, by Tune: none in the trials' mmengine work folders, and no
+    # staging folder left behind
+    assert not list(exp.rglob("work/**/*.pth"))
+    assert len(list((exp / "supernet").rglob("checkpoint_*/checkpoint.pth"))) == 2
+    staged = [
+        p for i in set(frame.trial_id) for p in Path(tempfile.gettempdir()).glob(f"raynas-{i}-*")
+    ]
+    assert not staged, staged
     model = init_model(str(exp / "best/subnet.py"), str(exp / "best/subnet.pth"), device="cpu")
     img = next((Path(small_options["data_root"]) / "img_dir" / "val").glob("*.png"))
     pred = inference_model(model, str(img)).pred_sem_seg.data
@@ -227,6 +236,16 @@ def test_resume_after_sigkill_in_supernet_and_in_search(
     search = frame[frame.phase == "search"]
     assert len(search) == 8 == search.trial_id.nunique()
     assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()
+    assert not list(exp.rglob("work/**/*.pth"))  # nor the resumed trial's starting checkpoint
+    # the killed run's temporary checkpoint folder went when its trial resumed
+    assert not [
+        p for i in set(sup.trial_id) for p in Path(tempfile.gettempdir()).glob(f"raynas-{i}-*")
+    ]
+    # mmengine's losses (logged every 10 iterations): the killed run's up to its checkpoint at
+    # 100 were copied into the experiment folder before that checkpoint was reported
+    logged = {r["iter"] for f in (exp / "supernet").rglob("vis_data/scalars.json")
+              for r in map(json.loads, f.read_text().splitlines()) if "loss" in r}  # fmt: skip
+    assert set(range(10, 201, 10)) <= logged, sorted(logged)
 
 
 def _descendants(pid: int) -> set[int]:

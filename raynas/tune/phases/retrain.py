@@ -35,8 +35,7 @@ def retrain_subnet(config: dict, opts: dict) -> None:
 
     subnet = Storage(config["subnet_dir"]).local_copy()
     cfg = trial_config((subnet / "subnet.py").read_text(), config.get("cfg_options"))
-    work = Path(tune.get_context().get_trial_dir()) / "work"
-    prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], work)
+    logs_to = prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], opts["storage"])
     name = Path(config["subnet_dir"]).name
     flops = opts["flops"].get(name)
     baseline = not (subnet / "arch.yaml").is_file()
@@ -64,11 +63,14 @@ def retrain_subnet(config: dict, opts: dict) -> None:
         weights = (config["subnet_dir"], "subnet.pth") if inherit else None
         if weights:
             cfg.load_from = None  # each worker fetches it on its own node
-        run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], final, weights)
+        run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], final, weights,
+                          logs_to)  # fmt: skip
         return
-    runner, hook = run_runner(cfg, rows, opts["resources"].get("threads", "auto"))
+    runner, hook = run_runner(cfg, rows, opts["resources"].get("threads", "auto"), logs_to)
     if final is not None:
-        tune.report(final(runner, hook))
+        result = final(runner, hook)
+        hook.copy_logs()  # the test's log lines too
+        tune.report(result)
 
 
 class RetrainPhase(TunePhase):
@@ -171,6 +173,7 @@ class RetrainPhase(TunePhase):
         trial_opts = dict(
             iters=o["iters"], report_interval=o["report_interval"], init=o["init"],
             flops={e["name"]: e["flops"] for e in self.exports()}, resources=o["resources"],
+            storage=self.pipeline.storage.child(self.name).uri,
             ddp_storage=self.pipeline.storage.child(self.name, "ddp").uri,
         )  # fmt: skip
         fn = tune.with_parameters(retrain_subnet, opts=trial_opts)

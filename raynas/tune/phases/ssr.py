@@ -47,11 +47,11 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
     trial_threads()  # before naming the latency table: its CPU key includes torch's threads
     cfg = trial_config(cfg_text, config.get("cfg_options") or opts.get("cfg_options"))
     ssr = {**opts["ssr"], **(config.get("ssr") or {})}
-    work = Path(tune.get_context().get_trial_dir()) / "work"
     # the supernet phase's path-sampling strategy (and a CaLR schedule) gives way to SSR's
     # relaxed training, before the schedule is stretched to SSR's length
     drop_supernet_training(cfg)
-    prepare_runner_cfg(cfg, ssr["iters"], ssr["shrink_interval"], work)
+    logs_to = prepare_runner_cfg(cfg, ssr["iters"], ssr["shrink_interval"], opts["storage"])
+    work = Path(cfg.work_dir)
     size = tuple(cfg.model.data_preprocessor.size)
     lut = _latency_copy(opts["latency_cache"], work, size) if ssr["cost"] == "latency_ms" else None
     cfg.custom_hooks = [*cfg.custom_hooks, ssr_hook(ssr, lut and str(lut))]
@@ -75,7 +75,7 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
                             table(arch), space, split, proxies=proxies,
                             latency_ms=latency)]  # fmt: skip
 
-    run_runner(cfg, rows)
+    run_runner(cfg, rows, logs_to=logs_to)
     if lut is not None and lut.is_file():  # the entries this trial measured, for the others
         cache = Storage(opts["latency_cache"])
         cache.write_text(lut.read_text(), lut.name)
@@ -104,7 +104,8 @@ class SSRSearch(TunePhase):
         sup = self.pipeline.phase("supernet")
         trial_opts = dict(ssr=self.opts["ssr"], cfg_options=sup.get("cfg_options"),
                           supernet_checkpoint=sup.get("checkpoint"),
-                          latency_cache=self.pipeline.storage.child("latency").uri)  # fmt: skip
+                          latency_cache=self.pipeline.storage.child("latency").uri,
+                          storage=self.pipeline.storage.child(self.name).uri)  # fmt: skip
         fn = tune.with_parameters(search_ssr, cfg_text=self.pipeline.cfg_text, opts=trial_opts)
         return tune.with_resources(fn, trial_resources(self.opts))
 

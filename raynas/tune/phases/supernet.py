@@ -4,7 +4,6 @@ each trial; ``param_space`` can grid or sample ``cfg_options`` (strategy, seed, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -27,8 +26,7 @@ __all__ = ["SupernetPhase", "train_supernet"]
 def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
     """The trainable: supernet training, validating the largest and smallest paths."""
     cfg = trial_config(cfg_text, config.get("cfg_options"))
-    work = Path(tune.get_context().get_trial_dir()) / "work"
-    prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], work)
+    logs_to = prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], opts["storage"])
     space, table = space_and_table(cfg)
     paths = {"largest": space.extreme(True), "smallest": space.extreme(False)}
     split = scored_on(cfg)
@@ -43,9 +41,9 @@ def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
     if int(opts["resources"].get("workers", 1)) > 1:
         from raynas.tune.data_parallel import run_data_parallel
 
-        run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"])
+        run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], logs_to=logs_to)
     else:
-        run_runner(cfg, rows, opts["resources"].get("threads", "auto"))
+        run_runner(cfg, rows, opts["resources"].get("threads", "auto"), logs_to)
 
 
 class SupernetPhase(TunePhase):
@@ -61,6 +59,7 @@ class SupernetPhase(TunePhase):
                 iters=self.opts["iters"],
                 report_interval=self.opts["report_interval"],
                 resources=self.opts["resources"],
+                storage=self.pipeline.storage.child(self.name).uri,
                 ddp_storage=self.pipeline.storage.child(self.name, "ddp").uri,
             ),
         )
