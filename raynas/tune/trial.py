@@ -156,8 +156,8 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
     into the trial's folder in the experiment's ``storage`` before each checkpoint is reported,
     from whichever node runs the trial. mmengine's checkpoints (and a resumed trial's starting
     one) go to a temporary folder instead, each removed once Tune holds it, so the experiment
-    folder stores each checkpoint once; :func:`run_runner` removes that folder (a restored
-    trial, the ones its killed run left).
+    folder stores each checkpoint once; :func:`run_runner` removes that folder (and the next
+    run of a killed trial, the one it left).
 
     Args:
         cfg: The trial's config.
@@ -177,8 +177,8 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
     if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":
         cfg.train_cfg.type = "ExactResumeTrainLoop"  # a resumed trial continues exactly
     cfg.default_hooks.setdefault("rng_state", dict(type="RNGStateHook"))
+    staging = _new_staging_dir()
     checkpoint = tune.get_checkpoint()
-    staging = _new_staging_dir(restored=checkpoint is not None)
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=interval,
                                         max_keep_ckpts=1, save_last=True,
                                         out_dir=staging)  # fmt: skip
@@ -190,13 +190,13 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
     return Storage(storage).child(trial_dir.name, "work").uri
 
 
-def _new_staging_dir(restored: bool) -> str:
-    """A temporary folder for the trial's mmengine checkpoints; a restored trial first removes
-    those a killed run of it left on this node."""
+def _new_staging_dir() -> str:
+    """A temporary folder for the trial's mmengine checkpoints, after removing those that
+    earlier runs of the same trial, killed, left on this node (a data-parallel trial restarts
+    from Ray Train's checkpoint, with no Tune checkpoint to tell that it was restored)."""
     prefix = f"raynas-{tune.get_context().get_trial_id()}-"
-    if restored:
-        for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
     return tempfile.mkdtemp(prefix=prefix)
 
 

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -215,3 +216,6 @@ def test_a_killed_two_worker_trial_resumes_on_three(
     # 20, at which the driver was killed: the killed run's iterations 1-20, the resumed 21-40
     losses = _scalars(cut / "supernet", "loss_all_ranks")
     assert sorted(losses) == list(range(1, 41))
+    # the killed run's temporary checkpoint folder went when its trial ran again
+    trial_id = "_".join(result.parent.name.split("_")[2:4])  # train_supernet_ID_NUM_...
+    assert not list(Path(tempfile.gettempdir()).glob(f"raynas-{trial_id}-*"))
