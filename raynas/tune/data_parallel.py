@@ -22,7 +22,6 @@ up (gloo on CPU, nccl on GPU) and mmengine's ``MMDistributedDataParallel``.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from mmengine.config import Config
 from ray import train, tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
-from raynas.tune.trial import Rows, TuneReportHook, _place, build_runner, staging_dir
+from raynas.tune.trial import Rows, TuneReportHook, build_runner, staging_dir
 
 __all__ = ["run_data_parallel"]
 
@@ -94,14 +93,11 @@ class _TrainReportHook(TuneReportHook):
     """Reports each validation to Ray Train from every rank; the checkpoint from rank 0."""
 
     def send(self, report: dict[str, Any], ckpt: Path | None) -> None:
-        if train.get_context().get_world_rank() != 0 or ckpt is None:
-            train.report(report)
-            return
-        self.copy_logs()
-        with tempfile.TemporaryDirectory() as d:
-            _place(ckpt, Path(d) / CKPT_NAME)
-            train.report(report, checkpoint=train.Checkpoint.from_directory(d))
-        ckpt.unlink()
+        super().send(report, ckpt if train.get_context().get_world_rank() == 0 else None)
+
+    def report(self, report: dict[str, Any], checkpoint_dir: str | None) -> None:
+        ckpt = train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        train.report(report, checkpoint=ckpt)
 
 
 def _worker(config: dict[str, Any]) -> None:

@@ -26,10 +26,11 @@ from raynas.tune.storage import Storage
 
 __all__ = ["Rows", "TuneReportHook", "archive_row", "build_runner", "prepare_runner_cfg",
            "run_runner", "scale_schedule", "scored_on", "staging_dir",
-           "trial_config", "trial_threads"]  # fmt: skip
+           "staging_dirs_of", "trial_config", "trial_threads"]  # fmt: skip
 
 Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
 _RESUME = "resume_from"  # the name (prefix) of a restored trial's starting checkpoint
+_STAGING = "raynas-"  # + trial id: a trial's temporary checkpoint folders
 # mmengine 0.10 warns of these in every training run, whatever the config says
 _HARMLESS = (
     '"FileClient" will be deprecated',
@@ -117,16 +118,21 @@ class TuneReportHook(Hook):
             Storage(self.logs_to).upload(self.work_dir)
 
     def send(self, report: dict[str, Any], ckpt: Path | None) -> None:
-        """Reports to Tune, with the mmengine checkpoint ``ckpt`` when there is one (the logs
-        copied first; the file removed after: Tune's copy is the one kept)."""
+        """Reports, with the mmengine checkpoint ``ckpt`` when there is one (the logs copied
+        first; the file removed after: the reported copy is the one kept)."""
         if ckpt is None:
-            tune.report(report)
+            self.report(report, None)
             return
         self.copy_logs()
         with tempfile.TemporaryDirectory() as d:
             _place(ckpt, Path(d) / CKPT_NAME)
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+            self.report(report, d)
         ckpt.unlink()
+
+    def report(self, report: dict[str, Any], checkpoint_dir: str | None) -> None:
+        """``tune.report``, with the checkpoint in ``checkpoint_dir`` if given."""
+        ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(report, checkpoint=ckpt)
 
 
 def _node_id() -> str:
@@ -190,14 +196,19 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
     return Storage(storage).child(trial_dir.name, "work").uri
 
 
+def staging_dirs_of(trial_id: str) -> list[Path]:
+    """The temporary checkpoint folders of trial ``trial_id`` on this node."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{_STAGING}{trial_id}-*"))
+
+
 def _new_staging_dir() -> str:
     """A temporary folder for the trial's mmengine checkpoints, after removing those that
     earlier runs of the same trial, killed, left on this node (a data-parallel trial restarts
     from Ray Train's checkpoint, with no Tune checkpoint to tell that it was restored)."""
-    prefix = f"raynas-{tune.get_context().get_trial_id()}-"
-    for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+    trial_id = tune.get_context().get_trial_id()
+    for stale in staging_dirs_of(trial_id):
         shutil.rmtree(stale, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=prefix)
+    return tempfile.mkdtemp(prefix=f"{_STAGING}{trial_id}-")
 
 
 def scored_on(cfg: Config) -> str:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from raynas.config import apply_selection_split, load_config
+from raynas.tune.trial import staging_dirs_of
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("in_process_ray")]
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,4 +218,4 @@ def test_a_killed_two_worker_trial_resumes_on_three(
     assert sorted(losses) == list(range(1, 41))
     # the killed run's temporary checkpoint folder went when its trial ran again
     trial_id = "_".join(result.parent.name.split("_")[2:4])  # train_supernet_ID_NUM_...
-    assert not list(Path(tempfile.gettempdir()).glob(f"raynas-{trial_id}-*"))
+    assert not staging_dirs_of(trial_id)

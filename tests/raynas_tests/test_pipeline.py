@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from raynas.tune.archive import Archive
+from raynas.tune.trial import staging_dirs_of
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,9 +159,7 @@ def test_pipeline_end_to_end(
     # staging folder left behind
     assert not list(exp.rglob("work/**/*.pth"))
     assert len(list((exp / "supernet").rglob("checkpoint_*/checkpoint.pth"))) == 2
-    staged = [
-        p for i in set(frame.trial_id) for p in Path(tempfile.gettempdir()).glob(f"raynas-{i}-*")
-    ]
+    staged = [p for i in set(frame.trial_id) for p in staging_dirs_of(i)]
     assert not staged, staged
     model = init_model(str(exp / "best/subnet.py"), str(exp / "best/subnet.pth"), device="cpu")
     img = next((Path(small_options["data_root"]) / "img_dir" / "val").glob("*.png"))
@@ -238,9 +236,7 @@ def test_resume_after_sigkill_in_supernet_and_in_search(
     assert not frame.duplicated(["phase", "trial_id", "iteration", "path"]).any()
     assert not list(exp.rglob("work/**/*.pth"))  # nor the resumed trial's starting checkpoint
     # the killed run's temporary checkpoint folder went when its trial resumed
-    assert not [
-        p for i in set(sup.trial_id) for p in Path(tempfile.gettempdir()).glob(f"raynas-{i}-*")
-    ]
+    assert not [p for i in set(sup.trial_id) for p in staging_dirs_of(i)]
     # mmengine's losses (logged every 10 iterations): the killed run's up to its checkpoint at
     # 100 were copied into the experiment folder before that checkpoint was reported
     logged = {r["iter"] for f in (exp / "supernet").rglob("vis_data/scalars.json")
