@@ -23,6 +23,9 @@ tune_cfg = dict(
     # and 70.78 val, below BiSeNetV2; from the 3600-iteration supernet to 76.98 and 73.59
     supernet=dict(iters=3600, report_interval=1200),
     search=dict(constraints=dict(flops=(None, 600e6))),  # below BiSeNetV2's 769 MFLOPs
-    # the schedule benchmarks/vs_mmseg.py trains mmseg's models with
-    retrain=dict(iters=2000, report_interval=1000),
+    # the top-2 Pareto subnets side by side, one core each, on the schedule that
+    # benchmarks/vs_mmseg.py trains mmseg's models with
+    retrain=dict(
+        top_k=2, iters=2000, report_interval=1000, resources=dict(cpu=1), max_concurrent=2
+    ),
 )

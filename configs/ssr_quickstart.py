@@ -30,5 +30,5 @@ tune_cfg = dict(
         resources=dict(cpu=1),
         max_concurrent=2,
     ),
-    retrain=dict(iters=1500, report_interval=750),
+    retrain=dict(iters=1500, report_interval=750, resources=dict(cpu=1), max_concurrent=2),
 )

@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
+from raynas.config import formatted_text
 from raynas.core.errors import InvalidValueError
 
 __all__ = [
@@ -199,7 +200,7 @@ def export_subnet(
     arch_path = dump_arch(arch, out / "arch.yaml", facts)
     sub_cfg = subnet_config(cfg, arch, model)
     config_path = out / "subnet.py"
-    sub_cfg.dump(str(config_path))
+    config_path.write_text(formatted_text(sub_cfg))
     ckpt_path = out / "subnet.pth"
     provenance = {"arch": arch, **facts}
     torch.save(subnet_checkpoint(sub.state_dict(), provenance, dataset_meta(cfg)), ckpt_path)

@@ -32,3 +32,23 @@ def test_cityscapes_and_camvid_reuse_mmseg_bases() -> None:
         assert cfg.train_dataloader.dataset.data_root.startswith("data/")
         if n_classes:
             assert len(cfg.train_dataloader.dataset.metainfo.classes) == n_classes
+
+
+@pytest.mark.parametrize(
+    "path",
+    [ROOT / n for n in ("quickstart.py", "ssr_quickstart.py", "realtime.py")],
+    ids=lambda p: p.name,
+)
+def test_config_text_round_trips_unformatted_and_formatted(path: Path) -> None:
+    """Trials rebuild their config from its text, which skips yapf (mmengine's
+    ``format_python_code=False``); the files people read are formatted. Both load back as the
+    same config."""
+    from raynas.config import config_from_text, formatted_text, load_config
+
+    cfg = load_config(path)
+    text = cfg.pretty_text
+    pretty = formatted_text(cfg)
+    assert text != pretty and "\ncrop_size=(" in text and "\ncrop_size = (" in pretty
+    for t in (text, pretty):
+        again = config_from_text(t)  # read from a temporary file, removed since
+        assert again.to_dict() == cfg.to_dict() and formatted_text(again) == pretty

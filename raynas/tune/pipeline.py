@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from raynas.config import apply_selection_split, config_from_text
+from raynas.config import apply_selection_split, config_from_text, formatted_text
 from raynas.core.errors import (
     ExistingOutputError,
     InvalidValueError,
@@ -95,7 +95,7 @@ class Pipeline:
         check_start_with(cfg, opts["search"]["start_with"])
         check_datasets(cfg)
         apply_selection_split(cfg)
-        exp.write_text(cfg.pretty_text, CONFIG)
+        exp.write_text(formatted_text(cfg), CONFIG)
         state = {"version": STATE_VERSION, "source": str(config), "created": time.time()}
         exp.write_text(json.dumps({**state, "phases": {}}, indent=2), STATE)
         return cls(exp)

@@ -152,7 +152,7 @@ class RetrainPhase(TunePhase):
     def _export_baselines(self, subnet_uri: str) -> list[dict[str, Any]]:
         """``subnets/baseline-NAME/subnet.py``: each baseline in subnet0's training config."""
         from raynas.baselines import baseline_config, model_cost
-        from raynas.config import load_config
+        from raynas.config import formatted_text, load_config
 
         pipeline, out = self.pipeline, []
         subnet_cfg = load_config(Storage(subnet_uri).local_copy() / "subnet.py")
@@ -161,7 +161,7 @@ class RetrainPhase(TunePhase):
             cfg, name = baseline_config(base, subnet_cfg), f"baseline-{Path(base).stem}"
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / name).mkdir()
-                cfg.dump(str(Path(tmp) / name / "subnet.py"))
+                (Path(tmp) / name / "subnet.py").write_text(formatted_text(cfg))
                 pipeline.storage.upload(Path(tmp) / name, "subnets", name)
             flops = int(model_cost(cfg.model, size, runs=1)["flops"])
             out.append(dict(name=name, dir=pipeline.storage.child("subnets", name).uri,
