@@ -29,8 +29,7 @@ from typing import Any
 from mmengine.config import Config
 from ray import train, tune
 
-from mmseg_plugins.checkpoint import CKPT_NAME
-from raynas.tune.trial import Rows, TuneReportHook, build_runner, staging_dir
+from raynas.tune.trial import Rows, TuneReportHook, build_runner, resume_from, staging_dir
 
 __all__ = ["run_data_parallel"]
 
@@ -95,6 +94,10 @@ class _TrainReportHook(TuneReportHook):
     def send(self, report: dict[str, Any], ckpt: Path | None) -> None:
         super().send(report, ckpt if train.get_context().get_world_rank() == 0 else None)
 
+    def copy_logs(self) -> None:
+        if train.get_context().get_world_rank() == 0:
+            super().copy_logs()
+
     def report(self, report: dict[str, Any], checkpoint_dir: str | None) -> None:
         ckpt = train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         train.report(report, checkpoint=ckpt)
@@ -119,14 +122,10 @@ def _worker(config: dict[str, Any]) -> None:
         find_unused_parameters=True,
         device_ids=[device.index] if device.type == "cuda" else None,
     )
-    staging = Path(staging_dir(cfg))  # on this worker's node
-    staging.mkdir(parents=True, exist_ok=True)
+    Path(staging_dir(cfg)).mkdir(parents=True, exist_ok=True)  # on this worker's node
     checkpoint = train.get_checkpoint()
     if checkpoint is not None:  # a restored run: continue from its latest checkpoint
-        local = staging / f"resume_from_rank{train.get_context().get_world_rank()}.pth"
-        with checkpoint.as_directory() as d:
-            shutil.copy(Path(d) / CKPT_NAME, local)
-        cfg.load_from, cfg.resume = str(local), True
+        resume_from(cfg, checkpoint, f"_rank{train.get_context().get_world_rank()}")
     elif config["weights"]:
         from raynas.tune.storage import Storage
 
@@ -137,7 +136,4 @@ def _worker(config: dict[str, Any]) -> None:
     runner.register_hook(hook)
     runner.train()
     if config["final"] is not None:
-        result = config["final"](runner, hook)
-        if train.get_context().get_world_rank() == 0:
-            hook.copy_logs()  # the final step's log lines too
-        train.report(result)
+        hook.finish(config["final"](runner, hook))

@@ -25,7 +25,7 @@ from raynas.tune.lifeline import exit_with_parent
 from raynas.tune.storage import Storage
 
 __all__ = ["Rows", "TuneReportHook", "archive_row", "build_runner", "prepare_runner_cfg",
-           "run_runner", "scale_schedule", "scored_on", "staging_dir",
+           "resume_from", "run_runner", "scale_schedule", "scored_on", "staging_dir",
            "staging_dirs_of", "trial_config", "trial_threads"]  # fmt: skip
 
 Rows = Callable[[Any, Mapping[str, Any]], list[dict]]
@@ -129,6 +129,12 @@ class TuneReportHook(Hook):
             self.report(report, d)
         ckpt.unlink()
 
+    def finish(self, report: dict[str, Any]) -> None:
+        """Reports a result after training (no checkpoint), the work folder's last log lines
+        copied first."""
+        self.copy_logs()
+        self.report(report, None)
+
     def report(self, report: dict[str, Any], checkpoint_dir: str | None) -> None:
         """``tune.report``, with the checkpoint in ``checkpoint_dir`` if given."""
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
@@ -189,11 +195,18 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
                                         max_keep_ckpts=1, save_last=True,
                                         out_dir=staging)  # fmt: skip
     if checkpoint is not None:  # continue from the last reported checkpoint
-        with checkpoint.as_directory() as d:
-            shutil.copy(Path(d) / CKPT_NAME, Path(staging) / f"{_RESUME}.pth")
-        cfg.load_from = str(Path(staging) / f"{_RESUME}.pth")
-        cfg.resume = True
+        resume_from(cfg, checkpoint)
     return Storage(storage).child(trial_dir.name, "work").uri
+
+
+def resume_from(cfg: Config, checkpoint: Any, tag: str = "") -> None:
+    """Makes ``cfg`` resume from a Tune or Ray Train ``checkpoint``, copied into the trial's
+    staging folder (:func:`staging_dir`) as ``resume_from{tag}.pth``; the copy is removed once
+    training starts (:class:`TuneReportHook`)."""
+    local = Path(staging_dir(cfg)) / f"{_RESUME}{tag}.pth"
+    with checkpoint.as_directory() as d:
+        shutil.copy(Path(d) / CKPT_NAME, local)
+    cfg.load_from, cfg.resume = str(local), True
 
 
 def staging_dirs_of(trial_id: str) -> list[Path]:

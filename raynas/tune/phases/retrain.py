@@ -68,9 +68,7 @@ def retrain_subnet(config: dict, opts: dict) -> None:
         return
     runner, hook = run_runner(cfg, rows, opts["resources"].get("threads", "auto"), logs_to)
     if final is not None:
-        result = final(runner, hook)
-        hook.copy_logs()  # the test's log lines too
-        tune.report(result)
+        hook.finish(final(runner, hook))
 
 
 class RetrainPhase(TunePhase):
