@@ -1,8 +1,9 @@
 """mmengine hooks of raynas, registered in mmseg's HOOKS: path sampling (the supernet's
-training strategy), CaLR, momentum separation, PA&DA's data importance, RNG states and
-SSR search."""
+training strategy), CaLR, momentum separation, PA&DA's data importance, RNG states, SSR
+search and the channels-last memory format."""
 
 from mmseg_plugins.hooks.calr import CaLRHook
+from mmseg_plugins.hooks.channels_last import ChannelsLastHook
 from mmseg_plugins.hooks.data_importance import DataImportanceHook
 from mmseg_plugins.hooks.momentum import MomentumSeparationHook
 from mmseg_plugins.hooks.path_sampling import PathSamplingHook
@@ -11,6 +12,7 @@ from mmseg_plugins.hooks.ssr import SSRHook
 
 __all__ = [
     "CaLRHook",
+    "ChannelsLastHook",
     "DataImportanceHook",
     "MomentumSeparationHook",
     "PathSamplingHook",

@@ -189,6 +189,8 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
     if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":
         cfg.train_cfg.type = "ExactResumeTrainLoop"  # a resumed trial continues exactly
     cfg.default_hooks.setdefault("rng_state", dict(type="RNGStateHook"))
+    # faster training steps on CPU (benchmarks/results/step_speed.md); devices=[] turns it off
+    cfg.default_hooks.setdefault("memory_format", dict(type="ChannelsLastHook"))
     staging = _new_staging_dir()
     checkpoint = tune.get_checkpoint()
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=interval,
@@ -281,7 +283,12 @@ def size_threads(runner: Any, threads: int | str | None) -> None:
     size = getattr(runner.model.data_preprocessor, "size", None)
     if cpus < 2 or torch.cuda.is_available() or not size:
         return
+    from mmseg_plugins.hooks import ChannelsLastHook
     from mmseg_plugins.threads import fastest_threads
+
+    for hook in runner.hooks:  # the probe times the memory format that training will use
+        if isinstance(hook, ChannelsLastHook):
+            hook.before_run(runner)
 
     batch = runner.cfg.train_dataloader.batch_size
     best, times = fastest_threads(runner.model, batch, size, (1, cpus))
