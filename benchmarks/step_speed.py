@@ -68,7 +68,6 @@ def seconds_per_iter(cfg: Any, iters: int, fused: bool, channels_last: bool) -> 
     cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, iters + 1
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=iters + 1, by_epoch=False)
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=iters + 1)
-    cfg.default_hooks.pop("memory_format", None)
     cfg.param_scheduler = []
     cfg.optim_wrapper.optimizer.fused = fused
     cfg.optim_wrapper.clip_grad.foreach = fused
