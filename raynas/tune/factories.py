@@ -56,11 +56,13 @@ def build_searcher(
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from raynas.tune.optuna_samplers import NSGAIISampler
+
     kwargs = dict(cfg)
     kind = str(kwargs.pop("type", "nsga2")).lower()
     seed = kwargs.pop("seed", 0)
     samplers = {
-        "nsga2": optuna.samplers.NSGAIISampler,
+        "nsga2": NSGAIISampler,
         "tpe": optuna.samplers.TPESampler,
         "random": optuna.samplers.RandomSampler,
     }
