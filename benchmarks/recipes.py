@@ -18,8 +18,8 @@ warm-up, poly, clip 5).
 
 Run:  python benchmarks/recipes.py [--supernet-iters 1500 --retrain-iters 1000]
       python benchmarks/recipes.py --experiment runs/quickstart runs/realtime [--cached-only]
-Writes benchmarks/results/recipes.{json,md} (recipes-pipeline.{json,md} with --experiment) and
-prints the table.
+Writes benchmarks/results/recipes.{json,md} (recipes-pipeline.{json,md} with --experiment, where
+a run keeps the rows of the runs measured before it) and prints the table.
 """
 
 from __future__ import annotations
@@ -182,8 +182,11 @@ def pipeline_fractions(exp: Path, cache: Path, cached_only: bool = False) -> dic
 
 
 def write_pipeline(rows: dict[str, dict]) -> None:
+    """Writes ``rows`` (run name -> fractions) beside the runs measured before."""
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "recipes-pipeline.json").write_text(json.dumps(rows, indent=2))
+    saved = OUT / "recipes-pipeline.json"
+    rows = {**(json.loads(saved.read_text()) if saved.is_file() else {}), **rows}
+    saved.write_text(json.dumps(rows, indent=2))
     lines = [
         "inherited (the run's supernet, exported with BN recalibrated) / stand-alone (from "
         "scratch, the run's retrain recipe stretched to the supernet's iterations); val mIoU on "
