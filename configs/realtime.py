@@ -1,5 +1,6 @@
 # The quickstart's pipeline on a space widened to the latency of mmseg's real-time models
-# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), about 31 min on 2 cores:
+# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), 23 min on the fastest 2-core
+# machine of the round (about 40 estimated on the slowest):
 #   raynas run configs/realtime.py
 # The quickstart's largest path (135 MFLOPs, 8.7 ms) trailed BiSeNetV2 by 4-7 mIoU, retrained
 # from the quickstart's 1200-iteration supernet (benchmarks/results/ceiling.md); here stem,
@@ -18,10 +19,11 @@ model = dict(
     ),
 )
 tune_cfg = dict(
-    # 3x the quickstart's supernet: at 1200 iterations this wider supernet is underfit (its paths
+    # 6x the quickstart's supernet: at 1200 iterations this wider supernet is underfit (its paths
     # score 19-29 inherited selection mIoU; 49-62 at 3600) and its found models retrain to 74.03
-    # and 70.78 val, below BiSeNetV2; from the 3600-iteration supernet to 76.98 and 73.59
-    supernet=dict(iters=3600, report_interval=1200),
+    # and 70.78 val, below BiSeNetV2; from a 3600-iteration supernet to 76.98 and 73.59, from
+    # this 7200-iteration one to 80.85 and 77.64 (README, "Against mmseg's real-time models")
+    supernet=dict(iters=7200, report_interval=2400),
     search=dict(constraints=dict(flops=(None, 600e6))),  # below BiSeNetV2's 769 MFLOPs
     # the top-2 Pareto subnets side by side, one core each, on the schedule that
     # benchmarks/vs_mmseg.py trains mmseg's models with
