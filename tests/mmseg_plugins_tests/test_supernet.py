@@ -145,3 +145,53 @@ def test_flops_and_params_match_mmengine(supernet, model_cfg) -> None:
         predicted = table(arch)
         assert abs(predicted.flops - measured) / measured < 0.02, (predicted.flops, measured)
         assert predicted.params == parameter_count(sub)[""]
+
+
+@pytest.fixture(scope="module")
+def separate(model_cfg):
+    """A supernet whose dilations 2, 4 and 8 have dilated kernels of their own."""
+    from mmseg.registry import MODELS
+
+    cfg = model_cfg.copy()
+    cfg.backbone = {**cfg.backbone, "dilation_weights": "separate"}
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model, cfg
+
+
+def _dilated(model, dilation: int, seed: int) -> dict:
+    """A random path whose every layer has ``dilation`` (the largest widths)."""
+    arch = search_space(model).sample(np.random.default_rng(seed))
+    return {k: (dilation if k.endswith(".dilation") else v) for k, v in arch.items()}
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_separate_dilation_kernels_train_and_export(separate, dilation: int) -> None:
+    """A path trains only the kernels of its dilation, and its export runs on those kernels."""
+    model, cfg = separate
+    arch = _dilated(model, dilation, seed=dilation)
+    set_arch(model, arch)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    model._forward(torch.randn(2, 3, 64, 64)).mean().backward()
+    used = {k for k, _ in path_parameters(model, arch)}
+    touched = {k for k, p in model.named_parameters() if p.grad is not None}
+    assert touched == used
+    own = {k for k in touched if ".weight_d" in k}
+    assert bool(own) == (dilation != 1) and all(k.endswith(f"weight_d{dilation}") for k in own)
+    model.eval()
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(dilation))
+    with torch.no_grad():
+        ref = model._forward(x)
+        out = build_subnet(model, arch, cfg).eval()._forward(x)
+    assert (out - ref).abs().max().item() <= 1e-5
+
+
+def test_dilation_weights_names_its_key(model_cfg) -> None:
+    from mmseg.registry import MODELS
+
+    from raynas.core.errors import InvalidValueError
+
+    with pytest.raises(InvalidValueError, match=r"model\.backbone\.dilation_weights='sep'"):
+        MODELS.build({**model_cfg, "backbone": {**model_cfg.backbone, "dilation_weights": "sep"}})
