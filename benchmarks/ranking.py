@@ -41,7 +41,7 @@ from mmengine.config import DictAction
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 SUPERNET = ROOT / "configs/supernet"
-# strategy -> (config, iteration share of the uniform budget[, sampler overrides[, cfg options]])
+# strategy -> (config, iteration share of the uniform budget[, sampler overrides])
 STRATEGIES: dict[str, tuple] = {
     "uniform": ("segsupernet_uniform_1xb8-2k_synthseg-128x128.py", 1.0),
     "dps": ("segsupernet_dps_1xb8-2k_synthseg-128x128.py", 1.0),
@@ -51,10 +51,6 @@ STRATEGIES: dict[str, tuple] = {
     "cream": ("segsupernet_uniform-cream_1xb8-2k_synthseg-128x128.py", 0.8),
     "dps + calr-ms": ("segsupernet_dps-calr-ms_1xb8-2k_synthseg-128x128.py", 1.0),
 }
-# dilations with dilated kernels of their own instead of one kernel shared by all
-_SEPARATE = {"model.backbone.dilation_weights": "separate"}
-for _name in ("uniform", "dps + calr-ms"):
-    STRATEGIES[f"{_name}, separate dilation kernels"] = (*STRATEGIES[_name], {}, _SEPARATE)
 _DPS = STRATEGIES["dps"][0]
 _STAGES = [
     ("convergence", ("angle", "loss_decrease"), 0.1, 0.3),
@@ -116,10 +112,10 @@ def rules_of_thumb(archs: list[dict]) -> dict[str, dict]:
     }
 
 
-def _cfg(config: Path, iters: int, work: Path, options: dict | None = None) -> Any:
+def _cfg(config: Path, iters: int, work: Path) -> Any:
     from raynas.config import apply_selection_split, load_config
 
-    cfg = load_config(config, {**CFG_OPTIONS, **(options or {})})
+    cfg = load_config(config, CFG_OPTIONS)
     apply_selection_split(cfg)
     from recipes import apply_recipe
 
@@ -155,10 +151,10 @@ def supernet(strategy: str, seed: int, iters: int, archs: list[dict], cache: Pat
 
     config, share, *overrides = STRATEGIES[strategy]
     n = max(1, round(iters * share))
-    key = cache / f"{strategy.replace(' ', '').replace(',', '-')}-s{seed}-{n}.json"
+    key = cache / f"{strategy.replace(' ', '')}-s{seed}-{n}.json"
     if key.is_file():
         return json.loads(key.read_text())
-    cfg = _cfg(SUPERNET / config, n, cache / key.stem, overrides[1] if len(overrides) > 1 else {})
+    cfg = _cfg(SUPERNET / config, n, cache / key.stem)
     cfg.randomness = dict(seed=seed)
     cfg.custom_hooks[0].sampler.seed = seed
     cfg.custom_hooks[0].sampler.update(overrides[0] if overrides else {})

@@ -9,7 +9,6 @@ those weights; ``subnet_model_cfg`` gives its mmseg model config.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -153,9 +152,8 @@ def subnet_state_dict(
 ) -> dict[str, torch.Tensor]:
     """The weights of a path, keyed like the static subnet (views into the supernet's tensors).
 
-    Every static key is a supernet key, and every tensor is the prefix slice of the supernet
-    tensor with the static shape; a dilated conv with a kernel of its own for the path's
-    dilation (``dilation_weights='separate'``) gives that kernel (``weight_d{d}``) instead.
+    Every static key is a supernet key (a key filter, not a remap), and every tensor is the
+    prefix slice of the supernet tensor with the static shape.
 
     Args:
         model: The supernet segmentor.
@@ -169,30 +167,15 @@ def subnet_state_dict(
     full = model.state_dict(keep_vars=True) if state is None else state
     out = {}
     for name, shape in shapes.items():
-        tensor = full[_source_key(model, name, arch)]
+        tensor = full[name]
         out[name] = tensor[tuple(slice(0, s) for s in shape)] if shape else tensor
     return out
-
-
-_LAYER_CONV = re.compile(r"backbone\.stages\.(\d+)\.layers\.(\d+)\..+\.conv\.weight")
-
-
-def _source_key(model: nn.Module, name: str, arch: Arch) -> str:
-    """The supernet key holding the static key ``name``'s tensor on the path ``arch``."""
-    match = _LAYER_CONV.fullmatch(name)
-    if not match:
-        return name
-    conv = model.get_submodule(name.removesuffix(".weight"))
-    if not getattr(conv, "separate", ()):
-        return name
-    dilation = int(arch[f"{BACKBONE}stage{match[1]}.layer{match[2]}.dilation"])
-    return name.removesuffix("weight") + conv.kernel_name(dilation)
 
 
 def path_parameters(
     model: nn.Module, arch: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None
 ) -> list[tuple[str, torch.Tensor]]:
-    """(supernet name, slice) of every trainable parameter a path uses (no buffers).
+    """(name, slice) of every trainable parameter a path uses (no buffers).
 
     Args:
         model: The supernet segmentor.
@@ -200,12 +183,7 @@ def path_parameters(
         state: Slice this state dict (same keys as the model's) instead of the live weights.
     """
     params = dict(model.named_parameters())
-    space = search_space(model)
-    arch = space.canonical(space.validate(arch))
-    named = (
-        (_source_key(model, k, arch), v) for k, v in subnet_state_dict(model, arch, state).items()
-    )
-    return [(k, v) for k, v in named if k in params]
+    return [(k, v) for k, v in subnet_state_dict(model, arch, state).items() if k in params]
 
 
 def label_modules(model: nn.Module, arch: Mapping[str, Any]) -> dict[str, nn.Module]:
@@ -255,7 +233,6 @@ def subnet_model_cfg(
     if backbone.get("type") not in ("SegSuperNet", "mmseg.SegSuperNet"):
         raise InvalidArchError(f"model.backbone.type is {backbone.get('type')!r}, not SegSuperNet")
     backbone["type"] = "SegSubNet"
-    backbone.pop("dilation_weights", None)  # the static subnet has one kernel per conv
     backbone["arch"] = strip(arch, BACKBONE)
     backbone["num_stages"] = needed_stages(arch[f"{HEAD}fusion"])
     head["type"] = "FixedHead"

@@ -19,7 +19,6 @@ from torch import nn
 from mmseg_plugins.models.blocks import FixedLayer, SearchLayer
 from mmseg_plugins.models.elastic import ConvBN
 from mmseg_plugins.models.relaxed import relaxed_backbone
-from raynas.core.errors import InvalidValueError
 from raynas.core.seg_space import BackboneSettings, stage_arch, stage_width
 from raynas.core.space import Arch
 
@@ -73,10 +72,6 @@ class SegSuperNet(_Backbone):
         arch_settings: :class:`raynas.core.seg_space.BackboneSettings` fields.
         out_indices: Stages whose outputs are returned.
         stem_out: Also return the stem's 1/4 output, last (for ``head.detail``).
-        dilation_weights: ``'shared'``: a layer's dilation choices share its dilated kernels;
-            ``'separate'``: every dilation but the first has kernels of its own (the dilated
-            convolutions only), so the supernet does not rate a dilated path by the kernels
-            trained for the undilated one (``benchmarks/ranking.py``).
         init_cfg: mmengine init config.
     """
 
@@ -85,16 +80,10 @@ class SegSuperNet(_Backbone):
         arch_settings: Mapping[str, Any] | None = None,
         out_indices: tuple[int, ...] = (0, 1, 2),
         stem_out: bool = False,
-        dilation_weights: str = "shared",
         init_cfg: dict | list | None = None,
     ) -> None:
         super().__init__(init_cfg)
-        if dilation_weights not in ("shared", "separate"):
-            raise InvalidValueError(
-                f"model.backbone.dilation_weights={dilation_weights!r}: use 'shared' or 'separate'"
-            )
         self.settings = BackboneSettings.from_cfg(arch_settings)
-        separate = self.settings.dilations[1:] if dilation_weights == "separate" else ()
         self.out_indices, self.stem_out = tuple(out_indices), stem_out
         self.stem = _stem(self.settings)
         stages, cin = [], self.settings.stem_channels[-1]
@@ -102,9 +91,7 @@ class SegSuperNet(_Backbone):
             cmax = self.settings.max_width(i)
             down = ConvBN(cin, cmax, 3, stride=2, elastic=True)
             stages.append(
-                _Stage(
-                    down, [SearchLayer(cmax, self.settings.ops, separate) for _ in range(depth)]
-                )
+                _Stage(down, [SearchLayer(cmax, self.settings.ops) for _ in range(depth)])
             )
             cin = cmax
         self.stages = nn.ModuleList(stages)

@@ -20,15 +20,14 @@ __all__ = ["FRBody", "FixedLayer", "IRBody", "SearchLayer"]
 class FRBody(nn.Module):
     """Factorized residual body (ERFNet): 3x1, 1x3, then dilated 3x1, 1x3 convolutions."""
 
-    def __init__(
-        self, channels: int, dilation: int = 1, elastic: bool = False, separate: tuple = ()
-    ) -> None:
+    def __init__(self, channels: int, dilation: int = 1, elastic: bool = False) -> None:
         super().__init__()
         self.conv3x1_1 = ConvBN(channels, channels, (3, 1), elastic=elastic)
         self.conv1x3_1 = ConvBN(channels, channels, (1, 3), elastic=elastic)
-        dilated = dict(dilation=dilation, elastic=elastic, separate=separate)
-        self.conv3x1_2 = ConvBN(channels, channels, (3, 1), **dilated)
-        self.conv1x3_2 = ConvBN(channels, channels, (1, 3), act=False, **dilated)
+        self.conv3x1_2 = ConvBN(channels, channels, (3, 1), dilation=dilation, elastic=elastic)
+        self.conv1x3_2 = ConvBN(
+            channels, channels, (1, 3), dilation=dilation, act=False, elastic=elastic
+        )
 
     def set_path(self, width: int, dilation: int) -> None:
         for m in (self.conv3x1_1, self.conv1x3_1, self.conv3x1_2, self.conv1x3_2):
@@ -43,25 +42,10 @@ class FRBody(nn.Module):
 class IRBody(nn.Module):
     """Inverted residual body: 1x1 expand, dilated depthwise 3x3, 1x1 project."""
 
-    def __init__(
-        self,
-        channels: int,
-        hidden: int,
-        dilation: int = 1,
-        elastic: bool = False,
-        separate: tuple = (),
-    ) -> None:
+    def __init__(self, channels: int, hidden: int, dilation: int = 1, elastic: bool = False):
         super().__init__()
         self.expand = ConvBN(channels, hidden, 1, elastic=elastic)
-        self.dw = ConvBN(
-            hidden,
-            hidden,
-            3,
-            depthwise=True,
-            dilation=dilation,
-            elastic=elastic,
-            separate=separate,
-        )
+        self.dw = ConvBN(hidden, hidden, 3, depthwise=True, dilation=dilation, elastic=elastic)
         self.project = ConvBN(hidden, channels, 1, act=False, elastic=elastic)
 
     def set_path(self, width: int, hidden: int, dilation: int) -> None:
@@ -83,8 +67,7 @@ def _residual(x: torch.Tensor, body: nn.Module, op: str, zoom: int) -> torch.Ten
 
 
 class SearchLayer(nn.Module):
-    """All candidate operators of one layer, sharing weights across width (and dilation, unless
-    ``separate`` gives dilations kernels of their own).
+    """All candidate operators of one layer, sharing weights across width and dilation.
 
     The path is set by :meth:`set_path` and the forward runs only that path. SSR's relaxed
     forward (:mod:`mmseg_plugins.models.relaxed`) mixes the same bodies: every candidate is a
@@ -94,16 +77,15 @@ class SearchLayer(nn.Module):
     Args:
         channels: Largest channels of the stage.
         ops: Candidate operators (``'fr'``, ``'ir3'``, ``'ir6'``).
-        separate: Dilations whose dilated convolutions have kernels of their own.
     """
 
-    def __init__(self, channels: int, ops: tuple[str, ...], separate: tuple[int, ...] = ()):
+    def __init__(self, channels: int, ops: tuple[str, ...]) -> None:
         super().__init__()
         if "fr" in ops:
-            self.fr = FRBody(channels, elastic=True, separate=separate)
+            self.fr = FRBody(channels, elastic=True)
         max_e = max((expansion(op) for op in ops), default=0)
         if max_e:
-            self.ir = IRBody(channels, channels * max_e, elastic=True, separate=separate)
+            self.ir = IRBody(channels, channels * max_e, elastic=True)
         self.op, self.dilation, self.zoom = ops[-1], 1, 1
 
     def set_path(self, op: str, dilation: int, zoom: int, width: int) -> None:

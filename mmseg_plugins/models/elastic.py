@@ -3,14 +3,10 @@
 An elastic layer takes its input channels from the input tensor and its output channels and
 dilation from attributes set by ``set_arch``; setting them changes no parameter shape. Every
 slice is a prefix (``weight[:out, :in]``), so a path's weights are the prefix slices of the
-supernet's tensors, which :func:`mmseg_plugins.arch.subnet_state_dict` relies on. A conv
-built with ``separate`` dilations keeps one kernel per such dilation (``weight_d{d}``) beside
-``weight``, which serves the others: the exported path takes the kernel of its dilation.
+supernet's tensors, which :func:`mmseg_plugins.arch.subnet_state_dict` relies on.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +25,6 @@ class ElasticConv2d(nn.Conv2d):
         stride: Stride.
         depthwise: Depthwise conv (groups follow the input channels).
         bias: Add a bias.
-        separate: Dilations with a kernel of their own (``weight_d{d}``); every other
-            dilation uses ``weight``.
     """
 
     def __init__(
@@ -41,7 +35,6 @@ class ElasticConv2d(nn.Conv2d):
         stride: int = 1,
         depthwise: bool = False,
         bias: bool = False,
-        separate: tuple[int, ...] = (),
     ) -> None:
         super().__init__(
             in_channels,
@@ -54,23 +47,13 @@ class ElasticConv2d(nn.Conv2d):
         self.depthwise = depthwise
         self.active_out = out_channels
         self.active_dilation = 1
-        self.separate = tuple(separate)
-        for d in self.separate:
-            kernel = nn.Parameter(torch.empty_like(self.weight))
-            nn.init.kaiming_uniform_(kernel, a=math.sqrt(5))  # as nn.Conv2d's own weight
-            self.register_parameter(f"weight_d{d}", kernel)
-
-    def kernel_name(self, dilation: int) -> str:
-        """The parameter holding the kernel used at ``dilation``."""
-        return f"weight_d{dilation}" if dilation in self.separate else "weight"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cin = x.shape[1]
         cout = cin if self.depthwise else self.active_out
-        d = self.active_dilation
-        kernel = getattr(self, self.kernel_name(d))
-        weight = kernel[:cout] if self.depthwise else kernel[:cout, :cin]
+        weight = self.weight[:cout] if self.depthwise else self.weight[:cout, :cin]
         bias = None if self.bias is None else self.bias[:cout]
+        d = self.active_dilation
         pad = (d * (self.kernel_size[0] // 2), d * (self.kernel_size[1] // 2))
         return F.conv2d(x, weight, bias, self.stride, pad, d, cin if self.depthwise else 1)
 
@@ -112,8 +95,6 @@ class ConvBN(nn.Sequential):
         dilation: Dilation of a static conv (elastic convs take it from ``set_dilation``).
         act: Append a ReLU.
         elastic: Build elastic layers.
-        separate: Dilations with a kernel of their own (elastic only, see
-            :class:`ElasticConv2d`).
     """
 
     def __init__(
@@ -126,14 +107,11 @@ class ConvBN(nn.Sequential):
         dilation: int = 1,
         act: bool = True,
         elastic: bool = False,
-        separate: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
         if elastic:
-            self.conv = ElasticConv2d(
-                in_channels, out_channels, k, stride, depthwise, False, separate
-            )
+            self.conv = ElasticConv2d(in_channels, out_channels, k, stride, depthwise)
             self.bn = ElasticBatchNorm2d(out_channels)
         else:
             pad = (dilation * (k[0] // 2), dilation * (k[1] // 2))
