@@ -24,7 +24,9 @@ supernets' and so the architectures' space), e.g. the space sized to the 128-pix
 of its own: cached results are keyed by strategy, seed and iterations only). ``--reuse
 results/X.json`` takes the yardstick and the other strategies' rows from an earlier run of the
 same architectures and stand-alone schedule (its cache gone), so new strategies join its
-table; with another --iters, only its yardstick.
+table; with another --iters, only its yardstick. ``--rescore results/X.json ...`` judges the
+stored inherited scores of earlier runs of the same architectures by this run's yardstick (for
+another stand-alone schedule; rows named "<strategy> @ <supernet iterations>").
 """
 
 from __future__ import annotations
@@ -203,6 +205,23 @@ def reuse(path: Path, args: Any) -> tuple[list[float], list[dict], dict[str, lis
     return prior["standalone"], prior["args"]["yardstick"], prior["rows"]
 
 
+def rescore(paths: list[Path], args: Any) -> dict[str, list[dict]]:
+    """The supernet rows of earlier results files of the same architectures, named
+    ``"<strategy> @ <iters>"``, to be judged by this run's yardstick: their inherited scores do
+    not depend on the stand-alone schedule."""
+    now = json.loads(json.dumps(vars(args), default=str))
+    rows: dict[str, list[dict]] = {}
+    for path in paths:
+        prior = json.loads(path.read_text())
+        diff = [k for k in ("archs", "cfg_options") if prior["args"].get(k) != now[k]]
+        if diff:
+            raise SystemExit(f"--rescore {path}: {diff} differ from this run's")
+        for name, runs in prior["rows"].items():
+            if runs[0]["iters"]:  # the rules of thumb are recomputed anyway
+                rows[f"{name} @ {prior['args']['iters']}"] = runs
+    return rows
+
+
 def agreement(scores: list[float], truth: list[float]) -> dict[str, float]:
     from scipy.stats import kendalltau, spearmanr
 
@@ -215,7 +234,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--standalone-iters", type=int, default=1500)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    supernet_seeds = "supernet seeds (none: only the rows of --rescore and --reuse)"
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help=supernet_seeds)
     ap.add_argument("--archs", type=int, default=16)
     seeds_help = "stand-alone seeds per architecture; the yardstick is their mean"
     ap.add_argument("--standalone-seeds", type=int, nargs="+", default=[0, 1], help=seeds_help)
@@ -233,6 +253,8 @@ def main() -> None:
         help="an earlier results JSON: its yardstick and its "
         "rows of strategies not run now (same architectures and schedules)",
     )
+    rescore_help = "earlier results JSONs whose supernet rows this yardstick judges again"
+    ap.add_argument("--rescore", type=Path, nargs="+", default=[], help=rescore_help)
     options_help = "key=value overrides of every config (use a --cache of their own)"
     ap.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, help=options_help)
     args = ap.parse_args()
@@ -264,6 +286,9 @@ def main() -> None:
 
     for name, result in rules_of_thumb(archs).items():
         add(name, result)
+    for name, runs in rescore(args.rescore, args).items():
+        for result in runs:
+            add(name, result)
     for seed in args.seeds:
         ablation = list(ABLATION) if seed in args.ablation_seeds else []
         for strategy in dict.fromkeys(args.strategies + ablation):
@@ -271,6 +296,7 @@ def main() -> None:
         if "uniform" in args.strategies and not args.no_tse:
             add("TSE (uniform + 50-iter fine-tune)", tse(args.iters, seed, archs, args.cache))
         write(rows, truth, args)  # after every seed, so a long run leaves partial tables
+    write(rows, truth, args)
 
 
 def write(rows: dict, truth: list[float], args: Any) -> None:
@@ -292,6 +318,15 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
             f"{args.standalone_seeds})."
             for s, y in zip(args.standalone_seeds[1:], args.yardstick)
         ],
+        *(
+            [
+                "Rows '<strategy> @ N': the inherited scores stored by earlier runs with "
+                f"N-iteration supernets ({', '.join(Path(p).name for p in args.rescore)}), "
+                "judged by this yardstick."
+            ]
+            if args.rescore
+            else []
+        ),
         *(
             [f"Every config changed by --cfg-options {args.cfg_options}."]
             if args.cfg_options
