@@ -208,7 +208,8 @@ def reuse(path: Path, args: Any) -> tuple[list[float], list[dict], dict[str, lis
 def rescore(paths: list[Path], args: Any) -> dict[str, list[dict]]:
     """The supernet rows of earlier results files of the same architectures, named
     ``"<strategy> @ <iters>"``, to be judged by this run's yardstick: their inherited scores do
-    not depend on the stand-alone schedule."""
+    not depend on the stand-alone schedule. A later file's row replaces an earlier one of the
+    same name."""
     now = json.loads(json.dumps(vars(args), default=str))
     rows: dict[str, list[dict]] = {}
     for path in paths:
