@@ -189,16 +189,22 @@ def tse(iters: int, seed: int, archs: list[dict], cache: Path, steps: int = 50) 
     return out
 
 
+def _prior(path: Path, args: Any, same: tuple[str, ...], option: str) -> dict:
+    """An earlier results file; refuses one whose ``same`` arguments differ from this run's."""
+    prior = json.loads(path.read_text())
+    now = json.loads(json.dumps(vars(args), default=str))
+    diff = [k for k in same if prior["args"].get(k) != now[k]]
+    if diff:
+        raise SystemExit(f"{option} {path}: {diff} differ from this run's; rerun without {option}")
+    return prior
+
+
 def reuse(path: Path, args: Any) -> tuple[list[float], list[dict], dict[str, list[dict]]]:
     """Yardstick, its noise and rows of an earlier results file; refuses one whose
     architectures, stand-alone schedule or --cfg-options differ from this run's. With another
     supernet budget (--iters) only the yardstick is taken: its rows would not compare."""
-    prior = json.loads(path.read_text())
     same = ("archs", "standalone_iters", "standalone_seeds", "cfg_options")
-    now = json.loads(json.dumps(vars(args), default=str))
-    diff = [k for k in same if prior["args"].get(k) != now[k]]
-    if diff:
-        raise SystemExit(f"--reuse {path}: {diff} differ from this run's; rerun without --reuse")
+    prior = _prior(path, args, same, "--reuse")
     if prior["args"]["iters"] != args.iters:
         print(f"--reuse {path}: --iters {prior['args']['iters']} there: yardstick only")
         return prior["standalone"], prior["args"]["yardstick"], {}
@@ -210,13 +216,9 @@ def rescore(paths: list[Path], args: Any) -> dict[str, list[dict]]:
     ``"<strategy> @ <iters>"``, to be judged by this run's yardstick: their inherited scores do
     not depend on the stand-alone schedule. A later file's row replaces an earlier one of the
     same name."""
-    now = json.loads(json.dumps(vars(args), default=str))
     rows: dict[str, list[dict]] = {}
     for path in paths:
-        prior = json.loads(path.read_text())
-        diff = [k for k in ("archs", "cfg_options") if prior["args"].get(k) != now[k]]
-        if diff:
-            raise SystemExit(f"--rescore {path}: {diff} differ from this run's")
+        prior = _prior(path, args, ("archs", "cfg_options"), "--rescore")
         for name, runs in prior["rows"].items():
             if runs[0]["iters"]:  # the rules of thumb are recomputed anyway
                 rows[f"{name} @ {prior['args']['iters']}"] = runs
@@ -297,7 +299,8 @@ def main() -> None:
         if "uniform" in args.strategies and not args.no_tse:
             add("TSE (uniform + 50-iter fine-tune)", tse(args.iters, seed, archs, args.cache))
         write(rows, truth, args)  # after every seed, so a long run leaves partial tables
-    write(rows, truth, args)
+    if not args.seeds:
+        write(rows, truth, args)
 
 
 def write(rows: dict, truth: list[float], args: Any) -> None:
