@@ -143,7 +143,7 @@ class SSRHook(Hook):
         else:
             key, unit, on = "target_flops", "FLOPs", ""
             cost = lambda arch: self.table(arch).flops  # noqa: E731
-        low, high = (cost(space.extreme(big)) for big in (False, True))
+        low, high = space.cost_range(cost)
         if not low <= self.target <= high:
             raise InvalidValueError(
                 f"SSRHook.{key}={self.target:.4g} is outside what the space reaches{on} "

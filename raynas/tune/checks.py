@@ -94,11 +94,11 @@ def check_feasible(cfg: Config, constraints: Mapping[str, Any]) -> None:
     for key, (low, high) in constraints.items():
         if key == "latency_ms":  # known once measured on the trials' device
             continue
-        lo, hi = (getattr(table(space.extreme(big)), key) for big in (False, True))
+        lo, hi = space.cost_range(lambda arch: getattr(table(arch), key))  # noqa: B023
         if (high is not None and high < lo) or (low is not None and low > hi):
             raise InvalidValueError(
                 f"tune_cfg.search.constraints.{key}=({low}, {high}) admits no architecture: "
-                f"this space spans {key} {lo:.4g} (smallest path) to {hi:.4g} (largest path)"
+                f"this space spans {key} {lo:.4g} (cheapest path) to {hi:.4g} (dearest path)"
             )
 
 
@@ -134,12 +134,12 @@ def check_ssr(cfg: Config, search: Mapping[str, Any]) -> None:
     else:
         values = [search["ssr"]["target_flops"]] if grid is None else [grid]
     space, table = space_and_table(cfg)
-    lo, hi = (table(space.extreme(big)).flops for big in (False, True))
+    lo, hi = space.cost_range(lambda arch: table(arch).flops)
     for value in values:
         if value is not None and not lo <= value <= hi:
             raise InvalidValueError(
                 f"tune_cfg.search.ssr.target_flops={value:.4g} is reached by no architecture: "
-                f"this space spans {lo:.4g} (smallest path) to {hi:.4g} FLOPs (largest path)"
+                f"this space spans {lo:.4g} (cheapest path) to {hi:.4g} FLOPs (dearest path)"
             )
 
 

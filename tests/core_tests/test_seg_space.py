@@ -60,3 +60,40 @@ def test_paths_differing_only_in_degenerate_dilations_share_one_function() -> No
     frame = pd.DataFrame([dict(arch=str(a), function=str(key[k]), mIoU=57.31, flops=22.9e6,
                                feasible=True) for k, a in (("4", a4), ("8", a8))])  # fmt: skip
     assert len(select_top_k(frame, 2)) == 1
+
+
+def test_cost_range_finds_paths_cheaper_than_the_first_choices() -> None:
+    """The first choice of every label is not the cheapest path: a zoomed layer's resizes can
+    cost more than it saves (CI refused an SSR latency target the space reached). The range is
+    exact on a small conditional space, and bounds every sampled path of the real one."""
+    import itertools
+
+    import numpy as np
+
+    from raynas.core.complexity import PathComplexity
+    from raynas.core.seg_space import HeadSettings, build_space
+    from raynas.core.space import SearchSpace
+
+    cost_of = {
+        "depth": {1: 1.0, 2: 0.0},
+        "a": {"x": 5.0, "y": 2.0, "z": 9.0},
+        "b": {0: 0.5, 1: 4.0},
+    }
+    space = SearchSpace(dict(depth=(1, 2), a=("x", "y", "z"), b=(1, 0)), {"b": (("depth", (2,)),)})
+
+    def cost(arch: dict) -> float:
+        return sum(cost_of[k][v] for k, v in arch.items() if space.is_active(arch, k))
+
+    every = [cost(dict(zip(space.choices, v))) for v in itertools.product(*space.choices.values())]
+    assert space.cost_range(cost) == (min(every), max(every)) == (2.5, 13.0)
+    # depth 2 is cheaper only with b=0, which is inactive at depth 1
+    assert cost(space.extreme(False)) == 6.0
+
+    settings, size = BackboneSettings(), (128, 128)
+    space = build_space(settings, HeadSettings())
+    table = PathComplexity(settings, HeadSettings(), 2, size)
+    low, high = space.cost_range(lambda arch: table(arch).flops)
+    rng = np.random.default_rng(0)
+    sampled = [table(space.sample(rng)).flops for _ in range(300)]
+    assert low < table(space.extreme(False)).flops and low <= min(sampled)
+    assert high >= max(sampled)

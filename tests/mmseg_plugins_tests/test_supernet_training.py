@@ -249,6 +249,7 @@ def test_momentum_buffers_are_separated_per_group(load_cfg) -> None:
 
 def test_calr_sets_lr_from_path_complexity(load_cfg) -> None:
     from mmseg_plugins import CaLRHook
+    from raynas.core.calr import calr_gamma
 
     cfg = _cfg(load_cfg, 4, config=STRATEGIES["calr-ms"][0])
     runner = Runner.from_cfg(cfg)
@@ -256,12 +257,16 @@ def test_calr_sets_lr_from_path_complexity(load_cfg) -> None:
     hook = next(h for h in runner.hooks if isinstance(h, CaLRHook))
     space = search_space(runner.model)
     base = hook.base_lrs[0]
-    for largest, expected_gamma in ((False, 4.0), (True, 0.25)):
+    low, high = space.cost_range(lambda arch: hook._table(arch).params)
+    first = hook._table(space.extreme(False)).params  # not the cheapest path: low < first
+    assert tuple(hook._bounds) == (low, high) and low < first
+    for largest, expected_gamma in ((False, calr_gamma(first, low, high)), (True, 0.25)):
         set_arch(runner.model, space.extreme(largest))
         runner.train_loop._iter = 2  # t / T = 2 / 4
         hook.before_train_iter(runner, 0)
         lr = runner.optim_wrapper.optimizer.param_groups[0]["lr"]
         assert lr == pytest.approx(base * 0.5**expected_gamma)
+    assert 0.25 < calr_gamma(first, low, high) < 4.0
 
 
 def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:

@@ -165,11 +165,11 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
     "low > high": (_run("tune_cfg.search.constraints.flops=(2e8,1e8)"), ("low", "> high")),
     "flops unreachable": (
         _run("tune_cfg.search.constraints.flops=(None,1e3)"),
-        ("admits no architecture", "smallest path"),
+        ("admits no architecture", "cheapest path"),
     ),
     "params unreachable": (
         _run("tune_cfg.search.constraints.params=(1e9,None)"),
-        ("admits no architecture", "largest path"),
+        ("admits no architecture", "dearest path"),
     ),
     "retrain init": (_run("tune_cfg.retrain.init=pretrained"), ("'inherit' or 'scratch'",)),
     "search cost": (_run("tune_cfg.search.cost=params"), ("'flops' or 'latency_ms'",)),
