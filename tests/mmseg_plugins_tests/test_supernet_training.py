@@ -251,22 +251,20 @@ def test_calr_sets_lr_from_path_complexity(load_cfg) -> None:
     from mmseg_plugins import CaLRHook
     from raynas.core.calr import calr_gamma
 
-    cfg = _cfg(load_cfg, 4, config=STRATEGIES["calr-ms"][0])
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(_cfg(load_cfg, 4, config=STRATEGIES["calr-ms"][0]))
     runner.train()
     hook = next(h for h in runner.hooks if isinstance(h, CaLRHook))
-    space = search_space(runner.model)
-    base = hook.base_lrs[0]
+    space, base = search_space(runner.model), hook.base_lrs[0]
     low, high = space.cost_range(lambda arch: hook._table(arch).params)
     first = hook._table(space.extreme(False)).params  # not the cheapest path: low < first
-    assert tuple(hook._bounds) == (low, high) and low < first
-    for largest, expected_gamma in ((False, calr_gamma(first, low, high)), (True, 0.25)):
+    gamma = calr_gamma(first, low, high)
+    assert tuple(hook._bounds) == (low, high) and low < first and 0.25 < gamma < 4.0
+    for largest, expected_gamma in ((False, gamma), (True, 0.25)):
         set_arch(runner.model, space.extreme(largest))
         runner.train_loop._iter = 2  # t / T = 2 / 4
         hook.before_train_iter(runner, 0)
         lr = runner.optim_wrapper.optimizer.param_groups[0]["lr"]
         assert lr == pytest.approx(base * 0.5**expected_gamma)
-    assert 0.25 < calr_gamma(first, low, high) < 4.0
 
 
 def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
@@ -285,10 +283,8 @@ def test_dps_rounds_log_and_move_through_stages(load_cfg) -> None:
     hook = next(h for h in runner.hooks if isinstance(h, PathSamplingHook))
     sampler = hook._sampler
     moves = sampler.stage_scheduler.transitions
-    assert [(m["src"], m["dst"]) for m in moves] == [
-        ("convergence", "expressiveness"),
-        ("expressiveness", "balanced"),
-    ]
+    expected = [("convergence", "expressiveness"), ("expressiveness", "balanced")]
+    assert [(m["src"], m["dst"]) for m in moves] == expected
     assert [m["iteration"] for m in moves] == [8, 16]
     assert all("max_frac" in m["reason"] for m in moves)
     log = sampler.last_log
