@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 import raynas
 
@@ -35,6 +37,8 @@ def _cmd_space(args: argparse.Namespace) -> int:
     space = space_from_model_cfg(cfg.model)
     print(space.describe())
     size = cfg.model.get("data_preprocessor", {}).get("size")
+    if size:
+        _print_cost_ranges(cfg)
     settings = BackboneSettings.from_cfg(cfg.model["backbone"].get("arch_settings"))
     notes = settings.degenerate_dilations(tuple(size)) if size else []
     if notes:
@@ -43,6 +47,23 @@ def _cmd_space(args: argparse.Namespace) -> int:
               "for the supernet to train (see the README's 'Why the supernet is weak'):\n  "
               + "\n  ".join(notes))  # fmt: skip
     return 0
+
+
+def _print_cost_ranges(cfg: Any) -> None:
+    """What ``tune_cfg.search.constraints`` can ask of this space, at the config's input size."""
+    from raynas.config import space_and_table
+
+    space, table = space_and_table(cfg)
+    h, w = cfg.model.data_preprocessor.size
+    for key, at in (("flops", f" at {h}x{w}"), ("params", "")):
+        low, high = space.cost_range(lambda arch: getattr(table(arch), key))  # noqa: B023
+        print(f"{key}{at}: {_eng(low)} (cheapest path) to {_eng(high)} (dearest path)")
+
+
+def _eng(value: float) -> str:
+    """``value`` as a config would write it: 15.73e6, 63.82e3."""
+    exp = 3 * math.floor(math.log10(abs(value)) / 3) if value else 0
+    return f"{value / 10**exp:.4g}e{exp}"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -36,6 +36,9 @@ def test_raynas_space_prints_the_note() -> None:
     out = _space("configs/quickstart.py")  # sized to the input: dilation 1 or 2, no zoom
     assert "1.216e+12 distinct architectures" in out  # with head.detail
     assert "note:" not in out
+    # what search.constraints can ask, from the cheapest path (not the first choices: 17.81e6)
+    assert "flops at 128x128: 15.73e6 (cheapest path) to 135.1e6 (dearest path)" in out
+    assert "params: 63.82e3 (cheapest path) to 1.771e6 (dearest path)" in out
 
 
 def test_paths_differing_only_in_degenerate_dilations_share_one_function() -> None:
