@@ -9,9 +9,13 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import raynas
+
+if TYPE_CHECKING:
+    from raynas.core.complexity import PathComplexity
+    from raynas.core.space import SearchSpace
 
 __all__ = ["main"]
 
@@ -31,6 +35,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_space(args: argparse.Namespace) -> int:
     from raynas.config import load_config
+    from raynas.core.complexity import PathComplexity
     from raynas.core.seg_space import BackboneSettings, space_from_model_cfg
 
     cfg = load_config(args.config, args.cfg_options)
@@ -38,7 +43,7 @@ def _cmd_space(args: argparse.Namespace) -> int:
     print(space.describe())
     size = cfg.model.get("data_preprocessor", {}).get("size")
     if size:
-        _print_cost_ranges(cfg)
+        _print_cost_ranges(space, PathComplexity.from_model_cfg(cfg.model, tuple(size)))
     settings = BackboneSettings.from_cfg(cfg.model["backbone"].get("arch_settings"))
     notes = settings.degenerate_dilations(tuple(size)) if size else []
     if notes:
@@ -49,14 +54,11 @@ def _cmd_space(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_cost_ranges(cfg: Any) -> None:
-    """What ``tune_cfg.search.constraints`` can ask of this space, at the config's input size."""
-    from raynas.config import space_and_table
-
-    space, table = space_and_table(cfg)
-    h, w = cfg.model.data_preprocessor.size
+def _print_cost_ranges(space: SearchSpace, table: PathComplexity) -> None:
+    """What ``tune_cfg.search.constraints`` can ask of ``space``, at ``table``'s input size."""
+    h, w = table.input_size
     for key, at in (("flops", f" at {h}x{w}"), ("params", "")):
-        low, high = space.cost_range(lambda arch: getattr(table(arch), key))  # noqa: B023
+        low, high = table.span(space, key)
         print(f"{key}{at}: {_eng(low)} (cheapest path) to {_eng(high)} (dearest path)")
 
 

@@ -54,7 +54,7 @@ class CaLRHook(Hook):
         space = search_space(model)
         size = model.data_preprocessor.size or (512, 512)  # only relative complexity matters
         self._table = complexity_table(model, size)
-        self._bounds = space.cost_range(lambda arch: getattr(self._table(arch), self.complexity))
+        self._bounds = self._table.span(space, self.complexity)
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
         c = getattr(self._table(current_arch(unwrap(runner.model))), self.complexity)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raynas.core.seg_space import (
     HEAD,
@@ -27,6 +27,9 @@ from raynas.core.seg_space import (
     stage_arch,
     stage_width,
 )
+
+if TYPE_CHECKING:
+    from raynas.core.space import SearchSpace
 
 __all__ = ["Complexity", "PathComplexity", "detail_branch"]
 
@@ -137,6 +140,11 @@ class PathComplexity:
             widths.append(width)
             sizes.append(size)
         return total + self._head(arch, widths, sizes)
+
+    def span(self, space: SearchSpace, key: str) -> tuple[float, float]:
+        """The ``key`` (``'flops'`` or ``'params'``) of the cheapest and the dearest path of
+        ``space`` (:meth:`SearchSpace.cost_range`)."""
+        return space.cost_range(lambda arch: getattr(self(arch), key))
 
     def _head(
         self, arch: Mapping[str, Any], widths: list[int], sizes: list[tuple[int, int]]

@@ -94,7 +94,7 @@ def check_feasible(cfg: Config, constraints: Mapping[str, Any]) -> None:
     for key, (low, high) in constraints.items():
         if key == "latency_ms":  # known once measured on the trials' device
             continue
-        lo, hi = space.cost_range(lambda arch: getattr(table(arch), key))  # noqa: B023
+        lo, hi = table.span(space, key)
         if (high is not None and high < lo) or (low is not None and low > hi):
             raise InvalidValueError(
                 f"tune_cfg.search.constraints.{key}=({low}, {high}) admits no architecture: "
@@ -134,7 +134,7 @@ def check_ssr(cfg: Config, search: Mapping[str, Any]) -> None:
     else:
         values = [search["ssr"]["target_flops"]] if grid is None else [grid]
     space, table = space_and_table(cfg)
-    lo, hi = space.cost_range(lambda arch: table(arch).flops)
+    lo, hi = table.span(space, "flops")
     for value in values:
         if value is not None and not lo <= value <= hi:
             raise InvalidValueError(
