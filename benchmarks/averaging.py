@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ def scores(seed: int, iters: int, archs: list[dict], cache: Path) -> dict[str, l
     return out
 
 
+@functools.cache
 def _truth(yardstick: str) -> list[float]:
     return json.loads((OUT / YARDSTICKS[yardstick]).read_text())["standalone"]
 
