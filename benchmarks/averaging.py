@@ -65,10 +65,8 @@ def weights(seed: int, iters: int, cache: Path) -> tuple[Any, dict[str, dict]]:
     from mmengine.hooks import EMAHook
     from mmengine.runner import Runner
 
-    cfg = ranking._cfg(ranking.SUPERNET / ranking.STRATEGIES["uniform"][0], iters,
-                       cache / f"uniform-s{seed}-{iters}")  # fmt: skip
-    cfg.randomness = dict(seed=seed)
-    cfg.custom_hooks[0].sampler.seed = seed
+    cfg = ranking.seeded_cfg(ranking.SUPERNET / ranking.STRATEGIES["uniform"][0], seed, iters,
+                             cache / f"uniform-s{seed}-{iters}")  # fmt: skip
     cfg.train_cfg.val_interval = iters + 1  # EMAHook swaps weights around validation
     runner = Runner.from_cfg(cfg)
     eighth = iters // 8
@@ -112,23 +110,28 @@ def _truth(yardstick: str) -> list[float]:
     return json.loads((OUT / YARDSTICKS[yardstick]).read_text())["standalone"]
 
 
-def table(rows: dict[str, dict[str, list[list[float]]]]) -> str:
-    """Markdown: per run length and variant, tau per seed and mean against each yardstick."""
+def table(
+    rows: dict[str, dict[str, list[list[float]]]],
+    variants: tuple = VARIANTS,
+    first: str = "supernet iterations",
+) -> str:
+    """Markdown: per setting (``first``, e.g. the run length) and each of its ``variants``, tau
+    per seed and the mean against each yardstick."""
     lines = [
-        "| supernet iterations | weights | seeds | " + " | ".join(
+        f"| {first} | weights | seeds | " + " | ".join(
             f"tau vs {y}-iteration yardstick (per seed) | mean" for y in YARDSTICKS) + " |",
         "|---|---|---|" + "---|---|" * len(YARDSTICKS),
     ]  # fmt: skip
-    for iters, variants in rows.items():
-        for name in VARIANTS:
-            runs = variants.get(name)
+    for setting, got in rows.items():
+        for name in variants:
+            runs = got.get(name)
             if not runs:
                 continue
             cells = []
             for y in YARDSTICKS:
                 taus = [ranking.agreement(r, _truth(y))["tau"] for r in runs]
                 cells.append(" / ".join(f"{t:.2f}" for t in taus) + f" | {np.mean(taus):.3f}")
-            lines.append(f"| {iters} | {name} | {len(runs)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {setting} | {name} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

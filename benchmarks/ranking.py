@@ -127,6 +127,14 @@ def _cfg(config: Path, iters: int, work: Path) -> Any:
     return cfg
 
 
+def seeded_cfg(config: Path, seed: int, iters: int, work: Path) -> Any:
+    """``_cfg`` of a supernet whose initial weights and path sampling follow ``seed``."""
+    cfg = _cfg(config, iters, work)
+    cfg.randomness = dict(seed=seed)
+    cfg.custom_hooks[0].sampler.seed = seed
+    return cfg
+
+
 def standalone(i: int, arch: dict, iters: int, cache: Path, seed: int = 0) -> float:
     """Val mIoU of path ``i`` trained alone (training split without the selection split)."""
     from mmengine.runner import Runner
@@ -156,9 +164,7 @@ def supernet(strategy: str, seed: int, iters: int, archs: list[dict], cache: Pat
     key = cache / f"{strategy.replace(' ', '')}-s{seed}-{n}.json"
     if key.is_file():
         return json.loads(key.read_text())
-    cfg = _cfg(SUPERNET / config, n, cache / key.stem)
-    cfg.randomness = dict(seed=seed)
-    cfg.custom_hooks[0].sampler.seed = seed
+    cfg = seeded_cfg(SUPERNET / config, seed, n, cache / key.stem)
     cfg.custom_hooks[0].sampler.update(overrides[0] if overrides else {})
     runner = Runner.from_cfg(cfg)
     start = time.time()
