@@ -91,13 +91,13 @@ def child(seed: int, ckpt: Path, lr: float, iters: int, only: tuple | None, work
     return runner
 
 
-def _few_shot(seed: int, args: Any, archs: list[dict], ckpt: Path, lr: float) -> list[float]:
-    """Each architecture's score from the copy of its own choice of ``args.split``."""
+def _few_shot(seed: int, args: Any, archs: list[dict], ckpt: Path, lr: float, rest: int) -> list:
+    """Each architecture's score from the copy of its own choice of ``args.split``; the copies
+    share the ``rest`` iterations."""
     from strategies import evaluate
 
     space, _ = ranking._space_and_table()
     choices = space.choices[args.split]
-    rest = args.iters - round(args.iters * args.at)
     out = [0.0] * len(archs)
     for choice in choices:
         work = args.cache / f"child-s{seed}-{args.iters}-{args.at}-{args.split}-{choice}"
@@ -108,11 +108,10 @@ def _few_shot(seed: int, args: Any, archs: list[dict], ckpt: Path, lr: float) ->
     return out
 
 
-def _no_split(seed: int, args: Any, archs: list[dict], ckpt: Path, lr: float) -> list[float]:
-    """The control: the parent trained on unrestricted for the remaining iterations."""
+def _no_split(seed: int, args: Any, archs: list[dict], ckpt: Path, lr: float, rest: int) -> list:
+    """The control: the parent trained on unrestricted for the ``rest`` iterations."""
     from strategies import evaluate
 
-    rest = args.iters - round(args.iters * args.at)
     work = args.cache / f"child-s{seed}-{args.iters}-{args.at}-all"
     got = evaluate(
         child(seed, ckpt, lr, rest, None, work), {str(i): a for i, a in enumerate(archs)}
@@ -123,17 +122,16 @@ def _no_split(seed: int, args: Any, archs: list[dict], ckpt: Path, lr: float) ->
 def scores(seed: int, args: Any, archs: list[dict]) -> dict[str, list[float]]:
     """Inherited selection-split mIoU of ``archs``: few-shot and the no-split control, each
     cached (the control does not depend on the split)."""
-    base = f"s{seed}-{args.iters}-{args.at}"
+    base, stop = f"s{seed}-{args.iters}-{args.at}", round(args.iters * args.at)
     out = {}
     for name, tag, make in (("few-shot", f"{base}-{args.split}", _few_shot),
                             ("no split", base, _no_split)):  # fmt: skip
         key = args.cache / f"{name.replace(' ', '-')}-{tag}.json"
         if not key.is_file():
-            stop = round(args.iters * args.at)
-            work = args.cache / f"parent-s{seed}-{args.iters}-{stop}"
-            key.write_text(
-                json.dumps(make(seed, args, archs, *parent(seed, args.iters, stop, work)))
+            ckpt, lr = parent(
+                seed, args.iters, stop, args.cache / f"parent-s{seed}-{args.iters}-{stop}"
             )
+            key.write_text(json.dumps(make(seed, args, archs, ckpt, lr, args.iters - stop)))
         out[name] = json.loads(key.read_text())
         print(seed, name, ranking.agreement(out[name], averaging._truth("1200")), flush=True)
     return out

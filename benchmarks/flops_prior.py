@@ -25,13 +25,13 @@ and prints the table.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+import averaging
 import numpy as np
-from scipy.stats import kendalltau, rankdata
+import ranking
+from scipy.stats import rankdata
 
-OUT = Path(__file__).resolve().parent / "results"
-ROWS = "ranking-input-sized-2400.json"
+OUT = ranking.OUT
 FLOPS = "flops (bigger ranks higher, no training)"
 HELD_OUT = ("ranking.json", "ranking-3600.json", "ranking-dps-calr.json", "ranking-dilation1.json")
 LIMITS = {"no limit": np.inf, "80 MFLOPs": 80e6, "50 MFLOPs": 50e6}
@@ -56,7 +56,7 @@ def judge(runs: list[list[float]], flops: np.ndarray, truths: dict[str, list[flo
         ("inherited", lambda r: np.asarray(r)),
         ("blend", lambda r: blend(r, flops)),
     ):
-        got = {f"tau vs {y}": [float(kendalltau(score(r), t)[0]) for r in runs]
+        got = {f"tau vs {y}": [ranking.agreement(score(r), t)["tau"] for r in runs]
                for y, t in truths.items()}  # fmt: skip
         for limit, cap in LIMITS.items() if "2400" in truths else ():
             got[f"pick, {limit}"] = [truths["2400"][pick(score(r), flops, cap)] for r in runs]
@@ -80,7 +80,7 @@ def table(results: dict, truths: dict[str, list[float]], flops: np.ndarray) -> s
         ]
         seeds = len(got["inherited"][cols[0]])
         lines.append(f"| {row} | {seeds} | " + " | ".join(cells) + " |")
-    taus = [f"{float(kendalltau(flops, t)[0]):.3f}" for t in truths.values()]
+    taus = [f"{ranking.agreement(flops, t)['tau']:.3f}" for t in truths.values()]
     largest = [f"{truths['2400'][pick(flops, flops, cap)]:.2f}" for cap in LIMITS.values()]
     lines.append("| FLOPs alone (no training) | - | " + " | ".join(taus + largest) + " |")
     return "\n".join(lines) + "\n"
@@ -103,17 +103,14 @@ def held_out() -> str:
             taus = [np.mean(got[k]["tau vs 1200"]) for k in ("inherited", "blend")]
             lines.append(
                 f"| {name} | {row} @ {stored['args']['iters']} | {len(runs)} | "
-                f"{taus[0]:.3f} / {taus[1]:.3f} | {float(kendalltau(flops, truth)[0]):.3f} |"
+                f"{taus[0]:.3f} / {taus[1]:.3f} | {ranking.agreement(flops, truth)['tau']:.3f} |"
             )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    stored = json.loads((OUT / ROWS).read_text())
-    truths = {
-        "1200": json.loads((OUT / "ranking-input-sized.json").read_text())["standalone"],
-        "2400": stored["standalone"],
-    }
+    stored = json.loads((OUT / averaging.YARDSTICKS["2400"]).read_text())
+    truths = {y: averaging._truth(y) for y in averaging.YARDSTICKS}
     flops = np.asarray(stored["rows"][FLOPS][0]["inherited"])
     results = {
         name: judge([r["inherited"] for r in runs], flops, truths)
