@@ -13,7 +13,7 @@ earlier run's mmseg accuracies (same schedule) for models not in the cache, mark
 
 Run:  python benchmarks/vs_mmseg.py --experiment runs/quickstart [runs/realtime ...]
       [--models fastscnn ...] [--recorded benchmarks/results/vs_mmseg.json]
-Writes benchmarks/results/vs_mmseg.{json,md,png} and prints the table.
+Writes benchmarks/results/vs_mmseg.{json,md,png} (--out names another) and prints the table.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def main() -> None:
     )
     ap.add_argument("--models", nargs="+", default=list(BASELINES))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-vs-mmseg"))
+    ap.add_argument("--out", default="vs_mmseg", help="results file name, without suffix")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the latencies "
                     "(1: faster than 2 for every model on the 2-core machine here)")  # fmt: skip
     args = ap.parse_args()
@@ -141,26 +142,27 @@ def main() -> None:
     for model in found:
         rows.append({**model, **cost(load_config(model["config"]), model["checkpoint"], size)})
         print(json.dumps(rows[-1]), flush=True)
-    write(rows, iters, size, args.threads)
+    write(rows, iters, size, args.threads, args.out)
 
 
-def write(rows: list[dict], iters: int, size: tuple, threads: int) -> None:
+def write(rows: list[dict], iters: int, size: tuple, threads: int, out: str) -> None:
+    """``benchmarks/results/{out}.{json,md,png}``."""
     from raynas.report import plot_vs_baselines, vs_baselines_markdown
 
     OUT.mkdir(parents=True, exist_ok=True)
     doc = dict(rows=rows, iters=iters, threads=threads)
-    (OUT / "vs_mmseg.json").write_text(json.dumps(doc, indent=2))
+    (OUT / f"{out}.json").write_text(json.dumps(doc, indent=2))
     marked = [dict(r, mIoU=r["val_mIoU"], baseline=not r.get("found"),
                    name=r["name"] + (" (recorded)" if "recorded" in r else ""))
               for r in rows]  # fmt: skip
-    plot_vs_baselines(marked, OUT / "vs_mmseg.png", size)
+    plot_vs_baselines(marked, OUT / f"{out}.png", size)
     sources = sorted({r["recorded"] for r in rows if "recorded" in r})
     note = f"; (recorded): val mIoU from {', '.join(sources)}, not retrained" if sources else ""
     md = (f"synthseg val mIoU after {iters} iterations of the pipeline's retrain config (found "
           "models: from inherited weights; mmseg models: from scratch); CPU latency batch 1 at "
           f"{size[0]}x{size[1]}, {threads} thread(s), measured in one process{note}\n\n"
           + vs_baselines_markdown(marked))  # fmt: skip
-    (OUT / "vs_mmseg.md").write_text(md)
+    (OUT / f"{out}.md").write_text(md)
     print(md)
 
 

@@ -1,5 +1,5 @@
 # The quickstart's pipeline on a space widened to the latency of mmseg's real-time models
-# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), 23 min on the fastest 2-core
+# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), 23-24 min on the fastest 2-core
 # machine of the round (about 40 estimated on the slowest):
 #   raynas run configs/realtime.py
 # The quickstart's largest path (135 MFLOPs, 8.7 ms) trailed BiSeNetV2 by 4-7 mIoU, retrained
