@@ -190,7 +190,7 @@ def write_pipeline(rows: dict[str, dict]) -> None:
     lines = [
         "inherited (the run's supernet, exported with BN recalibrated) / stand-alone (from "
         "scratch, the run's retrain recipe stretched to the supernet's iterations); val mIoU on "
-        "synthseg (300 images), one seed",
+        "synthseg (300 images), one seed per row (the run's)",
         "",
         "| run | supernet iterations | path (MFLOPs) | inherited | stand-alone | "
         "fraction (goal) |",
