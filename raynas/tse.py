@@ -4,6 +4,9 @@ A candidate is exported from the supernet (inherited weights, BN recalibrated), 
 ``iters`` iterations at a constant learning rate on the training split, and scored by the sum
 of its minibatch training losses (lower is better; the one-shot use of the official code:
 one pass, constant lr 1e-3). The fine-tuned weights are thrown away: TSE only ranks.
+With ``evaluate=True`` the fine-tuned path's selection-split mIoU is measured too (a short
+retrain as a ranking proxy; ``schedule='poly'`` decays the learning rate to 0 over the
+fine-tune, so the score is read at a settled point; benchmarks/finetune_rank.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from torch import nn
+
+from raynas.core.errors import InvalidValueError
 
 __all__ = ["tse_score"]
 
@@ -41,8 +46,10 @@ def tse_score(
     model: nn.Module | None = None,
     calib_loader: Iterable | None = None,
     work_dir: str | Path | None = None,
+    schedule: str = "constant",
+    evaluate: bool = False,
 ) -> dict[str, Any]:
-    """TSE of one path: ``{'tse': sum of losses, 'losses': [...]}``.
+    """TSE of one path: ``{'tse': sum of losses, 'losses': [...]}`` (and ``'mIoU'``).
 
     Args:
         cfg: The supernet's config (its training split and optimizer type are used).
@@ -53,7 +60,12 @@ def tse_score(
         model: An already loaded supernet to reuse.
         calib_loader: A BN calibration loader to reuse.
         work_dir: Where the fine-tune writes (default: a temporary folder, removed).
+        schedule: 'constant' or 'poly' (power 0.9, down to 0 at ``iters``).
+        evaluate: Also return the fine-tuned path's mIoU on the config's ``val_dataloader``
+            (the selection split of a config whose ``selection_split`` is applied).
     """
+    if schedule not in ("constant", "poly"):
+        raise InvalidValueError(f"schedule must be 'constant' or 'poly', got {schedule!r}")
     from mmengine.runner import Runner
 
     from raynas.config import load_config
@@ -73,7 +85,8 @@ def tse_score(
             sub.visualizer.name = sub.experiment_name
         sub.load_from = str(work / "subnet" / "subnet.pth")
         sub.optim_wrapper.optimizer.lr = lr
-        sub.param_scheduler = []  # constant learning rate
+        poly = dict(type="PolyLR", eta_min=0.0, power=0.9, begin=0, end=iters, by_epoch=False)
+        sub.param_scheduler = [] if schedule == "constant" else [poly]
         sub.train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=iters + 1)
         sub.default_hooks.checkpoint = dict(type="CheckpointHook", interval=iters + 1,
                                             by_epoch=False, save_last=False)  # fmt: skip
@@ -81,4 +94,7 @@ def tse_score(
         hook = _LossSum()
         runner.register_hook(hook)
         runner.train()
-    return {"tse": float(sum(hook.losses)), "losses": hook.losses}
+        out = {"tse": float(sum(hook.losses)), "losses": hook.losses}
+        if evaluate:
+            out["mIoU"] = float(runner.val()["mIoU"])
+    return out

@@ -34,8 +34,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         # arch files (e.g. an earlier experiment's subnets/subnet0/arch.yaml) or label -> choice
         # dicts; e.g. ['largest']: random first generations rarely draw a path that large
         start_with=[],
-        # re-rank the best candidates by TSE before retraining (raynas/tse.py), e.g.
-        # dict(candidates=8, iters=50, lr=1e-3); None: retrain the top-k by inherited mIoU
+        # re-rank the best candidates by a short fine-tune before retraining (raynas/tse.py):
+        # by its summed loss (TSE), dict(candidates=8, iters=50, lr=1e-3), or by its
+        # selection mIoU, dict(iters=200, schedule='poly', score='mIoU')
+        # (benchmarks/results/finetune-rank.md); None: retrain the top-k by inherited mIoU
         tse=None,
         # search=dict(type='ssr'): SSR's options (defaults: _SSR below), one Tune trial per
         # point of param_space, e.g. dict(ssr=dict(target_flops=dict(grid=[20e6, 40e6])))
@@ -133,7 +135,9 @@ def resolve_tune_cfg(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
     return out
 
 
-_TSE = dict(candidates=8, iters=50, lr=1e-3, resources=dict(cpu=1, gpu=0), max_concurrent=2)
+_TSE = dict(candidates=8, iters=50, lr=1e-3, schedule="constant", score="loss",
+            resources=dict(cpu=1, gpu=0), max_concurrent=2)  # fmt: skip
+_TSE_CHOICES = dict(schedule=("constant", "poly"), score=("loss", "mIoU"))
 
 
 def _check_tse(tse: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +149,11 @@ def _check_tse(tse: dict[str, Any]) -> dict[str, Any]:
         _check_count(f"tune_cfg.search.tse.{key}", out[key], 1, False)
     if not isinstance(out["lr"], (int, float)) or out["lr"] <= 0:
         raise InvalidValueError(f"tune_cfg.search.tse.lr must be a number > 0, got {out['lr']!r}")
+    for key, choices in _TSE_CHOICES.items():
+        if out[key] not in choices:
+            raise InvalidValueError(
+                f"tune_cfg.search.tse.{key} must be one of {choices}, got {out[key]!r}"
+            )
     return out
 
 

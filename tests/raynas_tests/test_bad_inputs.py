@@ -287,6 +287,9 @@ def test_bad_tse_options_are_refused_by_name() -> None:
         resolve_tune_cfg({"search": {"tse": {"candidate": 3}}})
     with pytest.raises(InvalidValueError, match=r"tse\.lr"):
         resolve_tune_cfg({"search": {"tse": {"lr": -1}}})
+    for key in ("schedule", "score"):
+        with pytest.raises(InvalidValueError, match=rf"tse\.{key} must be one of"):
+            resolve_tune_cfg({"search": {"tse": {key: "cosine"}}})
     tse = resolve_tune_cfg({"search": {"tse": {"candidates": 4}}})["search"]["tse"]
     assert tse["candidates"] == 4 and tse["iters"] == 50 and tse["lr"] == 1e-3
 

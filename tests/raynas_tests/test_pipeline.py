@@ -93,10 +93,12 @@ def test_pipeline_end_to_end(
     from raynas.tune.pipeline import Pipeline
 
     # NSGA-II on mIoU and table latency; mmseg's FastSCNN retrained beside the found models
-    # the top-k chosen by TSE of the 3 best candidates; the smallest path evaluated first
+    # the top-k chosen by the 3 best candidates' selection mIoU after a short fine-tune (the
+    # TSE phase's score='mIoU'); the smallest path evaluated first
     # 100 retrain iterations: best 16.2 val mIoU against the majority class's 9.5 (measured)
     run = {**SMALL_RUN, "search.cost": "latency_ms", "report.baselines": ["fastscnn"],
-           "search.tse": dict(candidates=3, iters=10), "retrain.iters": 100,
+           "search.tse": dict(candidates=3, iters=10, schedule="poly", score="mIoU"),
+           "retrain.iters": 100,
            "search.start_with": ["smallest"]}  # fmt: skip
     Pipeline.create(QUICKSTART, str(tmp_path), "e2e", run_options(run))
     root = Path(small_options["data_root"])
@@ -125,10 +127,13 @@ def test_pipeline_end_to_end(
     assert table(space.extreme(False)).flops in set(search.flops)  # start_with=['smallest']
     tse = frame[frame.phase == "tse"]
     assert len(tse) == 3 and set(tse.arch) <= set(search.arch)
-    scores = {s["arch"]: s["tse"] for s in state["phases"]["tse"]["scores"]}
-    assert len(scores) == 3 and all(v > 0 for v in scores.values())
+    scores = {s["arch"]: s["finetune_mIoU"] for s in state["phases"]["tse"]["scores"]}
+    assert len(scores) == 3 and all(0 <= v <= 100 for v in scores.values())
+    assert dict(zip(tse.arch, tse.mIoU)) == pytest.approx(scores)  # rows carry the score
+    assert all(s["tse"] > 0 for s in state["phases"]["tse"]["scores"])
     exports = [e for e in state["phases"]["retrain"]["exports"] if not e.get("baseline")]
-    assert {e["arch"] for e in exports} <= set(scores)  # the top-k came from the TSE-ranked
+    assert {e["arch"] for e in exports} <= set(scores)  # the top-k came from the re-ranked
+    assert exports[0]["arch"] == max(scores, key=scores.get)  # the best fine-tuned first
     assert len(list((exp / "latency").glob("cpu-*-128x128.json"))) == 1  # the device's table
     final = frame[frame.phase == "retrain"].sort_values("iteration").groupby("trial_id").tail(1)
     assert set(final.split) == {"val"}  # the retrained models reported on val

@@ -124,8 +124,9 @@ class RetrainPhase(TunePhase):
         return exports + self._export_baselines(exports[0]["dir"])
 
     def _ranked(self) -> Any:
-        """The search's rows, ranked (column ``mIoU``) by inherited mIoU, or by TSE when the
-        TSE phase scored the best candidates (``mIoU`` = -TSE; ``search_mIoU`` kept)."""
+        """The search's rows, ranked (column ``mIoU``) by inherited mIoU, or by the TSE phase's
+        score when it scored the best candidates (``mIoU`` = the fine-tuned mIoU, or -TSE;
+        ``search_mIoU`` kept)."""
         import pandas as pd
 
         frame = Archive(self.pipeline.storage).read("search").to_pandas()
@@ -134,7 +135,8 @@ class RetrainPhase(TunePhase):
         scores = self.pipeline.phase("tse").get("scores")
         if scores:
             frame = pd.DataFrame(scores).rename(columns={"mIoU": "search_mIoU"})
-            frame = frame.assign(mIoU=-frame["tse"], feasible=True)
+            score = frame["finetune_mIoU"] if "finetune_mIoU" in frame else -frame["tse"]
+            frame = frame.assign(mIoU=score, feasible=True)
         return frame.assign(function=self._functions(frame["arch"]))
 
     def _functions(self, archs: Any) -> Any:

@@ -1,8 +1,10 @@
-"""Phase 2b, TSE re-ranking (``tune_cfg.search.tse``, off by default): the search's best
-``candidates`` (by selection-split mIoU with inherited weights) are each fine-tuned briefly from
-the supernet's weights, one Tune trial each, and scored by their summed training loss
-(:mod:`raynas.tse`); the retrain phase then chooses its top-k by TSE instead of by inherited
-mIoU. Rows: phase ``tse``, path ``tse``, ``proxies={"tse": ...}``."""
+"""Phase 2b, re-ranking by a short fine-tune (``tune_cfg.search.tse``, off by default): the
+search's best ``candidates`` (by selection-split mIoU with inherited weights) are each
+fine-tuned briefly from the supernet's weights, one Tune trial each, and scored by their summed
+training loss (TSE, ``score='loss'``) or by their selection-split mIoU at the fine-tune's end
+(``score='mIoU'``; :mod:`raynas.tse`); the retrain phase then chooses its top-k by that score
+instead of by inherited mIoU. Rows: phase ``tse``, path ``tse``, ``proxies={"tse": ...}``
+(and ``"finetune_mIoU"``)."""
 
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ def tse_trial(config: dict, cfg_text: str, opts: dict) -> None:
     load_supernet_weights(model, ckpt)
     arch = json.loads(config["arch"])
     work = Path(tune.get_context().get_trial_dir()) / "tse"
-    score = tse_score(cfg, ckpt, arch, opts["iters"], opts["lr"], model=model, work_dir=work)
+    score = tse_score(cfg, ckpt, arch, opts["iters"], opts["lr"], model=model, work_dir=work,
+                      schedule=opts["schedule"], evaluate=opts["score"] == "mIoU")  # fmt: skip
+    metrics = {"tse": score["tse"]}
+    if "mIoU" in score:
+        metrics["finetune_mIoU"] = score["mIoU"]
     space, table = space_and_table(cfg)
-    row = archive_row(arch, "tse", None, table(arch), space, scored_on(cfg),
-                      proxies=json.dumps({"tse": score["tse"]}))  # fmt: skip
-    tune.report({"tse": score["tse"], "archive_rows": encode_rows([row])})
+    row = archive_row(arch, "tse", score.get("mIoU"), table(arch), space, scored_on(cfg),
+                      proxies=json.dumps(metrics))  # fmt: skip
+    tune.report({**metrics, "archive_rows": encode_rows([row])})
 
 
 class TSEPhase(TunePhase):
@@ -72,7 +78,7 @@ class TSEPhase(TunePhase):
     def trainable(self) -> Any:
         sup = self.pipeline.phase("supernet")
         opts = dict(supernet_checkpoint=sup["checkpoint"], cfg_options=sup.get("cfg_options"),
-                    iters=self.opts["iters"], lr=self.opts["lr"])  # fmt: skip
+                    **{k: self.opts[k] for k in ("iters", "lr", "schedule", "score")})  # fmt: skip
         fn = tune.with_parameters(tse_trial, cfg_text=self.pipeline.cfg_text, opts=opts)
         return tune.with_resources(fn, trial_resources(self.opts))
 
@@ -83,6 +89,8 @@ class TSEPhase(TunePhase):
         return len(self.candidates())
 
     def results(self, grid: Any) -> dict[str, Any]:
-        tse = {r.config["arch"]: r.metrics["tse"] for r in grid if "tse" in (r.metrics or {})}
-        return dict(scores=[dict(c, tse=tse[c["arch"]]) for c in self.candidates()
-                            if c["arch"] in tse])  # fmt: skip
+        keys = ("tse", "finetune_mIoU")
+        got = {r.config["arch"]: {k: r.metrics[k] for k in keys if k in r.metrics}
+               for r in grid if "tse" in (r.metrics or {})}  # fmt: skip
+        return dict(scores=[dict(c, **got[c["arch"]]) for c in self.candidates()
+                            if c["arch"] in got])  # fmt: skip
