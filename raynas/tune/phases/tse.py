@@ -25,7 +25,7 @@ __all__ = ["TSEPhase", "tse_trial"]
 
 
 def tse_trial(config: dict, cfg_text: str, opts: dict) -> None:
-    """The trainable: TSE of one candidate."""
+    """The trainable: one candidate's short fine-tune (its TSE, and its mIoU if scored so)."""
     from raynas.config import space_and_table
     from raynas.export import build_supernet, load_supernet_weights
     from raynas.tse import tse_score
@@ -45,7 +45,8 @@ def tse_trial(config: dict, cfg_text: str, opts: dict) -> None:
     space, table = space_and_table(cfg)
     row = archive_row(arch, "tse", score.get("mIoU"), table(arch), space, scored_on(cfg),
                       proxies=json.dumps(metrics))  # fmt: skip
-    tune.report({**metrics, "archive_rows": encode_rows([row])})
+    shown = {"mIoU": score["mIoU"]} if "mIoU" in score else {}  # the progress line's best
+    tune.report({**metrics, **shown, "archive_rows": encode_rows([row])})
 
 
 class TSEPhase(TunePhase):
