@@ -129,10 +129,7 @@ def write(result: dict, args: Any) -> None:
     ]
     for name, by_truth in result["rows"].items():
         for truth, runs in by_truth.items():
-            cells = []
-            for m in ("tau", "rho", "top5", "top1"):
-                v = [r[m] for r in runs]
-                cells.append(f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})")
+            cells = ranking.agreement_cells(runs)
             per_seed = " / ".join(f"{r['tau']:.2f}" for r in runs)
             lines.append(f"| {name} | {truth} | " + " | ".join(cells) + f" | {per_seed} |")
     md = "\n".join(lines) + "\n"

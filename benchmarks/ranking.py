@@ -239,6 +239,15 @@ def agreement(scores: list[float], truth: list[float]) -> dict[str, float]:
                 top5=len(top) / 5, top1=float(truth[int(np.argmax(scores))]))  # fmt: skip
 
 
+def agreement_cells(runs: list[dict]) -> list[str]:
+    """'mean (min-max)' over ``runs`` of each ``agreement`` measure: tau, rho, top-5, top-1."""
+    cells = []
+    for m in ("tau", "rho", "top5", "top1"):
+        v = [r[m] for r in runs]
+        cells.append(f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})")
+    return cells
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=1500)
@@ -348,10 +357,7 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, runs in rows.items():
-        cells = []
-        for m in ("tau", "rho", "top5", "top1"):
-            v = [r[m] for r in runs]
-            cells.append(f"{np.mean(v):.2f} ({min(v):.2f}-{max(v):.2f})")
+        cells = agreement_cells(runs)
         s_it = np.mean([r["train_s"] / max(r["iters"], 1) for r in runs])
         lines.append(
             f"| {name} | {len(runs)} | "
