@@ -8,8 +8,8 @@ and duplicated (against an uninterrupted run of the same config), iterations rec
 kill (from mmengine's per-attempt scalar logs), and, all phases at ``max_concurrent=1``,
 whether the final archive and best model equal the uninterrupted run's.
 
-Run:  python benchmarks/chaos.py [--kills 26] [--seed 0]      (slow: about 15-20 min)
-Writes benchmarks/results/chaos.json and chaos.md and prints the table.
+Run:  python -m benchmarks.chaos [--kills 26] [--seed 0]      (slow: about 15-20 min)
+Writes benchmarks/results/chaos-seed<SEED>.{json,md} and prints the table.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from benchmarks import harness
+
+ROOT = harness.ROOT
 RAY_MARKERS = ("raylet", "gcs_server", "ray::", "default_worker.py", "ray/dashboard")
 SMALL = dict(
     supernet=dict(iters=300, report_interval=100, resources=dict(cpu=2), max_concurrent=1),
@@ -315,17 +316,16 @@ def main() -> None:
         )
         + f"tune_cfg = {SMALL!r}\n"
     )
-    storage, log = tmp / "runs", OUT / "chaos.log"
-    OUT.mkdir(parents=True, exist_ok=True)
+    storage, log = tmp / "runs", harness.CACHE / "chaos.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     start = time.time()
     ref = run_reference(config, storage, log)
     print(f"reference run: exit {ref['code']}, {ref['wall_s']:.0f} s, phases {ref['durations']}")
     slots = plan(args.kills, args.seed, ref["durations"])
     result = chaos(config, storage, slots, log)
-    (OUT / "chaos.json").write_text(
-        json.dumps(result, indent=2, default=str)
-    )  # kept if below fails
+    partial = harness.CACHE / "chaos-partial.json"  # kept if what follows fails
+    partial.write_text(json.dumps(result, indent=2, default=str))
     result["compare"] = compare(storage / "reference", storage / "chaos")
     result["recomputed"] = recomputed_iterations(storage / "chaos")
     result["reference"] = ref
@@ -366,10 +366,9 @@ def write(result: dict, args: argparse.Namespace) -> None:
         gone = f"{e['ray_gone_s']:.1f}" if "ray_gone_s" in e else ""
         lines.append(f"| {i} | {e['phase']} | {e.get('phase_seen', '')} | {e['delay']:.1f} | "
                      f"{e['how']} | {e['target']} | {e['done']} | {gone} |")  # fmt: skip
-    md = "\n".join(lines) + "\n"
-    (OUT / "chaos.md").write_text(md)
-    (OUT / "chaos.json").write_text(json.dumps(result, indent=2, default=str))
-    print(md)
+    harness.write(
+        f"chaos-seed{args.seed}", json.loads(json.dumps(result, default=str)), "\n".join(lines)
+    )
 
 
 if __name__ == "__main__":

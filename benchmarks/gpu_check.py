@@ -2,14 +2,13 @@
 trial with the mmengine Runner on CUDA in fp32 and bf16, and the supernet-vs-static-subnet
 training-step ratio on CUDA.
 
-Run:  python benchmarks/gpu_check.py [--iters 200] [--out DIR]   (benchmarks/gpu_check.sh)
+Run:  python -m benchmarks.gpu_check [--iters 200] [--out DIR]   (benchmarks/gpu_check.sh)
 Writes DIR/gpu_check.json and gpu_check.md (DIR: $OUT, else benchmarks/results).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -22,12 +21,12 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import mmseg_plugins  # noqa: F401
+from benchmarks.harness import RESULTS, ROOT, write
 from mmseg_plugins.arch import build_subnet, search_space, set_arch
 from raynas.config import load_config
 from raynas.data.synth import SynthSpec, generate
 from raynas.export import build_supernet
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
 
 
@@ -104,9 +103,7 @@ def _synced(fn, *args):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument(
-        "--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "benchmarks/results")
-    )
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or RESULTS))
     args = ap.parse_args()
     assert torch.cuda.is_available(), "no CUDA device visible"
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,8 +111,6 @@ def main() -> None:
         trials = [trial(data, args.iters, d, Path(tmp)) for d in ("fp32", "bf16")]
     result = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__,
                   trials=trials, step_ratio=step_ratio())  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [f"device {result['device']}, torch {result['torch']}", "",
              "| dtype | iters | wall s | median ms/iter | loss first -> last | peak MiB |",
              "|---|---|---|---|---|---|"]  # fmt: skip
@@ -125,8 +120,7 @@ def main() -> None:
     lines += ["", "| path | supernet step ms | subnet step ms | ratio |", "|---|---|---|---|"]
     lines += [f"| {r['path']} | {r['supernet_ms']:.2f} | {r['subnet_ms']:.2f} | {r['ratio']:.3f} |"
               for r in result["step_ratio"]]  # fmt: skip
-    (args.out / "gpu_check.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write("gpu_check", result, "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -5,30 +5,25 @@ timed end to end (batch 1, median of 30 runs); the table (fixed part + layers, m
 same device in the same process) predicts each. Reports the error spread and how well the
 table ranks the paths (Spearman), which is what a latency-constrained search needs.
 
-Run:  python benchmarks/latency_table.py [--paths 24] [--size 128]
+Run:  python -m benchmarks.latency_table [--paths 24] [--size 128]
 Writes benchmarks/results/latency_table.json and latency_table.md and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 from mmengine.config import Config
 from scipy.stats import spearmanr
 
 import mmseg_plugins  # noqa: F401
+from benchmarks.harness import ROOT, seed_everything, write
 from mmseg_plugins.arch import build_subnet, search_space
 from mmseg_plugins.latency import LatencyTable, device_key, measure_latency
 from raynas.core.complexity import PathComplexity
 from raynas.export import build_supernet
-
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
 
 
 def main() -> None:
@@ -36,7 +31,7 @@ def main() -> None:
     ap.add_argument("--paths", type=int, default=24)
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args()
-    torch.manual_seed(0)
+    seed_everything(0)
     cfg = Config.fromfile(str(ROOT / "configs/_base_/models/segsupernet.py"))
     model = build_supernet(cfg).eval()
     space = search_space(model)
@@ -64,8 +59,6 @@ def main() -> None:
         p90_abs_error=float(np.quantile(np.abs(err), 0.9)), min_error=float(err.min()),
         max_error=float(err.max()), spearman=float(rho), rows=rows,
     )  # fmt: skip
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "latency_table.json").write_text(json.dumps(result, indent=2))
     lines = [
         f"{result['device']}, input {size[0]}x{size[1]}, batch 1; {len(rows)} paths stratified "
         f"by FLOPs; table of {len(lut.entries)} entries",
@@ -80,9 +73,7 @@ def main() -> None:
     ]
     lines += [f"| {r['mflops']:.1f} | {r['measured_ms']:.2f} | {r['predicted_ms']:.2f} | "
               f"{r['error']:+.1%} |" for r in rows]  # fmt: skip
-    md = "\n".join(lines) + "\n"
-    (OUT / "latency_table.md").write_text(md)
-    print(md)
+    write("latency_table", result, "\n".join(lines))
 
 
 if __name__ == "__main__":

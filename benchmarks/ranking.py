@@ -7,11 +7,13 @@ strategies get fewer iterations in proportion to their paths per step, so all co
 same wall time, which is measured and reported), and the 16 architectures' inherited mIoU is
 measured on the selection split (carved from training; BN recalibrated). Kendall tau, Spearman
 rho (scipy) and top-5 overlap against the stand-alone ranking, per seed, with mean and spread.
-TSE (a 50-iteration fine-tune's summed training loss from the uniform supernet, raynas.tse) is
-scored on the same 16 architectures, and so are two rankings without training (more FLOPs,
-more parameters rank higher): a supernet's ranking is worth its cost only above them.
+Scorers that fine-tune each path from the uniform supernet first (raynas.tse, ``--finetunes``):
+TSE (a 50-iteration fine-tune's summed training loss) and the selection mIoU after a
+200-iteration fine-tune with the lr decayed to 0 (the search's optional re-ranking); and two
+rankings without training (more FLOPs, more parameters rank higher): a supernet's ranking is
+worth its cost only above them.
 
-Run:  python benchmarks/ranking.py [--iters 1500 --standalone-iters 1500 --seeds 0 1]
+Run:  python -m benchmarks.ranking [--iters 1500 --standalone-iters 1500 --seeds 0 1]
 (on 2 CPU cores about 4 h: 32 stand-alone trainings, 16 x 2 seeds, and 12 supernets. The
 yardstick is the mean over --standalone-seeds, and the table states its own noise: seed 1's
 ranking against seed 0's. Shorter stand-alone schedules are no yardstick on synthseg: at 400
@@ -20,13 +22,20 @@ Writes benchmarks/results/ranking.{json,md} and prints the table. Everything is 
 --cache, so a rerun only trains what is missing. ``--cfg-options`` changes every config (the
 supernets' and so the architectures' space), e.g. the space sized to the 128-pixel input:
 ``--cfg-options "model.backbone.arch_settings.dilations=(1,2)"
-"model.backbone.arch_settings.zooms=(1,)" --cache /tmp/raynas-ranking-input-sized`` (a cache
-of its own: cached results are keyed by strategy, seed and iterations only). ``--reuse
-results/X.json`` takes the yardstick and the other strategies' rows from an earlier run of the
-same architectures and stand-alone schedule (its cache gone), so new strategies join its
-table; with another --iters, only its yardstick. ``--rescore results/X.json ...`` judges the
+"model.backbone.arch_settings.zooms=(1,)" --cache .cache/benchmarks/ranking-input-sized`` (a cache
+of its own: cached results are keyed by strategy, seed and iterations only). ``--reuse X.json``
+takes the yardstick and the other strategies' rows from an earlier run of the same
+architectures and stand-alone schedule (its cache gone), so new strategies join its
+table; with another --iters, only its yardstick. ``--rescore X.json ...`` judges the
 stored inherited scores of earlier runs of the same architectures by this run's yardstick (for
 another stand-alone schedule; rows named "<strategy> @ <supernet iterations>").
+The stand-alone yardsticks of the space sized to the 128-pixel input (1200 and 2400
+stand-alone iterations, 2 seeds each) are kept in ``benchmarks/data/ranking-input-sized-*.json``;
+e.g. the fine-tune re-ranking table (``results/finetune-rank.md``):
+``python -m benchmarks.ranking --reuse benchmarks/data/ranking-input-sized-1200.json
+--iters 1200 --seeds 0 1 2 --strategies uniform --finetunes tse finetune --out finetune-rank
+--cfg-options "model.backbone.arch_settings.dilations=(1,2)"
+"model.backbone.arch_settings.zooms=(1,)"``.
 """
 
 from __future__ import annotations
@@ -40,9 +49,9 @@ from typing import Any
 import numpy as np
 from mmengine.config import DictAction
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
-SUPERNET = ROOT / "configs/supernet"
+from benchmarks import harness
+
+SUPERNET = harness.ROOT / "configs/supernet"
 # strategy -> (config, iteration share of the uniform budget[, sampler overrides])
 STRATEGIES: dict[str, tuple] = {
     "uniform": ("segsupernet_uniform_1xb8-2k_synthseg-128x128.py", 1.0),
@@ -119,9 +128,7 @@ def _cfg(config: Path, iters: int, work: Path) -> Any:
 
     cfg = load_config(config, CFG_OPTIONS)
     apply_selection_split(cfg)
-    from recipes import apply_recipe
-
-    apply_recipe(cfg, "adamw", iters)
+    harness.apply_recipe(cfg, "adamw", iters)
     cfg.work_dir, cfg.log_level = str(work), "WARNING"
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
     return cfg
@@ -170,29 +177,42 @@ def supernet(strategy: str, seed: int, iters: int, archs: list[dict], cache: Pat
     start = time.time()
     runner.train()
     train_s = time.time() - start
-    from strategies import evaluate
-
-    scores = evaluate(runner, {str(i): a for i, a in enumerate(archs)})
+    scores = harness.evaluate_paths(runner, {str(i): a for i, a in enumerate(archs)})
     out = dict(inherited=[scores[str(i)] for i in range(len(archs))], train_s=train_s,
                iters=n, s_per_iter=train_s / n)  # fmt: skip
     key.write_text(json.dumps(out))
     return out
 
 
-def tse(iters: int, seed: int, archs: list[dict], cache: Path, steps: int = 50) -> dict:
-    """TSE of ``archs`` from the uniform supernet of ``seed`` (lower loss ranks higher)."""
+# key -> (row name, fine-tune iterations, lr, lr schedule, score): scorers that fine-tune
+# each path from the seed's uniform supernet first (raynas.tse)
+FINETUNES = {
+    "tse": ("TSE (uniform + 50-iter fine-tune)", 50, 1e-3, "constant", "tse"),
+    "finetune": ("fine-tune mIoU (uniform + 200-iter poly fine-tune)", 200, 1e-3, "poly", "mIoU"),
+}
+
+
+def finetuned(kind: str, iters: int, seed: int, archs: list[dict], cache: Path) -> dict:
+    """Scores of ``archs`` after a short fine-tune from the uniform supernet of ``seed``: TSE's
+    summed loss (lower ranks higher) or the selection-split mIoU at the fine-tune's end."""
     from raynas.tse import tse_score
 
-    key = cache / f"tse-s{seed}-{iters}-{steps}.json"
-    if key.is_file():
-        return json.loads(key.read_text())
+    _, steps, lr, schedule, score = FINETUNES[kind]
     work = cache / f"uniform-s{seed}-{iters}"
     cfg = _cfg(SUPERNET / STRATEGIES["uniform"][0], iters, work)
-    start = time.time()
-    scores = [-tse_score(cfg, work / f"iter_{iters}.pth", a, iters=steps)["tse"] for a in archs]
-    out = dict(inherited=scores, train_s=time.time() - start, iters=steps)
-    key.write_text(json.dumps(out))
-    return out
+
+    def one(arch: dict) -> dict:
+        start = time.time()
+        out = tse_score(cfg, work / f"iter_{iters}.pth", arch, steps, lr, schedule=schedule,
+                        evaluate=score == "mIoU")  # fmt: skip
+        return dict(out, s=time.time() - start)
+
+    folder = f"finetune-s{seed}-{iters}-{steps}-{lr:g}-{schedule}"
+    runs = [
+        harness.cached(f"{folder}/{i}", lambda a=a: one(a), cache) for i, a in enumerate(archs)
+    ]
+    scores = [r["mIoU"] if score == "mIoU" else -r["tse"] for r in runs]
+    return dict(inherited=scores, train_s=float(sum(r["s"] for r in runs)), iters=steps)
 
 
 def _prior(path: Path, args: Any, same: tuple[str, ...], option: str) -> dict:
@@ -262,9 +282,10 @@ def main() -> None:
                     help=f"also: {list(ABLATION)} (the DPS ablation)")  # fmt: skip
     ap.add_argument("--ablation-seeds", type=int, nargs="*", default=[0],
                     help="seeds on which the whole DPS ablation also runs")  # fmt: skip
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-ranking"))
+    ap.add_argument("--cache", type=Path, default=harness.CACHE / "ranking")
     ap.add_argument("--out", default="ranking", help="results/<out>.{json,md}")
-    ap.add_argument("--no-tse", action="store_true", help="skip TSE's ranking")
+    ap.add_argument("--finetunes", nargs="*", choices=list(FINETUNES), default=["tse"],
+                    help="scorers that fine-tune each path from the uniform supernet")  # fmt: skip
     ap.add_argument(
         "--reuse",
         type=Path,
@@ -311,17 +332,16 @@ def main() -> None:
         ablation = list(ABLATION) if seed in args.ablation_seeds else []
         for strategy in dict.fromkeys(args.strategies + ablation):
             add(strategy, supernet(strategy, seed, args.iters, archs, args.cache))
-        if "uniform" in args.strategies and not args.no_tse:
-            add("TSE (uniform + 50-iter fine-tune)", tse(args.iters, seed, archs, args.cache))
+        if "uniform" in args.strategies:
+            for kind in args.finetunes:
+                add(FINETUNES[kind][0], finetuned(kind, args.iters, seed, archs, args.cache))
         write(rows, truth, args)  # after every seed, so a long run leaves partial tables
     if not args.seeds:
         write(rows, truth, args)
 
 
 def write(rows: dict, truth: list[float], args: Any) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
     result = dict(rows=rows, standalone=truth, args=vars(args))
-    (OUT / f"{args.out}.json").write_text(json.dumps(result, indent=2, default=str))
     lines = [
         f"{len(truth)} architectures stratified by FLOPs; stand-alone: AdamW "
         f"{args.standalone_iters} iterations, val mIoU {min(truth):.1f}-{max(truth):.1f}; "
@@ -364,9 +384,7 @@ def write(rows: dict, truth: list[float], args: Any) -> None:
             + " | ".join(cells)
             + f" | {runs[0]['iters']} | {s_it:.2f} |"
         )
-    md = "\n".join(lines) + "\n"
-    (OUT / f"{args.out}.md").write_text(md)
-    print(md)
+    harness.write(args.out, json.loads(json.dumps(result, default=str)), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@
    1, 8 and 64 concurrent trials (``TUNE_GLOBAL_CHECKPOINT_S`` and the FIFO scheduler as the
    pipeline sets them; ``--tune-fifo`` for Tune's own ``FIFOScheduler``).
 
-Run:  python benchmarks/scale.py [--archive 1000 10000 --searcher 10000 --tune 1000 10000
+Run:  python -m benchmarks.scale [--archive 1000 10000 --searcher 10000 --tune 1000 10000
                                   --concurrent 1 8 64]
 (``--archive``, ``--searcher 0`` or ``--concurrent`` with no values skips a part; the parts not
 run keep their figures from the last run.)
@@ -27,14 +27,14 @@ import os
 import resource
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
-CONFIG = ROOT / "configs" / "quickstart.py"
+from benchmarks import harness
+
+CONFIG = harness.ROOT / "configs" / "quickstart.py"
+PARTS = harness.CACHE / "scale-parts.json"  # every part's latest figures, for partial reruns
 
 
 def _space() -> tuple[Any, Any]:
@@ -162,9 +162,9 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def write(result: dict[str, Any]) -> str:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "scale.json").write_text(json.dumps(result, indent=2))
+def write(result: dict[str, Any]) -> None:
+    PARTS.parent.mkdir(parents=True, exist_ok=True)
+    PARTS.write_text(json.dumps(result, indent=2))
     lines = ["## Archive (one Parquet file per evaluation; one per phase once it is done)", "",
              "| evaluations | write ms/row | read all s (one file each) | compact s | "
              "read all s (compacted) |", "|---|---|---|---|---|"]  # fmt: skip
@@ -183,9 +183,7 @@ def write(result: dict[str, Any]) -> str:
               f"{t['scheduler']} | {t['candidates_per_s']:.1f} | "
               f"{t['driver_cpu_ms_per_candidate']:.1f} | {t['row_latency_ms_median']:.0f} / "
               f"{t['row_latency_ms_p99']:.0f} |" for t in result["tune"]]  # fmt: skip
-    md = "\n".join(lines) + "\n"
-    (OUT / "scale.md").write_text(md)
-    return md
+    harness.write("scale", result, "\n".join(lines))
 
 
 def main() -> None:
@@ -197,8 +195,9 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, nargs="*", default=[1, 8, 64])
     ap.add_argument("--tune-fifo", action="store_true", help="Tune's FIFOScheduler (before)")
     args = ap.parse_args()
-    # parts not run this time keep their earlier figures (a run of each part fits in ~90 min)
-    old = json.loads((OUT / "scale.json").read_text()) if (OUT / "scale.json").is_file() else {}
+    # parts not run this time keep their figures from this machine's cache (each part fits in
+    # ~90 min)
+    old = json.loads(PARTS.read_text()) if PARTS.is_file() else {}
     result: dict[str, Any] = dict(
         archive=[] if args.archive else old.get("archive", []),
         searcher=old.get("searcher", []),
@@ -219,9 +218,10 @@ def main() -> None:
             run = tune_run(n, c, args.tune_fifo)
             result["tune"] = [t for t in result["tune"] if key(t) != key(run)] + [run]
             result["tune"].sort(key=key)
-            write(result)  # a long run keeps what it measured so far
+            PARTS.parent.mkdir(parents=True, exist_ok=True)
+            PARTS.write_text(json.dumps(result, indent=2))  # a long run keeps what it measured
             print(run, flush=True)
-    print(write(result), flush=True)
+    write(result)
 
 
 if __name__ == "__main__":

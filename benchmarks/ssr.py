@@ -15,7 +15,7 @@
    candidates) against single-path steps (bytes of the tensors autograd keeps, counted
    exactly with saved-tensor hooks; the peak of a step's memory on a GPU follows them).
 
-Run:  python benchmarks/ssr.py [--storage /tmp/raynas-ssr]   (about 40 min on 2 CPU cores)
+Run:  python -m benchmarks.ssr [--storage .cache/benchmarks/ssr]   (about 40 min on 2 CPU cores)
 Writes benchmarks/results/ssr.{json,md} and prints the tables. Pipelines are kept in
 --storage, so a rerun reuses them.
 """
@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
+from benchmarks import harness
+
+ROOT = harness.ROOT
 
 
 def _raynas(*args: str) -> None:
@@ -227,9 +228,7 @@ def step_cost(exp: Path, steps: int = 3) -> dict[str, dict[str, float]]:
     return out
 
 
-def write(result: dict[str, Any]) -> str:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "ssr.json").write_text(json.dumps(result, indent=2, default=float))
+def write(result: dict[str, Any]) -> None:
     lines = ["## 1. Discretisation gap (selection-split mIoU at the end of the search; "
              f"alpha lr {result['gap_lr']})", "",
              "| SSR loss | iterations run | candidates left | relaxed mIoU | derived mIoU | gap |",
@@ -266,14 +265,12 @@ def write(result: dict[str, Any]) -> str:
               "tensors saved for backward and the median time:", "",
               "| step | MB | s |", "|---|---|---|"]  # fmt: skip
     lines += [f"| {k} | {v['mb']:.0f} | {v['s']:.2f} |" for k, v in result["memory"].items()]
-    md = "\n".join(lines) + "\n"
-    (OUT / "ssr.md").write_text(md)
-    return md
+    harness.write("ssr", json.loads(json.dumps(result, default=float)), "\n".join(lines))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--storage", type=Path, default=Path("/tmp/raynas-ssr"))
+    ap.add_argument("--storage", type=Path, default=harness.CACHE / "ssr")
     ap.add_argument("--target-flops", type=float, default=50e6)
     ap.add_argument("--gap-lr", type=float, default=0.5, help="alpha's lr in part 1")
     ap.add_argument(
@@ -292,7 +289,7 @@ def main() -> None:
     result["gap_lr"] = args.gap_lr
     result["gap"] = gap(args.storage / "ssr", args.storage, args.target_flops, args.gap_lr)
     result["memory"] = step_cost(args.storage / "ssr")
-    print(write(result), flush=True)
+    write(result)
 
 
 if __name__ == "__main__":

@@ -2,31 +2,26 @@
 FLOPs-table speed against mmengine's analysis, and measured latency against the lookup table's
 prediction (fixed part + layers).
 
-Run:  python benchmarks/supernet.py [--steps 20] [--batch 8] [--size 128]
+Run:  python -m benchmarks.supernet [--steps 20] [--batch 8] [--size 128]
 Writes benchmarks/results/supernet.json and supernet.md and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 
+from benchmarks.harness import ROOT, seed_everything, write
 from mmseg_plugins.arch import build_subnet, search_space, set_arch
 from mmseg_plugins.latency import LatencyTable, measure_latency
 from raynas.core.complexity import PathComplexity
 from raynas.export import build_supernet
-
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
 
 
 def step_time(model, x, y, steps: int) -> float:
@@ -51,7 +46,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args()
-    torch.manual_seed(0)
+    seed_everything(0)
     cfg = Config.fromfile(str(ROOT / "configs/_base_/models/segsupernet.py"))
     model = build_supernet(cfg)
     space = search_space(model)
@@ -98,7 +93,6 @@ def main() -> None:
             )
         )
     result = dict(
-        machine=platform.processor() or platform.machine(),
         threads=torch.get_num_threads(),
         torch=torch.__version__,
         batch=args.batch,
@@ -107,8 +101,6 @@ def main() -> None:
         rows=rows,
         max_ratio=max(r["ratio"] for r in rows),
     )
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "supernet.json").write_text(json.dumps(result, indent=2))
     head = (
         "| path | supernet step ms | subnet step ms | ratio | MFLOPs (table) | MFLOPs "
         "(mmengine) | params k | table ms/arch | mmengine ms/arch | latency ms | "
@@ -127,10 +119,8 @@ def main() -> None:
         f"batch {args.batch}, input {size}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}; max supernet/subnet step ratio {result['max_ratio']:.3f}\n\n"
         + "\n".join(lines)
-        + "\n"
     )
-    (OUT / "supernet.md").write_text(md)
-    print(md)
+    write("supernet", result, md)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ mIoU at lower or equal latency). Trainings are cached in --cache; ``--recorded``
 earlier run's mmseg accuracies (same schedule) for models not in the cache, marked in the table
 (their latencies are still measured here).
 
-Run:  python benchmarks/vs_mmseg.py --experiment runs/quickstart [runs/realtime ...]
-      [--models fastscnn ...] [--recorded benchmarks/results/vs_mmseg.json]
+Run:  python -m benchmarks.vs_mmseg --experiment runs/quickstart [runs/realtime ...]
+      [--models fastscnn ...] [--recorded benchmarks/data/vs_mmseg-2000-recorded.json]
 Writes benchmarks/results/vs_mmseg.{json,md,png} (--out names another) and prints the table.
 """
 
@@ -23,10 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks import harness
 from raynas.baselines import BASELINES, baseline_config
-
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results"
 
 
 def cached(name: str, iters: int, cache: Path) -> Path:
@@ -108,10 +106,11 @@ def main() -> None:
     ap.add_argument(
         "--recorded",
         type=Path,
-        help="an earlier vs_mmseg.json: its mmseg accuracies for models not cached",
+        help="recorded mmseg accuracies (benchmarks/data/vs_mmseg-2000-recorded.json) for "
+        "models not in the cache",
     )
     ap.add_argument("--models", nargs="+", default=list(BASELINES))
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/raynas-vs-mmseg"))
+    ap.add_argument("--cache", type=Path, default=harness.CACHE / "vs_mmseg")
     ap.add_argument("--out", default="vs_mmseg", help="results file name, without suffix")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the latencies "
                     "(1: faster than 2 for every model on the 2-core machine here)")  # fmt: skip
@@ -149,21 +148,18 @@ def write(rows: list[dict], iters: int, size: tuple, threads: int, out: str) -> 
     """``benchmarks/results/{out}.{json,md,png}``."""
     from raynas.report import plot_vs_baselines, vs_baselines_markdown
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    doc = dict(rows=rows, iters=iters, threads=threads)
-    (OUT / f"{out}.json").write_text(json.dumps(doc, indent=2))
     marked = [dict(r, mIoU=r["val_mIoU"], baseline=not r.get("found"),
                    name=r["name"] + (" (recorded)" if "recorded" in r else ""))
               for r in rows]  # fmt: skip
-    plot_vs_baselines(marked, OUT / f"{out}.png", size)
+    harness.RESULTS.mkdir(parents=True, exist_ok=True)
+    plot_vs_baselines(marked, harness.RESULTS / f"{out}.png", size)
     sources = sorted({r["recorded"] for r in rows if "recorded" in r})
     note = f"; (recorded): val mIoU from {', '.join(sources)}, not retrained" if sources else ""
     md = (f"synthseg val mIoU after {iters} iterations of the pipeline's retrain config (found "
           "models: from inherited weights; mmseg models: from scratch); CPU latency batch 1 at "
           f"{size[0]}x{size[1]}, {threads} thread(s), measured in one process{note}\n\n"
           + vs_baselines_markdown(marked))  # fmt: skip
-    (OUT / f"{out}.md").write_text(md)
-    print(md)
+    harness.write(out, dict(rows=rows, iters=iters, threads=threads), md)
 
 
 def cost_table(rows: list[dict], caption: str) -> str:

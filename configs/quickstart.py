@@ -5,8 +5,8 @@
 _base_ = ["supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"]
 # the space sized to the 128-pixel input: dilation 1 or 2 (larger ones reach past the 16x16 and
 # smaller feature maps) and every layer at its stage's resolution (no zoom), which trains a
-# better supernet (benchmarks/results/sharing.md); plus the head's 1/4 detail branch, searched
-# (head.detail; benchmarks/results/ceiling.md)
+# better supernet (experiments/sharing/results/sharing.md); plus the head's 1/4 detail branch, searched
+# (head.detail; experiments/ceiling/results/ceiling.md)
 model = dict(
     backbone=dict(stem_out=True, arch_settings=dict(dilations=(1, 2), zooms=(1,))),
     decode_head=dict(details=(0, 1), detail_channels=32),
@@ -29,7 +29,7 @@ tune_cfg = dict(
     # one (configs/realtime.py retrains the top-2 side by side)
     retrain=dict(
         top_k=1,
-        iters=2000,  # AdamW from inherited weights (benchmarks/results/recipes.md)
+        iters=2000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
         report_interval=1000,
         init="inherit",
         resources=dict(cpu=2),

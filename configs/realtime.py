@@ -3,7 +3,7 @@
 # machine of the round (about 40 estimated on the slowest):
 #   raynas run configs/realtime.py
 # The quickstart's largest path (135 MFLOPs, 8.7 ms) trailed BiSeNetV2 by 4-7 mIoU, retrained
-# from the quickstart's 1200-iteration supernet (benchmarks/results/ceiling.md); here stem,
+# from the quickstart's 1200-iteration supernet (experiments/ceiling/results/ceiling.md); here stem,
 # stages and head are wider, so the space reaches those models' cost, and the search keeps the
 # whole range.
 _base_ = ["quickstart.py"]

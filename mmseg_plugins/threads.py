@@ -3,7 +3,7 @@
 More intra-op threads are not always faster: a segmentation supernet at 128x128 runs many small
 operators, and on a 2-vCPU virtual machine with OpenMP's spin-wait shortened (as raynas sets it
 for Ray workers, ``GOMP_SPINCOUNT``) the quickstart's supernet trial took 0.245 s per iteration
-on 2 threads against 0.160 s on one (``benchmarks/openmp.py``). :func:`fastest_threads` times
+on 2 threads against 0.160 s on one (``experiments/openmp/run.py``). :func:`fastest_threads` times
 forward + backward of a copy of the model at each candidate count and keeps the fastest; the
 model, its gradients and every random stream are left as they were, so an exact resume is
 unaffected.

@@ -17,6 +17,6 @@ warnings.filterwarnings(
     "ignore", message="``build_loss`` would be deprecated", category=UserWarning
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

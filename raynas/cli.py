@@ -36,9 +36,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_space(args: argparse.Namespace) -> int:
     from raynas.config import load_config
     from raynas.core.complexity import PathComplexity
+    from raynas.core.errors import InvalidValueError
     from raynas.core.seg_space import BackboneSettings, space_from_model_cfg
 
     cfg = load_config(args.config, args.cfg_options)
+    if not isinstance(cfg.get("model"), dict) or "backbone" not in cfg.model:
+        raise InvalidValueError(
+            f"{args.config} defines no supernet model (model.backbone): raynas space reads a "
+            "supernet config, e.g. configs/quickstart.py"
+        )
     space = space_from_model_cfg(cfg.model)
     print(space.describe())
     size = cfg.model.get("data_preprocessor", {}).get("size")

@@ -67,16 +67,42 @@ def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) 
     """Loads an mmseg config, applies ``--cfg-options`` and makes data roots absolute.
 
     Raises:
-        MissingInputError: No config at ``path``.
+        MissingInputError: No config at ``path``, or a base file it names.
+        InvalidValueError: ``path`` is not a config mmengine reads, or has a Python error.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"config {path} not found")
-    cfg = Config.fromfile(str(path))
+    cfg = _fromfile(path)
     if options:
         cfg.merge_from_dict(options)
     absolutize_data_roots(cfg)
     return _unformatted(cfg)
+
+
+def _fromfile(path: Path) -> Config:
+    """``Config.fromfile``, its input errors raised as raynas input errors naming file and line."""
+    if path.suffix not in (".py", ".yml", ".yaml", ".json"):
+        raise InvalidValueError(
+            f"{path} is not a config file: mmengine reads .py, .yml, .yaml and .json configs"
+        )
+    try:
+        return Config.fromfile(str(path))
+    except SyntaxError as err:  # mmengine re-raises some without the line; ours parses first
+        line = err.lineno or _syntax_line(path)
+        raise InvalidValueError(f"config {path}, line {line}: syntax error: {err.msg}") from err
+    except FileNotFoundError as err:
+        raise MissingInputError(f"config {path}: {err}") from err
+    except (NameError, ModuleNotFoundError) as err:
+        raise InvalidValueError(f"config {path}: {type(err).__name__}: {err}") from err
+
+
+def _syntax_line(path: Path) -> int | None:
+    try:
+        compile(path.read_text(), str(path), "exec")
+    except SyntaxError as err:
+        return err.lineno
+    return None
 
 
 def absolutize_data_roots(cfg: Config, base: str | os.PathLike | None = None) -> None:

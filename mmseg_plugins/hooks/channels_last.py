@@ -1,7 +1,7 @@
 """Convolutions in channels-last memory format, measured faster for these networks on CPU.
 
 oneDNN's convolutions take NHWC tensors without reordering them at every call. Measured on
-a 2-core CPU machine with the real Runner (``benchmarks/step_speed.py``), a training step of
+a 2-core CPU machine with the real Runner (``experiments/step_speed/run.py``), a training step of
 the quickstart's supernet on random paths took 0.82x the time, one of a mid-size subnet 0.88x.
 Only the model's parameters and buffers are converted: a convolution with channels-last
 weights returns channels-last activations, so the input batches stay as the data

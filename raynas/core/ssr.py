@@ -70,9 +70,9 @@ def check_loss_weights(weights: Mapping[str, Any], where: str = "SSR loss_weight
 
 COSTS = ("flops", "latency_ms")  # what an SSR target can be set on
 # SSR's numeric settings and their lower bounds (``target_flops``: > 0 or None)
-_LOWER_BOUNDS = dict(iters=1, shrink_interval=1, warmup_iters=0, threshold=0, cost_weight=0,
+LOWER_BOUNDS = dict(iters=1, shrink_interval=1, warmup_iters=0, threshold=0, cost_weight=0,
                      grad_clip=0, sample_k=0)  # fmt: skip
-_COUNTS = ("iters", "shrink_interval", "warmup_iters", "sample_k")  # whole numbers
+COUNT_SETTINGS = ("iters", "shrink_interval", "warmup_iters", "sample_k")  # whole numbers
 
 
 def check_settings(settings: Mapping[str, Any], where: str) -> None:
@@ -82,9 +82,11 @@ def check_settings(settings: Mapping[str, Any], where: str) -> None:
     Raises:
         InvalidValueError: A value below its bound, or not a number; the message names it.
     """
-    for key, low in _LOWER_BOUNDS.items():
+    for key, low in LOWER_BOUNDS.items():
         value = settings.get(key, low)
-        kinds, kind = ((int,), "an integer") if key in _COUNTS else ((int, float), "a number")
+        kinds, kind = (
+            ((int,), "an integer") if key in COUNT_SETTINGS else ((int, float), "a number")
+        )
         if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
             raise InvalidValueError(f"{where}.{key} must be {kind} >= {low}, got {value!r}")
     for key in ("target_flops", "target_latency_ms"):

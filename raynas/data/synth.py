@@ -40,6 +40,7 @@ PALETTE = [
 ]
 SPLITS = ("train", "val")
 FORMAT_VERSION = 1
+MIN_SIZE = 32  # the smallest image that holds the generator's objects (24 px fails)
 _DONE = "synthseg.json"
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,14 @@ class SynthSpec:
     size: int = 128
     num_train: int = 2000
     num_val: int = 300
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("size", MIN_SIZE), ("num_train", 1), ("num_val", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise InvalidValueError(
+                    f"synthseg {name} must be an integer >= {minimum}, got {value!r}"
+                )
 
     def count(self, split: str) -> int:
         return self.num_train if split == "train" else self.num_val

@@ -18,7 +18,12 @@ from packaging.requirements import Requirement
 __all__ = ["Check", "check_cluster", "check_stack", "main", "unreachable"]
 
 INSTALL = "bash scripts/install.sh"
-_STACK = ("torch", "mmcv", "mmengine", "mmsegmentation", "ray", "pyarrow", "setuptools")
+_COMMON = ("torch", "ray", "pyarrow")
+# the OpenMMLab distributions of each stack (scripts/install.sh; --upstream for the second)
+STACKS = {
+    "onedl": ("onedl-mmcv", "onedl-mmengine", "onedl-mmsegmentation", "mmsegmentation"),
+    "upstream": ("mmcv", "mmengine", "mmsegmentation", "setuptools"),
+}
 
 
 @dataclass
@@ -46,13 +51,24 @@ class Check:
         return f"{self.name:<14} {self.value:<48} {status}"
 
 
-def _pins() -> dict[str, Requirement]:
+def installed_stack() -> str:
+    """'onedl' (the maintained releases) or 'upstream', by which mmcv distribution is installed."""
+    try:
+        metadata.version("onedl-mmcv")
+        return "onedl"
+    except metadata.PackageNotFoundError:
+        return "upstream"
+
+
+def _pins(stack: str) -> dict[str, Requirement]:
+    """raynas' requirements: the unconditional ones and those of the ``stack`` extra."""
     try:
         requires = metadata.requires("raynas") or []
     except metadata.PackageNotFoundError:
         return {}
-    pins = (Requirement(r) for r in requires)
-    return {r.name.lower(): r for r in pins if not r.marker}
+    pins = [Requirement(r) for r in requires]
+    ours = [r for r in pins if not r.marker or r.marker.evaluate({"extra": stack})]
+    return {r.name.lower(): r for r in ours}
 
 
 def _version_check(name: str, pins: dict[str, Requirement]) -> Check:
@@ -82,9 +98,16 @@ def _torch_check() -> Check:
     return Check("torch.cuda", f"{cuda}, available={torch.cuda.is_available()}")
 
 
-def _mmcv_ops_check() -> Check:
+def _mmcv_ops_check(stack: str) -> Check:
     import torch
-    from mmcv.ops import get_compiler_version, get_compiling_cuda_version
+
+    try:
+        from mmcv.ops import get_compiler_version, get_compiling_cuda_version
+    except ImportError:
+        if stack == "onedl":  # built without compiled ops; raynas and mmseg's models need none
+            return Check("mmcv.ops", "not compiled (not needed by raynas)")
+        fix = f"pip uninstall -y mmcv && {INSTALL} --upstream"
+        return Check("mmcv.ops", "import mmcv.ops", "mmcv's compiled ops do not import", fix)
 
     cuda_ops = get_compiling_cuda_version()
     value = f"ops built ({get_compiler_version()}), CUDA ops: {cuda_ops}"
@@ -106,19 +129,37 @@ def _gpus_check() -> Check:
     return Check("GPUs", f"{n}" + (f": {names}" if names else ""))
 
 
+def _scope_check() -> Check:
+    from raynas.mmseg_alias import ALIAS, needed
+
+    if needed():
+        return Check(
+            "mmseg:: scope",
+            f"no {ALIAS} distribution",
+            "configs with mmseg:: bases fail to load",
+            "python -m raynas.mmseg_alias",
+        )
+    return Check("mmseg:: scope", "resolves")
+
+
 def check_stack() -> list[Check]:
-    """Python, the pinned packages, pkg_resources, mmcv's compiled ops and the visible GPUs."""
-    checks = [Check("python", sys.version.split()[0])]
-    pins = _pins()
+    """Python, the installed OpenMMLab stack against raynas' pins, mmcv's ops and the GPUs."""
+    stack = installed_stack()
+    flag = "" if stack == "onedl" else " --upstream"
+    checks = [Check("python", sys.version.split()[0]), Check("stack", stack)]
+    pins = _pins(stack)
     if not pins:
-        checks.append(Check("raynas", "not installed", "no package metadata", INSTALL))
-    checks += [_version_check(name, pins) for name in _STACK]
+        checks.append(Check("raynas", "not installed", "no package metadata", INSTALL + flag))
+    checks += [_version_check(name, pins) for name in (*_COMMON, *STACKS[stack])]
     follow_ups: list[tuple[str, str, str, Callable[[], Check | None]]] = [
-        ("pkg_resources", "pkg_resources", "pip install 'setuptools<81'", lambda: None),
+        ("mmseg", "mmseg", INSTALL + flag, _scope_check),
         ("torch.cuda", "torch", INSTALL, _torch_check),
-        ("mmcv.ops", "mmcv.ops", f"pip uninstall -y mmcv && {INSTALL}", _mmcv_ops_check),
+        ("mmcv", "mmcv", INSTALL + flag, lambda: _mmcv_ops_check(stack)),
         ("GPUs", "torch", INSTALL, _gpus_check),
     ]
+    if stack == "upstream":
+        follow_ups.insert(0, ("pkg_resources", "pkg_resources", "pip install 'setuptools<81'",
+                              lambda: None))  # fmt: skip
     for name, module, fix, detail in follow_ups:
         failed = _import_check(name, module, fix)
         found = failed or detail() or Check(name, "imports")

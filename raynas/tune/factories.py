@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from raynas.core.errors import UnknownKeyError, closest
 
-__all__ = ["build_searcher", "build_trial_scheduler"]
+__all__ = ["build_loggers", "build_searcher", "build_trial_scheduler"]
 
 
 def _check_kwargs(where: str, cls: type, kwargs: Mapping[str, Any], fixed: set[str]) -> None:
@@ -75,3 +76,34 @@ def build_searcher(
     return OptunaSearch(
         metric=metrics, mode=modes, sampler=sampler, points_to_evaluate=points or None
     )
+
+
+def build_loggers(specs: list[Mapping[str, Any]], experiment: str, phase: str) -> list[Any]:
+    """``tune_cfg.<phase>.loggers`` -> Tune's own logger callbacks (MLflow, Weights & Biases).
+
+    Args:
+        specs: ``dict(type='mlflow'|'wandb', **the callback's arguments)`` each, checked by
+            :mod:`raynas.tune.options`.
+        experiment: The experiment's name: MLflow's experiment and W&B's project by default.
+        phase: The phase: W&B's group; an MLflow tag.
+    """
+    callbacks = []
+    for spec in specs:
+        kwargs = {k: v for k, v in spec.items() if k != "type"}
+        if spec["type"] == "mlflow":
+            from ray.air.integrations.mlflow import MLflowLoggerCallback as cls
+
+            kwargs.setdefault("experiment_name", experiment)
+            kwargs["tags"] = {"raynas.phase": phase, **(kwargs.get("tags") or {})}
+        else:
+            from ray.air.integrations.wandb import WandbLoggerCallback as cls
+
+            kwargs.setdefault("project", experiment)
+            kwargs.setdefault("group", phase)
+            if kwargs.get("mode") in ("offline", "disabled"):  # Ray asks for a key otherwise
+                os.environ["WANDB_MODE"] = kwargs["mode"]
+        where = f"tune_cfg.{phase}.loggers[{spec['type']}]"
+        if spec["type"] == "mlflow":
+            _check_kwargs(where, cls, kwargs, set())
+        callbacks.append(cls(**kwargs))
+    return callbacks

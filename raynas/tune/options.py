@@ -8,74 +8,78 @@ from typing import Any
 
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
 
-__all__ = ["DATA_PARALLEL", "DEFAULTS", "ray_init_kwargs", "resolve_tune_cfg", "trial_resources"]
+__all__ = [
+    "CHOICES",
+    "COUNTS",
+    "DATA_PARALLEL",
+    "DEFAULTS",
+    "LOGGERS",
+    "RESOURCES",
+    "SSR",
+    "TSE",
+    "ray_init_kwargs",
+    "resolve_tune_cfg",
+    "trial_resources",
+]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "supernet": dict(
-        iters=2000,  # training iterations of each supernet trial
-        report_interval=500,  # validate (largest/smallest paths), report and checkpoint
-        num_samples=1,  # trials; param_space may grid/sample cfg_options
-        param_space={},  # e.g. {'cfg_options': {'optim_wrapper.optimizer.lr': ...}}
-        scheduler=None,  # dict(type='asha'|'pbt'|'fifo', ...) on metric mIoU
+        iters=2000,
+        report_interval=500,
+        num_samples=1,
+        param_space={},
+        scheduler=None,
         resources=dict(cpu=2, gpu=0),
         max_concurrent=1,
+        loggers=[],
     ),
     "search": dict(
-        type="sampling",  # a key of raynas.tune.phases.SEARCH_TYPES
+        type="sampling",
         num_candidates=32,
         searcher=dict(type="nsga2", population_size=8, seed=0),
-        # e.g. dict(flops=(None, 60e6), params=(None, 1e6), latency_ms=(None, 3.0))
         constraints={},
-        cost="flops",  # the searcher's second objective (minimised): 'flops' or 'latency_ms'
-        calib_batches=4,  # BN recalibration batches per candidate
-        eval_images=100,  # selection-split images per candidate (None: all)
-        latency=False,  # also record every feasible candidate's latency (latency table)
-        # architectures the searcher evaluates first, then breeds from: 'largest', 'smallest',
-        # arch files (e.g. an earlier experiment's subnets/subnet0/arch.yaml) or label -> choice
-        # dicts; e.g. ['largest']: random first generations rarely draw a path that large
+        cost="flops",
+        calib_batches=4,
+        eval_images=100,
+        latency=False,
         start_with=[],
-        # re-rank the best candidates by a short fine-tune before retraining (raynas/tse.py):
-        # by its summed loss (TSE), dict(candidates=8, iters=50, lr=1e-3), or by its
-        # selection mIoU, dict(iters=200, schedule='poly', score='mIoU')
-        # (benchmarks/results/finetune-rank.md); None: retrain the top-k by inherited mIoU
         tse=None,
-        # search=dict(type='ssr'): SSR's options (defaults: _SSR below), one Tune trial per
-        # point of param_space, e.g. dict(ssr=dict(target_flops=dict(grid=[20e6, 40e6])))
         ssr=None,
         param_space={},
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
+        loggers=[],
     ),
     "retrain": dict(
-        top_k=2,  # Pareto architectures to retrain
+        top_k=2,
         iters=1000,
         report_interval=500,
-        init="inherit",  # 'inherit' supernet weights, or 'scratch'
+        init="inherit",
         scheduler=None,
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
+        loggers=[],
     ),
-    "report": dict(
-        # mmseg's hand-designed models trained beside the found ones on the same data and
-        # schedule, and drawn against them: names of raynas.baselines.BASELINES ('fastscnn',
-        # 'cgnet', 'bisenetv2', 'erfnet', 'stdc1') or mmseg configs ('mmseg::...' or a path)
-        baselines=[],
-    ),
+    "report": dict(baselines=[]),
     "ray": dict(
         num_cpus=None,
         num_gpus=None,
-        dashboard=True,  # the Ray dashboard of a local Ray (raynas run --no-dashboard)
-        # environment of every Ray worker, merged over this default (None drops a variable;
-        # one set in the driver's environment wins): libgomp's default spin-wait slows
-        # 2-thread torch training ~60x when another process takes a core
-        # (benchmarks/results/openmp.md)
+        dashboard=True,
         env_vars=dict(GOMP_SPINCOUNT="1000"),
     ),
 }
+# the options with a fixed set of values, by their reference name
+CHOICES: dict[str, tuple[str, ...]] = {
+    "search.cost": ("flops", "latency_ms"),
+    "retrain.init": ("inherit", "scratch"),
+    "tse.schedule": ("constant", "poly"),
+    "tse.score": ("loss", "mIoU"),
+}
+LOGGERS = ("mlflow", "wandb")
 _FREE_FORM = {"param_space", "scheduler", "searcher", "constraints", "resources"}
 _MERGED = {"env_vars"}
 # (minimum, None allowed) of every integer option
-_COUNTS: dict[str, tuple[int, bool]] = {
+COUNTS: dict[str, tuple[int, bool]] = {
     "iters": (1, False),
     "report_interval": (1, False),
     "num_samples": (1, False),
@@ -89,7 +93,7 @@ _COUNTS: dict[str, tuple[int, bool]] = {
 }
 # cpu/gpu: the trial's own; workers > 1 (data-parallel trials: supernet, retrain): the trial is a
 # light Ray Train driver (0.1 CPU) and each worker takes cpu_per_worker/gpu_per_worker
-_RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker", "threads")
+RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker", "threads")
 _THREADS_PHASES = ("supernet", "retrain")  # trials that train with the Runner in one process
 DATA_PARALLEL = ("supernet", "retrain")
 _CONSTRAINTS = ("flops", "params", "latency_ms")
@@ -135,21 +139,21 @@ def resolve_tune_cfg(user: Mapping[str, Any] | None) -> dict[str, dict[str, Any]
     return out
 
 
-_TSE = dict(candidates=8, iters=50, lr=1e-3, schedule="constant", score="loss",
+TSE = dict(candidates=8, iters=50, lr=1e-3, schedule="constant", score="loss",
             resources=dict(cpu=1, gpu=0), max_concurrent=2)  # fmt: skip
-_TSE_CHOICES = dict(schedule=("constant", "poly"), score=("loss", "mIoU"))
 
 
 def _check_tse(tse: dict[str, Any]) -> dict[str, Any]:
     for key in tse:
-        if key not in _TSE:
-            raise _unknown("key of tune_cfg.search.tse:", key, _TSE)
-    out = {**copy.deepcopy(_TSE), **tse}
+        if key not in TSE:
+            raise _unknown("key of tune_cfg.search.tse:", key, TSE)
+    out = {**copy.deepcopy(TSE), **tse}
     for key in ("candidates", "iters", "max_concurrent"):
         _check_count(f"tune_cfg.search.tse.{key}", out[key], 1, False)
     if not isinstance(out["lr"], (int, float)) or out["lr"] <= 0:
         raise InvalidValueError(f"tune_cfg.search.tse.lr must be a number > 0, got {out['lr']!r}")
-    for key, choices in _TSE_CHOICES.items():
+    for key in ("schedule", "score"):
+        choices = CHOICES[f"tse.{key}"]
         if out[key] not in choices:
             raise InvalidValueError(
                 f"tune_cfg.search.tse.{key} must be one of {choices}, got {out[key]!r}"
@@ -157,21 +161,21 @@ def _check_tse(tse: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_SSR = dict(
-    iters=400,  # weight + alpha iterations per SSR trial (the search may end earlier)
-    shrink_interval=50,  # iterations between shrink steps (and validations)
-    threshold=0.1,  # prune p_i / max_j p_j <= threshold
+SSR = dict(
+    iters=400,
+    shrink_interval=50,
+    threshold=0.1,
     warmup_iters=0,
     loss_weights=dict(depth=0.3, ops=0.3, widths=0.15, head=0.15),
-    cost="flops",  # or 'latency_ms': expected latency from the trial device's latency table
-    target_flops=None,  # expected FLOPs pulled toward this (None: no cost term)
-    target_latency_ms=None,  # with cost='latency_ms': expected latency pulled toward this
+    cost="flops",
+    target_flops=None,
+    target_latency_ms=None,
     cost_weight=1.0,
     arch_optimizer=dict(lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-3),
     grad_clip=5.0,
-    warm_start=True,  # start from the supernet phase's weights
+    warm_start=True,
     seed=0,
-    sample_k=0,  # candidates per row computed in a step (drawn by probability); 0: all
+    sample_k=0,
 )
 
 
@@ -179,9 +183,9 @@ def _check_ssr(ssr: dict[str, Any], where: str = "tune_cfg.search.ssr") -> dict[
     from raynas.core.ssr import check_loss_weights, check_settings
 
     for key in ssr:
-        if key not in _SSR:
-            raise _unknown(f"key of {where}:", key, _SSR)
-    out = {**copy.deepcopy(_SSR), **ssr}
+        if key not in SSR:
+            raise _unknown(f"key of {where}:", key, SSR)
+    out = {**copy.deepcopy(SSR), **ssr}
     check_settings(out, where)
     check_loss_weights(
         _mapping(f"{where}.loss_weights", out["loss_weights"]), f"{where}.loss_weights"
@@ -200,11 +204,11 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
 
         opts["baselines"] = check_baselines(opts["baselines"])
     for key, value in opts.items():
-        if key in _COUNTS:
-            _check_count(f"{where}.{key}", value, *_COUNTS[key])
+        if key in COUNTS:
+            _check_count(f"{where}.{key}", value, *COUNTS[key])
     for key, value in (opts.get("resources") or {}).items():
-        if key not in _RESOURCES:
-            raise _unknown(f"key of {where}.resources:", key, _RESOURCES)
+        if key not in RESOURCES:
+            raise _unknown(f"key of {where}.resources:", key, RESOURCES)
         if key == "threads":
             _check_threads(f"{where}.resources.threads", value, phase)
             continue
@@ -224,10 +228,12 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
             f"{where}.report_interval ({opts['report_interval']}) exceeds "
             f"{where}.iters ({opts['iters']})"
         )
-    if phase == "retrain" and opts["init"] not in ("inherit", "scratch"):
+    if phase == "retrain" and opts["init"] not in CHOICES["retrain.init"]:
         raise InvalidValueError(
             f"tune_cfg.retrain.init must be 'inherit' or 'scratch', got {opts['init']!r}"
         )
+    if "loggers" in opts:
+        opts["loggers"] = _check_loggers(where, opts["loggers"])
     if phase == "search":
         _check_search(opts)
     keys = ["cfg_options", "ssr"] if phase == "search" else ["cfg_options"]
@@ -235,8 +241,8 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
     if unknown:
         raise _unknown(f"key of {where}.param_space:", unknown[0], keys)
     for key in (opts.get("param_space") or {}).get("ssr") or {}:
-        if key not in _SSR:
-            raise _unknown(f"key of {where}.param_space.ssr:", key, _SSR)
+        if key not in SSR:
+            raise _unknown(f"key of {where}.param_space.ssr:", key, SSR)
 
 
 def _check_search(opts: dict[str, Any]) -> None:
@@ -253,7 +259,7 @@ def _check_search(opts: dict[str, Any]) -> None:
             raise InvalidValueError(
                 f"tune_cfg.search.constraints.{key}: low {bounds[0]} > high {bounds[1]}"
             )
-    if opts["cost"] not in ("flops", "latency_ms"):
+    if opts["cost"] not in CHOICES["search.cost"]:
         raise InvalidValueError(
             f"tune_cfg.search.cost must be 'flops' or 'latency_ms', got {opts['cost']!r}"
         )
@@ -272,6 +278,25 @@ def _check_search(opts: dict[str, Any]) -> None:
         raise InvalidValueError(
             f"tune_cfg.search.latency must be True or False, got {opts['latency']!r}"
         )
+
+
+def _check_loggers(where: str, loggers: Any) -> list[dict[str, Any]]:
+    """``loggers`` as a list of ``dict(type=..., **kwargs)``, each type one of :data:`LOGGERS`."""
+    if not isinstance(loggers, (list, tuple)):
+        raise InvalidValueError(
+            f"{where}.loggers must be a list such as ['mlflow', 'wandb'], got {loggers!r}"
+        )
+    out = []
+    for item in loggers:
+        spec = dict(type=item) if isinstance(item, str) else _mapping(f"{where}.loggers", item)
+        if spec.get("type") not in LOGGERS:
+            kind = str(spec.get("type"))
+            raise UnknownKeyError(
+                f"unknown logger {kind!r} in {where}.loggers{closest(kind, LOGGERS)}; "
+                f"known: {list(LOGGERS)}"
+            )
+        out.append(spec)
+    return out
 
 
 def _check_count(where: str, value: Any, minimum: int, nullable: bool) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import time
 from typing import Any
 
@@ -173,13 +174,18 @@ class Pipeline:
         self.verbose = 0 if quiet else 1
         self._init_ray(address, dashboard)
         for name in PHASES[: PHASES.index(until) + 1 if until else None]:
+            phase = build_phase(name, self)
+            if not phase.enabled:
+                self.phase(name).update(skipped=True, done=True)
+                self.save()
+                continue
             if self.done(name):
                 print(f"[raynas] {name}: done earlier, skipped", flush=True)
                 Archive(self.storage).compact(name)  # completes an interrupted compaction
                 continue
             print(f"[raynas] {name}: starting", flush=True)
             start = time.time()
-            result = build_phase(name, self).run()
+            result = phase.run()
             wall_s = time.time() - start + self.phase(name).get("wall_s", 0)
             self.phase(name).update(result, done=True, wall_s=wall_s)
             self.save()
@@ -204,7 +210,7 @@ class Pipeline:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
         # the experiment state (searcher included) saved every 10 s: a killed search redoes at
         # most that much (the archive is reconciled with the restored trials); every second cost
-        # 2 concurrent search trials 8% of their throughput here (benchmarks/orchestration.py)
+        # 2 concurrent search trials 8% of their throughput here (experiments/orchestration/run.py)
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "10")
         check_address(address)
         opts = dict(self.opts["ray"], **({} if dashboard is None else {"dashboard": dashboard}))
@@ -234,6 +240,7 @@ class Pipeline:
         from ray import tune
 
         from raynas.tune.callbacks import ArchiveCallback, ProgressCallback
+        from raynas.tune.factories import build_loggers
 
         uri = self.storage.child(phase).uri
         incomplete = set_aside_incomplete_sessions(self.storage.child(phase))
@@ -253,6 +260,9 @@ class Pipeline:
                 callbacks=[
                     ArchiveCallback(self.storage.uri, phase),
                     ProgressCallback(phase, total, iters),
+                    *build_loggers(
+                        self._loggers(phase), posixpath.basename(self.storage.root), phase
+                    ),
                 ],
                 failure_config=tune.FailureConfig(max_failures=1),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -267,6 +277,11 @@ class Pipeline:
         self._check_finished(phase, grid, total)
         Archive(self.storage).backfill(phase, grid, self.uri)
         return grid
+
+    def _loggers(self, phase: str) -> list[dict[str, Any]]:
+        """The experiment trackers of ``phase`` (the TSE phase's are the search's)."""
+        key = phase if phase in self.opts else "search"
+        return self.opts[key].get("loggers") or []
 
     def _check_finished(self, phase: str, grid: Any, total: int) -> None:
         errors = [r.error for r in grid if r.error]

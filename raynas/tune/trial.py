@@ -189,7 +189,7 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
     if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":
         cfg.train_cfg.type = "ExactResumeTrainLoop"  # a resumed trial continues exactly
     cfg.default_hooks.setdefault("rng_state", dict(type="RNGStateHook"))
-    # faster training steps on CPU (benchmarks/results/step_speed.md); devices=[] turns it off
+    # faster training steps on CPU (experiments/step_speed/); devices=[] turns it off
     cfg.default_hooks.setdefault("memory_format", dict(type="ChannelsLastHook"))
     staging = _new_staging_dir()
     checkpoint = tune.get_checkpoint()

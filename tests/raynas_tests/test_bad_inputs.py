@@ -63,6 +63,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, small_options: dict) -> dict
     (tmp / "broken.yaml").write_text("arch: {backbone.stage0.depth: [1,\n")
     _bad_datasets(tmp, Path(options["data_root"]))
     (tmp / "a_file").write_text("not a folder")
+    (tmp / "syntax.py").write_text('_base_ = ["quickstart.py"]\nmodel = dict(\n  x=]\n')
+    (tmp / "notes.txt").write_text("not a config")
     return {"tmp": tmp, "runs": tmp / "runs", "exp": tmp / "runs" / "exp"}
 
 
@@ -214,6 +216,22 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
     "address unreachable": (
         lambda w: [*_run()(w), "--address", "127.0.0.1:1"],
         ("127.0.0.1:1 does not answer", "ray start --head"),
+    ),
+    "config syntax error": (
+        lambda w: ["run", str(w["tmp"] / "syntax.py"), "--storage", str(w["runs"])],
+        ("syntax.py, line 3: syntax error",),
+    ),
+    "space of a non-config": (
+        lambda w: ["space", str(w["tmp"] / "notes.txt")],
+        ("notes.txt is not a config file", ".py"),
+    ),
+    "space of a non-supernet": (
+        lambda w: ["space", str(ROOT / "configs/_base_/datasets/synthseg.py")],
+        ("defines no supernet model", "configs/quickstart.py"),
+    ),
+    "synth negative size": (
+        lambda w: ["data", "synth", "--size", "-3", "--out", str(w["tmp"] / "out")],
+        ("synthseg size", ">= 32", "-3"),
     ),
     "storage uri": (
         lambda w: [*_run()(w)[:3], "bogus://bucket/x", "--name", "new"],

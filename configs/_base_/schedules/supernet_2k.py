@@ -1,8 +1,8 @@
 # Supernet schedule for synthseg on CPU: 2k iterations of AdamW (lr 2e-3, wd 1e-4, grad clip
 # 5), a 100-iteration linear warm-up, then poly decay to 0. Exported subnets keep it for their
-# retraining. benchmarks/results/recipes.md compares it with the earlier SGD lr 0.05 default.
+# retraining. experiments/recipes/results/recipes.md compares it with the earlier SGD lr 0.05 default.
 # fused / foreach: torch's multi-tensor kernels, which CPUs otherwise skip (one parameter at a
-# time; benchmarks/results/step_speed.md), the same update.
+# time; experiments/step_speed/results/step_speed.md), the same update.
 optim_wrapper = dict(
     type="OptimWrapper",
     optimizer=dict(type="AdamW", lr=2e-3, betas=(0.9, 0.999), weight_decay=1e-4, fused=True),

@@ -47,6 +47,11 @@ class Phase(abc.ABC):
         self.pipeline = pipeline
         self.opts: dict[str, Any] = pipeline.opts.get(self.name, {})
 
+    @property
+    def enabled(self) -> bool:
+        """False for an optional phase the config switches off (it neither runs nor prints)."""
+        return True
+
     @abc.abstractmethod
     def run(self) -> dict[str, Any]:
         """Runs the phase (continuing an interrupted run); returns its ``pipeline.json`` entry."""

@@ -58,10 +58,9 @@ class TSEPhase(TunePhase):
         super().__init__(pipeline)
         self.opts = dict(pipeline.opts["search"].get("tse") or {})
 
-    def run(self) -> dict[str, Any]:
-        if not self.opts:
-            return dict(skipped=True)
-        return super().run()
+    @property
+    def enabled(self) -> bool:
+        return bool(self.opts)
 
     def candidates(self) -> list[dict[str, Any]]:
         state = self.pipeline.phase(self.name)
