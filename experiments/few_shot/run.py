@@ -167,9 +167,9 @@ def main() -> None:
     md = (
         "Few-shot supernets (`experiments/few_shot/run.py`): the uniform supernet of the "
         "input-sized space trained to the split, then one copy per choice of the split label "
-        "trained on its share of the remaining iterations; 'no split' trains on unrestricted for the same "
-        "iterations and learning-rate curve; the uniform row is the plain supernet of the same "
-        "seeds (`averaging.json`). Kendall tau of inherited selection-split mIoU against "
+        "trained on its share of the remaining iterations; 'no split' trains on unrestricted for "
+        "the same iterations and learning-rate curve; the uniform row is the plain supernet of "
+        "the same seeds (`averaging.json`). Kendall tau of inherited selection-split mIoU against "
         "stand-alone val mIoU (mean of 2 seeds), per seed and the mean over seeds.\n\n"
         + averaging.table(rows, VARIANTS, "supernet iterations, split")
     )
