@@ -89,7 +89,8 @@ def machine() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return dict(
         date=datetime.date.today().isoformat(), cpu=_cpu(), cores=os.cpu_count(), gpu=gpu,
-        python=platform.python_version(), torch=torch.__version__, stack=stack, **mm,
+        python=platform.python_version(), torch=torch.__version__,
+        numpy=_version("numpy"), stack=stack, **mm,
         commit=_commit(),
     )  # fmt: skip
 

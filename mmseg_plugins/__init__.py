@@ -5,10 +5,12 @@ this package also makes mmengine checkpoints load safely on torch >= 2.6 (see
 :mod:`mmseg_plugins.safe_load`).
 """
 
-import raynas  # noqa: F401  (first: silences mmengine's pkg_resources warning)
+import raynas  # noqa: F401  (first: silences known-harmless warnings of the host packages)
 from mmseg_plugins import safe_load
+from mmseg_plugins.host_notices import import_mmseg_datasets
 
 safe_load.enable()
+import_mmseg_datasets()
 
 from mmseg_plugins.arch import (  # noqa: E402
     build_subnet,

@@ -8,6 +8,7 @@ and turns torch's refusal of any other pickled class into :class:`UnsafeCheckpoi
 
 from __future__ import annotations
 
+import logging
 import os.path as osp
 import pickle
 import re
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -98,6 +100,17 @@ def _name(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
 
 
+def _load_checkpoint(cls: type, filename: str, map_location: Any = None,
+                     logger: Any = "current") -> Any:  # fmt: skip
+    """``CheckpointLoader.load_checkpoint`` with its per-load notice at DEBUG level: every trial
+    loads checkpoints, and mmengine printed "Loads checkpoint by ... backend" on the console
+    each time (with ``logger=None``, as the Runner passes it, ``print_log`` prints)."""
+    loader = cls._get_checkpoint_loader(filename)
+    print_log(f"Loads checkpoint by {loader.__name__} from path: {filename}",
+              logger="current", level=logging.DEBUG)  # fmt: skip
+    return loader(filename, map_location)
+
+
 def enable() -> None:
     """Allow-lists mmengine's checkpoint types and installs :func:`load_local` (idempotent)."""
     global _enabled
@@ -106,4 +119,5 @@ def enable() -> None:
     if _SUPPORTED:
         torch.serialization.add_safe_globals(SAFE_GLOBALS)
     CheckpointLoader.register_scheme(prefixes="", loader=load_local, force=True)
+    CheckpointLoader.load_checkpoint = classmethod(_load_checkpoint)
     _enabled = True

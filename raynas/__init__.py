@@ -17,6 +17,10 @@ warnings.filterwarnings(
     "ignore", message="``build_loss`` would be deprecated", category=UserWarning
 )
 
+# onedl-mmcv is built without compiled ops; mmcv's transformer bricks warn on import that one of
+# them is missing. raynas and mmseg's models used here need none of them.
+warnings.filterwarnings("ignore", message="Fail to import ``MultiScaleDeformableAttention``")
+
 __version__ = "0.2.0"
 
 __all__ = ["__version__"]

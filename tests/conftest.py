@@ -18,6 +18,16 @@ SMALL = SynthSpec(seed=0, size=128, num_train=64, num_val=16)
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+_NOT_UNIT = {"ray", "integration", "slow", "gpu"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The unit tier (``-m unit``): every test not marked ray, integration, slow or gpu."""
+    for item in items:
+        if not _NOT_UNIT & {m.name for m in item.iter_markers()}:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthseg dataset (128 px, 64 train / 16 val)."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
+
+pytestmark = pytest.mark.integration  # trains BiSeNetV2 with the Runner: ~12 s
 
 CONFIG = "baselines/bisenetv2_fcn_1xb8-1k_synthseg-128x128.py"
 

@@ -13,6 +13,7 @@ never the TrialScheduler's), one Tune experiment per phase (``supernet/``, ``sea
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import time
@@ -216,6 +217,11 @@ class Pipeline:
         opts = dict(self.opts["ray"], **({} if dashboard is None else {"dashboard": dashboard}))
         if not address:  # a local Ray instance dies with this driver, also during ray.init
             reap_when_gone()  # (its agents start before ray.init returns)
+        # Ray 2.60 turns token authentication on for a local Ray and says so at every start;
+        # it stays on (docs/pipeline.md), the notice is dropped
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         ray.init(**ray_init_kwargs(opts, address, os.environ))
         terminate_gracefully(ray.shutdown)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 from raynas.core.seg_space import BackboneSettings
 
@@ -24,16 +24,18 @@ def test_dilations_past_the_feature_map_are_named() -> None:
     assert BackboneSettings(dilations=(1, 2), zooms=(1,)).degenerate_dilations((128, 128)) == []
 
 
-def _space(config: str) -> str:
-    return subprocess.run([sys.executable, "-m", "raynas.cli", "space", config], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+def _space(config: str, capsys: pytest.CaptureFixture) -> str:
+    from raynas.cli import main
+
+    assert main(["space", str(ROOT / config)]) == 0
+    return capsys.readouterr().out
 
 
-def test_raynas_space_prints_the_note() -> None:
-    out = _space("configs/ssr_quickstart.py")  # the base space's dilations and zooms
+def test_raynas_space_prints_the_note(capsys: pytest.CaptureFixture) -> None:
+    out = _space("configs/ssr_quickstart.py", capsys)  # the base space's dilations and zooms
     assert "6.722e+18 distinct architectures" in out
     assert "note: at the 128x128 input" in out and "stage2 at 1/32 (4x4 maps)" in out
-    out = _space("configs/quickstart.py")  # sized to the input: dilation 1 or 2, no zoom
+    out = _space("configs/quickstart.py", capsys)  # sized to the input: dilation 1 or 2, no zoom
     assert "1.216e+12 distinct architectures" in out  # with head.detail
     assert "note:" not in out
     # what search.constraints can ask, from the cheapest path (not the first choices: 17.81e6)

@@ -23,6 +23,8 @@ from raynas.core.errors import InvalidValueError, UnknownKeyError
 from raynas.core.ssr import ArchWeights, SampledWeights
 from raynas.export import build_supernet
 
+pytestmark = pytest.mark.integration  # trains with the Runner for seconds to a minute
+
 CONFIG = "supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
 
 

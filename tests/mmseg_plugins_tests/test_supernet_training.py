@@ -15,6 +15,8 @@ from mmengine.runner import Runner
 from mmseg_plugins import PathSamplingHook, current_arch, recalibrate_bn, search_space, set_arch
 from mmseg_plugins.bn_calib import bn_buffers_preserved, calibration_loader
 
+pytestmark = pytest.mark.integration  # trains with the Runner for seconds to a minute
+
 CONFIG = "supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"
 
 

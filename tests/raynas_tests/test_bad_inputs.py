@@ -25,6 +25,8 @@ from raynas.cli import main
 from raynas.core.arch_io import dump_arch
 from raynas.tune.pipeline import Pipeline
 
+pytestmark = pytest.mark.integration  # ~50 CLI runs against real experiments: ~20 s
+
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "quickstart.py"
 SUPERNET = ROOT / "configs/supernet/segsupernet_uniform_1xb8-2k_synthseg-128x128.py"

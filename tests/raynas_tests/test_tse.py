@@ -14,6 +14,8 @@ from raynas.core.seg_space import space_from_model_cfg
 from raynas.export import build_supernet
 from raynas.tse import tse_score
 
+pytestmark = pytest.mark.integration  # trains with the Runner for seconds to a minute
+
 
 def test_fine_tunes_within_one_second_do_not_share_a_folder(
     load_cfg: Callable[..., Any], tmp_path: Path
