@@ -48,7 +48,7 @@ class Check:
 
     def line(self) -> str:
         status = "ok" if self.ok else f"PROBLEM: {self.problem}; fix: {self.fix}"
-        return f"{self.name:<14} {self.value:<48} {status}"
+        return f"{self.name:<21} {self.value:<44} {status}"
 
 
 def installed_stack() -> str:

@@ -66,6 +66,7 @@ def _scalars(work: Path, key: str) -> dict[int, float]:
     return out
 
 
+@pytest.mark.slow  # a 2-worker and a 1-worker supernet trial on Ray Train, about 50 s
 def test_two_workers_match_one_worker_with_twice_the_batch(
     tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:

@@ -82,6 +82,7 @@ def _frame(exp: Path):
     return Archive(exp).read().to_pandas()
 
 
+@pytest.mark.slow  # the whole pipeline with TSE and a baseline, about 2 min on 2 cores
 def test_pipeline_end_to_end(
     tmp_path: Path, small_options: dict[str, Any], run_options: Callable[..., dict[str, Any]]
 ) -> None:
@@ -194,6 +195,7 @@ def _state_saved_after_report(exp: Path, n: int) -> bool:
     return len(reports) >= n and bool(states) and max(states) > reports[n - 1]
 
 
+@pytest.mark.slow  # two kills and resumes, about 75 s on 2 cores (benchmarks/chaos.py: 24 kills)
 def test_resume_after_sigkill_in_supernet_and_in_search(
     tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
@@ -292,7 +294,7 @@ def _alive(pids: set[int]) -> set[int]:
     [
         pytest.param(signal.SIGTERM, 2.0, marks=pytest.mark.slow),
         (signal.SIGKILL, 2.0),
-        (signal.SIGINT, 2.0),
+        pytest.param(signal.SIGINT, 2.0, marks=pytest.mark.slow),
         # inside ray.init: its agents run before it returns
         pytest.param(signal.SIGKILL, 0.0, marks=pytest.mark.slow),
     ],
