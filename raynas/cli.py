@@ -159,6 +159,38 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    import torch
+
+    from raynas.config import load_config, space_and_table
+    from raynas.tune.checks import check_config
+    from raynas.tune.options import DATA_PARALLEL, trial_resources
+
+    cfg = load_config(args.config, args.cfg_options)
+    opts = check_config(cfg)
+    space, table = space_and_table(cfg)
+    print(f"{args.config}: every check passed (tune_cfg, supernet, searcher and schedulers, "
+          "constraints, SSR options, start_with, datasets)")  # fmt: skip
+    print(f"space: {space.size():.4g} architectures; ", end="")
+    _print_cost_ranges(space, table)
+    for phase in ("supernet", "search", "retrain"):
+        o = opts[phase]
+        res = dict(o["resources"])
+        per = trial_resources(o) if phase not in DATA_PARALLEL or res.get("workers", 1) == 1 else {
+            "workers": res["workers"], "cpu_per_worker": res.get("cpu_per_worker", 1),
+            "gpu_per_worker": res.get("gpu_per_worker", 0)}  # fmt: skip
+        size = o.get("iters", o.get("num_candidates"))
+        print(f"{phase}: {size} {'iterations' if 'iters' in o else 'candidates'}, trial "
+              f"resources {per}, {o['max_concurrent']} at a time")  # fmt: skip
+    wants = any(opts[p]["resources"].get(k) for p in ("supernet", "search", "retrain")
+                for k in ("gpu", "gpu_per_worker"))  # fmt: skip
+    gpus = torch.cuda.device_count()
+    if wants and not gpus:
+        print("note: phases request GPUs and this machine sees none; run on a cluster that has "
+              "them (raynas run --address ...)")  # fmt: skip
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from raynas.tune.doctor import main as doctor
 
@@ -214,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return p
 
+    check = with_config(sub.add_parser(
+        "check", help="every pre-run check of a pipeline config, without training"))  # fmt: skip
+    check.set_defaults(func=_cmd_check)
     space = with_config(sub.add_parser("space", help="print the search space of a config"))
     space.set_defaults(func=_cmd_space)
     train = with_config(sub.add_parser("train", help="train a config with the mmengine Runner"))

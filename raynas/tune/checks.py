@@ -21,6 +21,7 @@ __all__ = [
     "STATE",
     "STATE_VERSION",
     "check_address",
+    "check_config",
     "check_datasets",
     "check_factories",
     "check_feasible",
@@ -166,6 +167,27 @@ def check_supernet(cfg: Config) -> None:
             f"PathSamplingHook(distill=...) trains several paths per step and needs "
             f"model.type='SuperNetEncoderDecoder', got {cfg.model.get('type')!r}"
         )
+
+
+def check_config(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Every check a pipeline config passes before anything is written or trained (``raynas
+    run`` and ``raynas check``): ``tune_cfg``, the supernet, searcher and schedulers, the
+    constraints against the space, SSR's options, ``start_with`` and the datasets (a missing
+    synthseg dataset is generated). Returns the resolved ``tune_cfg``.
+
+    Raises:
+        InputError: The first problem found, naming the key, file or value.
+    """
+    from raynas.tune.options import resolve_tune_cfg
+
+    opts = resolve_tune_cfg(cfg.get("tune_cfg"))
+    check_supernet(cfg)
+    check_factories(opts)
+    check_feasible(cfg, opts["search"]["constraints"])
+    check_ssr(cfg, opts["search"])
+    check_start_with(cfg, opts["search"]["start_with"])
+    check_datasets(cfg)
+    return opts
 
 
 def check_datasets(cfg: Config) -> None:

@@ -34,11 +34,7 @@ from raynas.tune.checks import (
     STATE,
     STATE_VERSION,
     check_address,
-    check_datasets,
-    check_factories,
-    check_feasible,
-    check_ssr,
-    check_start_with,
+    check_config,
     check_supernet,
     read_state,
 )
@@ -83,7 +79,7 @@ class Pipeline:
         from raynas.config import load_config
 
         cfg = load_config(config, cfg_options)
-        opts = resolve_tune_cfg(cfg.get("tune_cfg"))
+        resolve_tune_cfg(cfg.get("tune_cfg"))
         check_supernet(cfg)
         exp = Storage(storage).child(name)
         if exp.exists(STATE):
@@ -91,11 +87,7 @@ class Pipeline:
                 f"experiment {exp.uri} exists; continue it with `raynas resume "
                 f"{exp.uri}` or choose another --name"
             )
-        check_factories(opts)
-        check_feasible(cfg, opts["search"]["constraints"])
-        check_ssr(cfg, opts["search"])
-        check_start_with(cfg, opts["search"]["start_with"])
-        check_datasets(cfg)
+        check_config(cfg)
         apply_selection_split(cfg)
         exp.write_text(formatted_text(cfg), CONFIG)
         state = {"version": STATE_VERSION, "source": str(config), "created": time.time()}

@@ -40,6 +40,23 @@ def test_cli_reports_bad_key_and_missing_dataset(tmp_path: Path, capsys) -> None
     assert not (tmp_path / "m").exists()
 
 
+def test_check_runs_every_pre_run_check_without_training(
+    tmp_path: Path, run_options, capsys
+) -> None:
+    opts = [f"{k}={v}".replace(" ", "") for k, v in run_options().items()]
+    gpu = ["tune_cfg.supernet.resources.gpu=1"]
+    assert main(["check", str(QUICKSTART), "--cfg-options", *opts, *gpu]) == 0
+    out = capsys.readouterr().out
+    assert "every check passed" in out and "flops at 128x128: 15.73e6" in out
+    assert "supernet: 1200 iterations, trial resources {'cpu': 2.0, 'gpu': 1.0}" in out
+    assert "search: 24 candidates" in out and "retrain: 2000 iterations" in out
+    assert ("sees none" in out) == (not torch.cuda.is_available())
+    bad = [*opts, "tune_cfg.search.constraints.flops=(None,1e3)"]
+    assert main(["check", str(QUICKSTART), "--cfg-options", *bad]) == 2
+    assert "admits no architecture" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written, nothing trained
+
+
 def test_existing_experiment_is_not_overwritten(tmp_path: Path, small_options: dict) -> None:
     Pipeline.create(QUICKSTART, str(tmp_path), "exp", small_options)
     state = (tmp_path / "exp" / "pipeline.json").read_bytes()
