@@ -21,7 +21,7 @@ tune_cfg = dict(
         searcher=dict(type="nsga2", population_size=8, seed=0),
         constraints=dict(flops=(None, 80e6)),  # MFLOPs budget per 128x128 image
         # tse=dict(candidates=6, iters=200, schedule="poly", score="mIoU") re-ranks the best 6
-        # by a short fine-tune's selection mIoU (about +2 min; README, "Ranking quality")
+        # by a short fine-tune's selection mIoU (about +2 min; docs/benchmarks.md, "The fine-tune re-ranking")
         resources=dict(cpu=1),
         max_concurrent=2,
     ),

@@ -1,6 +1,5 @@
 # The quickstart's pipeline on a space widened to the latency of mmseg's real-time models
-# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), 23-24 min on the fastest 2-core
-# machine of the round (about 40 estimated on the slowest):
+# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), about 25 minutes on 2 CPU cores:
 #   raynas run configs/realtime.py
 # The quickstart's largest path (135 MFLOPs, 8.7 ms) trailed BiSeNetV2 by 4-7 mIoU, retrained
 # from the quickstart's 1200-iteration supernet (experiments/ceiling/results/ceiling.md); here stem,
@@ -22,8 +21,8 @@ tune_cfg = dict(
     # 6x the quickstart's supernet: at 1200 iterations this wider supernet is underfit (its paths
     # score 19-29 inherited selection mIoU; 49-62 at 3600) and its found models retrain to 74.03
     # and 70.78 val, below BiSeNetV2; from a 3600-iteration supernet to 76.98 and 73.59, from
-    # this 7200-iteration one to 79.34-80.85 and 76.63-77.64 (3 seeds; README, "Against
-    # mmseg's real-time models")
+    # this 7200-iteration one to 79.34-80.85 and 76.63-77.64 (3 seeds; docs/benchmarks.md,
+    # "Found models against mmseg's real-time models")
     supernet=dict(iters=7200, report_interval=2400),
     search=dict(constraints=dict(flops=(None, 600e6))),  # below BiSeNetV2's 769 MFLOPs
     # the top-2 Pareto subnets side by side, one core each, on the schedule that

@@ -1,5 +1,5 @@
 # The whole pipeline with differentiable search (SSR) instead of NSGA-II, on the embedded
-# synthseg dataset, sized for a 2-core CPU (about 9 min; see the README):
+# synthseg dataset, sized for a 2-core CPU (about 9 min; docs/ssr.md):
 #   raynas run configs/ssr_quickstart.py
 # supernet (uniform, warm start) -> two SSR searches as Tune trials, one per FLOPs target ->
 # retrain each search's architecture from its own trial's weights -> report (report/ssr.png:
@@ -7,7 +7,7 @@
 _base_ = ["quickstart.py"]
 # without the detail branch: its relaxed mixture at 1/4 would take this run past 10 minutes;
 # the full dilation and zoom choices of the base space, on which benchmarks/results/ssr.md and
-# the README's SSR figures were measured (quickstart.py searches a space sized to the input)
+# docs/ssr.md's figures were measured (quickstart.py searches a space sized to the input)
 model = dict(
     backbone=dict(stem_out=False, arch_settings=dict(dilations=(1, 2, 4, 8), zooms=(2, 1))),
     decode_head=dict(details=()),

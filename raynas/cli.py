@@ -34,7 +34,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_space(args: argparse.Namespace) -> int:
-    from raynas.config import load_config
+    from raynas.config import cost_input_size, load_config
     from raynas.core.complexity import PathComplexity
     from raynas.core.errors import InvalidValueError
     from raynas.core.seg_space import BackboneSettings, space_from_model_cfg
@@ -49,13 +49,13 @@ def _cmd_space(args: argparse.Namespace) -> int:
     print(space.describe())
     size = cfg.model.get("data_preprocessor", {}).get("size")
     if size:
-        _print_cost_ranges(space, PathComplexity.from_model_cfg(cfg.model, tuple(size)))
+        _print_cost_ranges(space, PathComplexity.from_model_cfg(cfg.model, cost_input_size(cfg)))
     settings = BackboneSettings.from_cfg(cfg.model["backbone"].get("arch_settings"))
     notes = settings.degenerate_dilations(tuple(size)) if size else []
     if notes:
         print(f"note: at the {size[0]}x{size[1]} input, these dilations reach past the feature "
               "map (a 3x3 kernel then acts as 1x1), yet each is one more layer configuration "
-              "for the supernet to train (see the README's 'Why the supernet is weak'):\n  "
+              "for the supernet to train (experiments/sharing/):\n  "
               + "\n  ".join(notes))  # fmt: skip
     return 0
 

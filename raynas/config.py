@@ -17,6 +17,7 @@ __all__ = [
     "absolutize_data_roots",
     "apply_selection_split",
     "config_from_text",
+    "cost_input_size",
     "dataset_files",
     "dataset_suffixes",
     "formatted_text",
@@ -25,12 +26,20 @@ __all__ = [
 ]
 
 
+def cost_input_size(cfg: Config) -> tuple[int, int]:
+    """The input size that FLOPs are counted at: ``cost_input_size`` (e.g. Cityscapes'
+    evaluation resolution, 1024x2048) where a config sets it, else the training input size."""
+    return tuple(cfg.get("cost_input_size") or cfg.model.data_preprocessor.get("size")
+                 or cfg.get("crop_size"))  # fmt: skip
+
+
 def space_and_table(cfg: Config) -> tuple[Any, Any]:
-    """The search space and the FLOPs/params table of a supernet config, at its input size."""
+    """The search space and the FLOPs/params table of a supernet config, at
+    :func:`cost_input_size`."""
     from raynas.core.complexity import PathComplexity
     from raynas.core.seg_space import space_from_model_cfg
 
-    size = tuple(cfg.model.data_preprocessor.get("size") or cfg.get("crop_size"))
+    size = cost_input_size(cfg)
     return space_from_model_cfg(cfg.model), PathComplexity.from_model_cfg(cfg.model, size)
 
 
@@ -194,8 +203,10 @@ def apply_selection_split(cfg: Config) -> None:
             "current directory, the repository root for the shipped configs)"
         )
     ignore = cfg.model.decode_head.get("ignore_index", 255)
+    img_dir = _folder(train, "img_path")
+    groups = [str(p.parent.relative_to(img_dir)) for p in images]  # Cityscapes: the city
     selected = stratified_selection(class_presence(masks, ignore), spec["fraction"],
-                                    spec.get("seed", 0))  # fmt: skip
+                                    spec.get("seed", 0), groups)  # fmt: skip
     kept = sorted(set(range(len(masks))) - set(selected))
     val = copy.deepcopy(cfg.val_dataloader)
     selection = copy.deepcopy(train)

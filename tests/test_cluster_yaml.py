@@ -86,3 +86,49 @@ def test_no_placeholder_remains() -> None:
         if path.suffix == ".md":  # prose may name a config key like tune_cfg.<phase>
             text = re.sub(r"`[^`]*`", "", text)
         assert not bad.search(text), path.name
+
+
+def _documented_runs() -> list[tuple[str, list[str]]]:
+    """Every ``raynas run`` of cluster/ (README, launcher headers, the RayJob's entrypoint):
+    (where, argv after ``raynas``)."""
+    found = []
+    for path in sorted(CLUSTER.glob("*")):
+        text = path.read_text()
+        if path.name.startswith("kuberay"):
+            text = yaml.safe_load(text)["spec"]["entrypoint"]
+        text = re.sub(r"\\\n[#\s]*", " ", text)  # join continued lines (of comments too)
+        for match in re.finditer(r"raynas (run \S+\.py[^\n`]*)", text):
+            found.append((path.name, match.group(1).split()))
+    return found
+
+
+def test_image_tag_is_the_package_version() -> None:
+    import raynas
+
+    assert _image().split(":")[1].startswith(f"{raynas.__version__}-ray{RAY}")
+    for path in CLUSTER.glob("*"):
+        for tag in re.findall(r"ghcr\.io/raynas/raynas:(\S+?)-ray", path.read_text()):
+            assert tag == raynas.__version__, (path.name, tag)
+
+
+@pytest.mark.parametrize("where, argv", _documented_runs(), ids=lambda x: str(x)[:40])
+def test_every_documented_run_gives_every_phase_a_gpu(where: str, argv: list[str]) -> None:
+    from raynas.cli import build_parser
+    from raynas.config import load_config
+    from raynas.tune.options import resolve_tune_cfg, trial_resources
+
+    args = build_parser().parse_args(argv)
+    assert args.address == "auto", where
+    cfg = load_config(ROOT / args.config, args.cfg_options)
+    opts = resolve_tune_cfg(cfg.get("tune_cfg"))
+    for phase in ("supernet", "search", "retrain"):
+        res = opts[phase]["resources"]
+        gpus = trial_resources(opts[phase]).get("gpu", 0) or res.get("gpu_per_worker", 0)
+        assert gpus > 0, (where, phase, res)
+    roots = {cfg[f"{s}_dataloader"].dataset.data_root for s in ("train", "val", "test")}
+    assert len(roots) == 1 and "/mnt/" in roots.pop(), where  # the data every node mounts
+
+
+def test_every_cluster_file_documents_a_gpu_run() -> None:
+    assert {where for where, _ in _documented_runs()} >= {
+        "README.md", "aws-gpu.yaml", "onprem.yaml", "kuberay-rayjob.yaml"}  # fmt: skip

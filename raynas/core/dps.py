@@ -1,7 +1,7 @@
 """Dynamic Path Selection (DPS): train only the paths that the current stage's proxies select.
 
 Our reconstruction (the paper's full text is not public; the method notes we worked from are
-summarised in the README, "Supernet training strategies"):
+summarised in docs/strategies.md):
 
 - A pool of ``pool_size`` paths, initially uniform. Every ``round_interval`` iterations the
   hook measures the stage's proxies for the round's :attr:`~DPSSampler.candidates` and calls

@@ -1,8 +1,9 @@
 """The selection split: images carved from the training set for everything that selects
 (proxies, search scores, top-k, the best model), so the validation set only reports.
 
-Deterministic for a seed, and stratified: every class present in the training masks appears
-in at least one selected image (rarest classes first), the rest drawn at random.
+Deterministic for a seed, and stratified: every group of images (a Cityscapes city: the
+subfolder an image lies in) gives at least one, every class present in the training masks
+appears in at least one selected image (rarest classes first), the rest drawn at random.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def class_presence(masks: Sequence[str | Path], ignore_index: int = 255) -> list
 
 
 def stratified_selection(
-    presence: Sequence[set[int]], fraction: float, seed: int = 0
+    presence: Sequence[set[int]],
+    fraction: float,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> list[int]:
     """Indices (sorted) of ``round(fraction * n)`` images (at least one) for selection.
 
@@ -37,6 +41,8 @@ def stratified_selection(
         presence: Classes present in each image, in the dataset's order.
         fraction: Share of the images to select, in (0, 0.5].
         seed: Seed of the draw.
+        groups: Each image's group (its subfolder); every group gives one image first, as
+            far as the selection's size allows.
 
     Raises:
         InvalidValueError: A fraction outside (0, 0.5], or too few images.
@@ -49,6 +55,13 @@ def stratified_selection(
     size = min(n - 1, max(1, round(fraction * n)))
     rng = np.random.default_rng(seed)
     chosen: set[int] = set()
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups or []):
+        members.setdefault(group, []).append(i)
+    if len(members) > 1:
+        for group in sorted(members):
+            if len(chosen) < size:
+                chosen.add(int(rng.choice(members[group])))
     counts: dict[int, list[int]] = {}
     for i, classes in enumerate(presence):
         for c in classes:

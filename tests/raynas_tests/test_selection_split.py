@@ -68,3 +68,14 @@ def test_empty_training_folder_names_the_folder_and_the_key(tmp_path: Path) -> N
     with pytest.raises(MissingInputError, match=r"0 training images in .*data_root") as err:
         apply_selection_split(cfg)
     assert str(tmp_path) in str(err.value)
+
+
+def test_every_group_gives_an_image_first() -> None:
+    presence = [{0}] * 30
+    groups = ["aachen"] * 20 + ["bremen"] * 7 + ["zurich"] * 3
+    chosen = stratified_selection(presence, 0.1, seed=0, groups=groups)
+    assert len(chosen) == 3 and {groups[i] for i in chosen} == {"aachen", "bremen", "zurich"}
+    assert chosen == stratified_selection(presence, 0.1, seed=0, groups=groups)  # deterministic
+    # one group (a flat folder) draws exactly as without groups: earlier splits stay the same
+    flat = stratified_selection(presence, 0.1, seed=0)
+    assert stratified_selection(presence, 0.1, seed=0, groups=["."] * 30) == flat
