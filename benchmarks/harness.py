@@ -37,6 +37,7 @@ __all__ = [
     "cached",
     "evaluate_paths",
     "machine",
+    "saved_tensor_mb",
     "seed_everything",
     "write",
 ]
@@ -132,6 +133,22 @@ def cached(key: str, make: Callable[[], dict[str, Any]], cache: Path = CACHE) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, default=str))
     return result
+
+
+def saved_tensor_mb(step: Callable[[], Any]) -> float:
+    """MiB of the distinct tensor storages autograd saves for backward while ``step()`` runs
+    (what a training step holds at its peak besides weights and optimizer state)."""
+    import torch
+
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values()) / 2**20
 
 
 def seed_everything(seed: int) -> None:

@@ -192,17 +192,8 @@ def step_cost(exp: Path, steps: int = 3) -> dict[str, dict[str, float]]:
         return time.perf_counter() - start
 
     def measure() -> dict[str, float]:
-        seen: dict[int, int] = {}
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            step()  # also the warm-up
-        return dict(
-            mb=sum(seen.values()) / 2**20, s=statistics.median(step() for _ in range(steps))
-        )
+        mb = harness.saved_tensor_mb(step)  # also the warm-up
+        return dict(mb=mb, s=statistics.median(step() for _ in range(steps)))
 
     out = {}
     for name, arch in (

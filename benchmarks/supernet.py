@@ -3,6 +3,10 @@ FLOPs-table speed against mmengine's analysis, and measured latency against the 
 prediction (fixed part + layers).
 
 Run:  python -m benchmarks.supernet [--steps 20] [--batch 8] [--size 128]
+At a real resolution (a real-dataset config's space; step time and the tensors saved for
+backward only, each path as the supernet trains it and as its static subnet):
+      python -m benchmarks.supernet --config configs/cityscapes/realtime.py --size 512 1024
+      --batch 1 2 --steps 3   (writes results/supernet-cityscapes-512x1024.{json,md})
 Writes benchmarks/results/supernet.json and supernet.md and prints the table.
 """
 
@@ -11,13 +15,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 
-from benchmarks.harness import ROOT, seed_everything, write
+from benchmarks.harness import ROOT, saved_tensor_mb, seed_everything, write
 from mmseg_plugins.arch import build_subnet, search_space, set_arch
 from mmseg_plugins.latency import LatencyTable, measure_latency
 from raynas.core.complexity import PathComplexity
@@ -43,9 +49,12 @@ def step_time(model, x, y, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, nargs="+", default=[8])
+    ap.add_argument("--size", type=int, nargs="+", default=[128], help="H [W]")
+    ap.add_argument("--config", help="a pipeline config: its space at --size, speed and memory")
     args = ap.parse_args()
+    if args.config:
+        return real_resolution(args)
     seed_everything(0)
     cfg = Config.fromfile(str(ROOT / "configs/_base_/models/segsupernet.py"))
     model = build_supernet(cfg)
@@ -53,9 +62,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     paths = {"largest": space.extreme(True), "smallest": space.extreme(False)}
     paths.update({f"random{i}": space.sample(rng) for i in range(3)})
-    size = (args.size, args.size)
-    x = torch.randn(args.batch, 3, *size)
-    y = torch.randint(0, 8, (args.batch, args.size // 8, args.size // 8))
+    size = (args.size[0], args.size[-1])
+    batch = args.batch[0]
+    x = torch.randn(batch, 3, *size)
+    y = torch.randint(0, 8, (batch, size[0] // 8, size[1] // 8))
     table = PathComplexity.from_model_cfg(cfg.model, size)
     lut = LatencyTable(model.backbone.settings, size)
     rows = []
@@ -95,7 +105,7 @@ def main() -> None:
     result = dict(
         threads=torch.get_num_threads(),
         torch=torch.__version__,
-        batch=args.batch,
+        batch=batch,
         input=size,
         steps=args.steps,
         rows=rows,
@@ -116,11 +126,57 @@ def main() -> None:
             f"{r['latency_lut_ms']:.2f} | {r['latency_lut_ms'] / r['latency_ms'] - 1:+.1%} |"
         )
     md = (
-        f"batch {args.batch}, input {size}, {torch.get_num_threads()} threads, torch "
+        f"batch {batch}, input {size}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}; max supernet/subnet step ratio {result['max_ratio']:.3f}\n\n"
         + "\n".join(lines)
     )
     write("supernet", result, md)
+
+
+def real_resolution(args: argparse.Namespace) -> None:
+    """Seconds per training step and MiB saved for backward of the largest, a mid-size and the
+    smallest path of a config's space at ``--size``, in the supernet and as a static subnet."""
+    from raynas.config import load_config, space_and_table
+
+    seed_everything(0)
+    cfg = load_config(ROOT / args.config)
+    model = build_supernet(cfg)
+    space, table = space_and_table(cfg)
+    size = (args.size[0], args.size[-1])
+    pool = sorted((space.canonical(space.sample(np.random.default_rng(0))) for _ in range(200)),
+                  key=lambda a: table(a).flops)  # fmt: skip
+    paths = {"largest": space.extreme(True), "mid": pool[len(pool) // 2],
+             "smallest": space.extreme(False)}  # fmt: skip
+    classes = cfg.model.decode_head.num_classes
+    rows = []
+    for batch in args.batch:
+        x = torch.randn(batch, 3, *size)
+        y = torch.randint(0, classes, (batch, size[0] // 8, size[1] // 8))
+        for name, arch in paths.items():
+            set_arch(model, arch)
+            sub = build_subnet(model, arch, cfg.model)
+            row = dict(path=name, batch=batch, gflops=table(arch).flops / 1e9)
+            for kind, net in (("supernet", model), ("subnet", sub)):
+                net.train()
+                row[f"{kind}_mb"] = saved_tensor_mb(
+                    lambda n=net, x=x, y=y: F.cross_entropy(n._forward(x), y).backward()
+                )
+                row[f"{kind}_s"] = step_time(net, x, y, args.steps)
+            rows.append(row)
+            print(row, flush=True)
+    at = "x".join(map(str, table.input_size))
+    lines = [f"{args.config}: one training step (forward, cross-entropy, backward, SGD update) "
+             f"at {size[0]}x{size[1]}, {torch.get_num_threads()} CPU threads, median of "
+             f"{args.steps}; MiB of tensors saved for backward (the activations a GPU holds at "
+             f"the step's peak, besides weights, gradients and optimizer state); GFLOPs at {at}.",
+             "", "| path | batch | GFLOPs | supernet s/step | subnet s/step | supernet MiB | "
+             "subnet MiB |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['path']} | {r['batch']} | {r['gflops']:.2f} | {r['supernet_s']:.2f} | "
+              f"{r['subnet_s']:.2f} | {r['supernet_mb']:.0f} | {r['subnet_mb']:.0f} |"
+              for r in rows]  # fmt: skip
+    name = f"supernet-{Path(args.config).parent.name}-{size[0]}x{size[1]}"
+    write(name, dict(config=args.config, input=size, steps=args.steps, rows=rows),
+          "\n".join(lines))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ __all__ = [
     "dataset_suffixes",
     "formatted_text",
     "load_config",
+    "mixed_precision",
     "space_and_table",
 ]
 
@@ -70,6 +71,21 @@ def config_from_text(text: str, options: dict[str, Any] | None = None) -> Config
     if options:
         cfg.merge_from_dict(dict(options))
     return _unformatted(cfg)
+
+
+_AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def mixed_precision(cfg: Config, amp: str | None) -> None:
+    """Trains ``cfg`` in mixed precision: mmengine's ``AmpOptimWrapper`` around the config's
+    optimizer, in bfloat16, or float16 with dynamic loss scaling (``amp=None``: unchanged).
+    Weights, BN statistics and their recalibration stay float32."""
+    if amp is None:
+        return
+    wrapper = dict(cfg.optim_wrapper, type="AmpOptimWrapper", dtype=_AMP_DTYPES[amp])
+    if amp == "fp16":
+        wrapper["loss_scale"] = "dynamic"
+    cfg.optim_wrapper = wrapper
 
 
 def load_config(path: str | os.PathLike, options: dict[str, Any] | None = None) -> Config:

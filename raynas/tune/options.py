@@ -32,6 +32,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         resources=dict(cpu=2, gpu=0),
         max_concurrent=1,
         loggers=[],
+        amp=None,
     ),
     "search": dict(
         type="sampling",
@@ -59,6 +60,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         resources=dict(cpu=1, gpu=0),
         max_concurrent=2,
         loggers=[],
+        amp=None,
     ),
     "report": dict(baselines=[]),
     "ray": dict(
@@ -74,6 +76,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "retrain.init": ("inherit", "scratch"),
     "tse.schedule": ("constant", "poly"),
     "tse.score": ("loss", "mIoU"),
+    "supernet.amp": (None, "bf16", "fp16"),
+    "retrain.amp": (None, "bf16", "fp16"),
 }
 LOGGERS = ("mlflow", "wandb")
 _FREE_FORM = {"param_space", "scheduler", "searcher", "constraints", "resources"}
@@ -234,6 +238,8 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
         )
     if "loggers" in opts:
         opts["loggers"] = _check_loggers(where, opts["loggers"])
+    if "amp" in opts:
+        _check_amp(where, opts)
     if phase == "search":
         _check_search(opts)
     keys = ["cfg_options", "ssr"] if phase == "search" else ["cfg_options"]
@@ -277,6 +283,21 @@ def _check_search(opts: dict[str, Any]) -> None:
     if not isinstance(opts["latency"], bool):
         raise InvalidValueError(
             f"tune_cfg.search.latency must be True or False, got {opts['latency']!r}"
+        )
+
+
+def _check_amp(where: str, opts: dict[str, Any]) -> None:
+    """Mixed precision: a known dtype, on trials that have a GPU (mmengine's AmpOptimWrapper
+    runs on CUDA only)."""
+    amp = opts["amp"]
+    if amp not in CHOICES[f"{where.split('.')[1]}.amp"]:
+        raise InvalidValueError(f"{where}.amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    res = opts.get("resources") or {}
+    if amp and not (res.get("gpu") or res.get("gpu_per_worker")):
+        raise InvalidValueError(
+            f"{where}.amp={amp!r} trains with mmengine's AmpOptimWrapper, which runs on CUDA "
+            f"only, and these trials have no GPU: set {where}.resources.gpu (or "
+            f"gpu_per_worker), or {where}.amp=None"
         )
 
 

@@ -28,6 +28,9 @@ DOCS: dict[str, str] = {
     "...)` with the scheduler's own arguments",
     "supernet.resources": "what one trial reserves (keys below)",
     "supernet.max_concurrent": "trials running at once",
+    "supernet.amp": "mixed precision of the trials (mmengine's AmpOptimWrapper, GPU trials "
+    "only): 'bf16', or 'fp16' with dynamic loss scaling; None: float32",
+    "retrain.amp": "mixed precision of the retrain trials, as `supernet.amp`",
     "supernet.loggers": "experiment trackers fed by Tune's logger callbacks: 'mlflow', 'wandb', "
     "or dict(type=..., **the callback's arguments)",
     "search.type": "'sampling' (a searcher over candidates scored with inherited weights) or "

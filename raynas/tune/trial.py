@@ -20,6 +20,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
+from raynas.config import mixed_precision
 from raynas.tune.archive import encode_rows
 from raynas.tune.lifeline import exit_with_parent
 from raynas.tune.storage import Storage
@@ -160,7 +161,9 @@ def staging_dir(cfg: Config) -> str:
     return cfg.default_hooks.checkpoint.out_dir
 
 
-def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> str:
+def prepare_runner_cfg(
+    cfg: Config, iters: int, interval: int, storage: str, amp: str | None = None
+) -> str:
     """Schedule, validation and checkpoints every ``interval``; resume from Tune's checkpoint,
     exactly (global RNG states restored after the data-loader replay).
 
@@ -176,6 +179,7 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
         iters: Training iterations.
         interval: Iterations between validations, reports and checkpoints.
         storage: The phase's folder in the experiment's storage (a path or URI).
+        amp: Mixed precision, ``'bf16'`` or ``'fp16'`` (:func:`raynas.config.mixed_precision`).
 
     Returns:
         Where the work folder is copied (give it to :func:`run_runner`).
@@ -184,6 +188,7 @@ def prepare_runner_cfg(cfg: Config, iters: int, interval: int, storage: str) -> 
     cfg.work_dir = str(trial_dir / "work")
     cfg.log_level = "WARNING"  # while the Runner is built; then INFO to the file (run_runner)
     scale_schedule(cfg, iters)
+    mixed_precision(cfg, amp)
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = interval
     if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":

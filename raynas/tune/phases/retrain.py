@@ -35,7 +35,8 @@ def retrain_subnet(config: dict, opts: dict) -> None:
 
     subnet = Storage(config["subnet_dir"]).local_copy()
     cfg = trial_config((subnet / "subnet.py").read_text(), config.get("cfg_options"))
-    logs_to = prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], opts["storage"])
+    logs_to = prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], opts["storage"],
+                                 opts.get("amp"))  # fmt: skip
     name = Path(config["subnet_dir"]).name
     flops = opts["flops"].get(name)
     baseline = not (subnet / "arch.yaml").is_file()

@@ -26,7 +26,8 @@ __all__ = ["SupernetPhase", "train_supernet"]
 def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
     """The trainable: supernet training, validating the largest and smallest paths."""
     cfg = trial_config(cfg_text, config.get("cfg_options"))
-    logs_to = prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], opts["storage"])
+    logs_to = prepare_runner_cfg(cfg, opts["iters"], opts["report_interval"], opts["storage"],
+                                 opts.get("amp"))  # fmt: skip
     space, table = space_and_table(cfg)
     paths = {"largest": space.extreme(True), "smallest": space.extreme(False)}
     split = scored_on(cfg)
