@@ -9,7 +9,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-pytestmark = pytest.mark.integration  # trains BiSeNetV2 with the Runner: ~12 s
+pytestmark = pytest.mark.slow  # trains BiSeNetV2 with the Runner and resumes it: ~12 s
 
 CONFIG = "baselines/bisenetv2_fcn_1xb8-1k_synthseg-128x128.py"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # 12 Tune trials, ~20 s (the tracking test
+# runs the scheduler in the default tier)
 
 
 def test_live_fifo_runs_every_trial_in_order_among_live_trials_only(

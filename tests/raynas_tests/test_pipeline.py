@@ -293,7 +293,7 @@ def _alive(pids: set[int]) -> set[int]:
     ("sig", "delay_s"),
     [
         pytest.param(signal.SIGTERM, 2.0, marks=pytest.mark.slow),
-        (signal.SIGKILL, 2.0),
+        pytest.param(signal.SIGKILL, 2.0, marks=pytest.mark.slow),
         pytest.param(signal.SIGINT, 2.0, marks=pytest.mark.slow),
         # inside ray.init: its agents run before it returns
         pytest.param(signal.SIGKILL, 0.0, marks=pytest.mark.slow),
