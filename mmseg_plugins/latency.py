@@ -27,8 +27,11 @@ from raynas.core.seg_space import (
 __all__ = ["LatencyCost", "LatencyTable", "device_key", "measure_latency", "table_file"]
 
 
-def device_key(device: torch.device | str = "cpu") -> str:
-    """What a latency was measured on: the GPU's name, or the CPU model and torch's threads."""
+def device_key(
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, batch: int = 1
+) -> str:
+    """What a latency was measured on: the GPU's name (or the CPU model and torch's threads),
+    the dtype and the batch size."""
     import platform
 
     device = torch.device(device)
@@ -36,7 +39,8 @@ def device_key(device: torch.device | str = "cpu") -> str:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"{platform.processor() or platform.machine()}-{torch.get_num_threads()}threads"
-    return f"{device.type}-{name}".replace(" ", "_").replace("/", "_")
+    kind = str(dtype).removeprefix("torch.")
+    return f"{device.type}-{name}-{kind}-b{batch}".replace(" ", "_").replace("/", "_")
 
 
 @torch.no_grad()
@@ -45,16 +49,27 @@ def table_file(device: torch.device | str, input_size: tuple[int, int]) -> str:
     return f"{device_key(device)}-{input_size[0]}x{input_size[1]}.json"
 
 
-def _time(fn: Callable[[], Any], warmup: int, runs: int) -> float:
+def _time(
+    fn: Callable[[], Any], warmup: int, runs: int, device: torch.device | None = None
+) -> float:
+    """Median ms of ``fn()`` after ``warmup`` untimed calls; on CUDA timed with CUDA events
+    (the GPU's own clock, the host synchronized after each run)."""
     for _ in range(warmup):
         fn()
+    cuda = device is not None and device.type == "cuda"
     samples = []
     for _ in range(runs):
-        start = time.perf_counter()
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            samples.append(start.elapsed_time(end) / 1e3)
+            continue
+        begin = time.perf_counter()
         fn()
-        if torch.cuda.is_initialized():
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - start)
+        samples.append(time.perf_counter() - begin)
     return statistics.median(samples) * 1e3
 
 
@@ -74,7 +89,7 @@ def measure_latency(
     was_training = model.training
     model.eval()
     try:
-        return _time(lambda: model._forward(x), warmup, runs)
+        return _time(lambda: model._forward(x), warmup, runs, ref.device)
     finally:
         model.train(was_training)
 
@@ -103,6 +118,7 @@ class LatencyTable:
         input_size: ``(H, W)`` of the input image.
         runs: Timed runs per entry.
         device: Where layers are measured (the supernet given to :meth:`fixed` must be there).
+        dtype: The dtype layers are measured in (the key says which).
     """
 
     def __init__(
@@ -111,10 +127,11 @@ class LatencyTable:
         input_size: tuple[int, int],
         runs: int = 20,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.settings, self.input_size, self.runs = settings, tuple(input_size), runs
-        self.device = torch.device(device)
-        self.device_key = device_key(self.device)
+        self.device, self.dtype = torch.device(device), dtype
+        self.device_key = device_key(self.device, dtype)
         self.entries: dict[str, float] = {}
 
     def _size(self, stage: int) -> tuple[int, int]:
@@ -125,9 +142,9 @@ class LatencyTable:
     def layer(self, stage: int, width: int, op: str, dilation: int, zoom: int) -> float:
         key = f"{stage}/{width}/{op}/{dilation}/{zoom}"
         if key not in self.entries:
-            module = FixedLayer(width, op, dilation, zoom).to(self.device).eval()
-            x = torch.randn(1, width, *self._size(stage), device=self.device)
-            self.entries[key] = _time(lambda: module(x), 3, self.runs)
+            module = FixedLayer(width, op, dilation, zoom).to(self.device, self.dtype).eval()
+            x = torch.randn(1, width, *self._size(stage), device=self.device, dtype=self.dtype)
+            self.entries[key] = _time(lambda: module(x), 3, self.runs, self.device)
         return self.entries[key]
 
     def layers(self, arch: Mapping[str, Any]) -> float:

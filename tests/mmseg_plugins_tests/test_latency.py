@@ -84,6 +84,13 @@ def test_table_belongs_to_one_device_and_input_size(supernet, tmp_path: Path) ->
         other.load(tmp_path / "t.json")
     with pytest.raises(ValueError, match="measured at"):
         LatencyTable(supernet.backbone.settings, (32, 32)).load(tmp_path / "t.json")
+    # keyed by dtype and batch too: a float64 table is another table
+    assert table.device_key.endswith("-float32-b1")
+    double = LatencyTable(supernet.backbone.settings, SIZE, runs=1, dtype=torch.float64)
+    assert double.device_key == device_key("cpu", torch.float64) != table.device_key
+    assert double.layer(0, 32, "fr", 1, 1) > 0  # measured in float64 without a dtype clash
+    with pytest.raises(ValueError, match="measured on cpu-.*float32"):
+        double.load(tmp_path / "t.json")
 
 
 def test_latency_constraint_excludes_paths_above_the_bound() -> None:
