@@ -89,7 +89,7 @@ def test_table_belongs_to_one_device_and_input_size(supernet, tmp_path: Path) ->
     double = LatencyTable(supernet.backbone.settings, SIZE, runs=1, dtype=torch.float64)
     assert double.device_key == device_key("cpu", torch.float64) != table.device_key
     assert double.layer(0, 32, "fr", 1, 1) > 0  # measured in float64 without a dtype clash
-    with pytest.raises(ValueError, match="measured on cpu-.*float32"):
+    with pytest.raises(ValueError, match=r"measured on cpu-.*float32"):
         double.load(tmp_path / "t.json")
 
 
