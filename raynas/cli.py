@@ -103,6 +103,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.cfg_options)
     arch = _resolve_arch(args.arch, cfg)
     result = export_subnet(cfg, args.checkpoint, arch, args.out, args.calib_batches)
+    if args.format == "onnx":
+        from raynas.onnx_export import export_onnx
+
+        size = tuple(args.size) if args.size else None
+        done = export_onnx(result.config, result.checkpoint, args.out / "model.onnx", size,
+                           dynamic=not args.static)  # fmt: skip
+        kind = "dynamic" if done["dynamic"] else "static"
+        print(f"wrote {done['path']} (opset {done['opset']}, {kind} input, logits within "
+              f"{done['max_abs_diff']:.1e} of PyTorch at {done['checked_sizes']}); it runs "
+              "with onnxruntime on images normalized as its metadata says")  # fmt: skip
     print(
         f"exported {args.arch} to {result.config}, {result.checkpoint} and {result.arch}\n"
         f'test it with plain mmseg: python -c "from mmseg.apis import init_model, '
@@ -271,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=16,
         help="training batches for BN recalibration (0: keep supernet stats)",
     )
+    export.add_argument(
+        "--format",
+        choices=("mmseg", "onnx"),
+        default="mmseg",
+        help="onnx: also model.onnx (opset 17), checked against PyTorch",
+    )
+    export.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                        help="ONNX export size (default: the config's input size)")  # fmt: skip
+    export.add_argument("--static", action="store_true", help="ONNX with a fixed input size")
     export.set_defaults(func=_cmd_export)
 
     run = with_config(

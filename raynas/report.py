@@ -137,7 +137,8 @@ def summary_markdown(
             f"{best['flops'] / 1e6:.2f} MFLOPs; config `{best['config']}`, checkpoint "
             f"`{best['checkpoint']}`. Chosen on the selection split"
             + (f" (mIoU {best['selection_mIoU']:.2f})" if "selection_mIoU" in best else "")
-            + "; the validation set only reports.",
+            + "; the validation set only reports."
+            + (f" ONNX: {best['onnx']}." if best.get("onnx") else ""),
             "",
         ]
     lines += ["## Baselines", "", "| baseline | mIoU |", "|---|---|"]

@@ -107,9 +107,23 @@ class ReportPhase(Phase):
         meta = read_meta(ckpt, DATASET_META_KEY)
         torch.save(subnet_checkpoint(ckpt["state_dict"], provenance, meta),
                    tmp / "best" / "subnet.pth")  # fmt: skip
+        onnx = self._onnx(tmp / "best")
         storage.upload(tmp / "best", "best")
         return dict(
             best,
             config=storage.child("best", "subnet.py").uri,
             checkpoint=storage.child("best", "subnet.pth").uri,
+            onnx=onnx,
         )
+
+    @staticmethod
+    def _onnx(best: Path) -> str:
+        """``best/model.onnx``; an export failure is said in the report and fails nothing."""
+        from raynas.onnx_export import export_onnx
+
+        try:
+            done = export_onnx(best / "subnet.py", best / "subnet.pth", best / "model.onnx")
+        except Exception as err:  # any failure: the run's models stand without it
+            return f"not exported ({type(err).__name__}: {err})"
+        return (f"model.onnx (opset {done['opset']}, dynamic size; logits within "
+                f"{done['max_abs_diff']:.1e} of PyTorch at {done['checked_sizes']})")  # fmt: skip
