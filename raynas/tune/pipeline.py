@@ -35,7 +35,6 @@ from raynas.tune.checks import (
     STATE_VERSION,
     check_address,
     check_config,
-    check_supernet,
     read_state,
 )
 from raynas.tune.options import DATA_PARALLEL, ray_init_kwargs, resolve_tune_cfg
@@ -79,15 +78,13 @@ class Pipeline:
         from raynas.config import load_config
 
         cfg = load_config(config, cfg_options)
-        resolve_tune_cfg(cfg.get("tune_cfg"))
-        check_supernet(cfg)
+        check_config(cfg)
         exp = Storage(storage).child(name)
         if exp.exists(STATE):
             raise ExistingOutputError(
                 f"experiment {exp.uri} exists; continue it with `raynas resume "
                 f"{exp.uri}` or choose another --name"
             )
-        check_config(cfg)
         apply_selection_split(cfg)
         exp.write_text(formatted_text(cfg), CONFIG)
         state = {"version": STATE_VERSION, "source": str(config), "created": time.time()}
