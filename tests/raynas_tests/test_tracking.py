@@ -29,7 +29,8 @@ TINY = {
 }
 PHASES = ("supernet", "search", "retrain")
 CHATTER = ("Loads checkpoint by", "token authentication", "Could not import OneDL",
-           "MultiScaleDeformableAttention", "pkg_resources is deprecated")  # fmt: skip
+           "MultiScaleDeformableAttention", "pkg_resources is deprecated",
+           "per class results")  # fmt: skip
 
 
 def _wandb_history(run_file: Path) -> list[dict[str, Any]]:

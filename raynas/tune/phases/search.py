@@ -5,6 +5,7 @@ trial sets the path on the trained supernet, recalibrates BN and scores it."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,7 @@ class _Evaluator:
     def __init__(self, cfg: Config, checkpoint_dir: str, opts: Mapping[str, Any]) -> None:
         from mmengine.dataset import pseudo_collate
         from mmengine.evaluator import Evaluator
+        from mmengine.logging import MMLogger
         from mmseg.registry import DATASETS
         from torch.utils.data import DataLoader, Subset
 
@@ -38,6 +40,9 @@ class _Evaluator:
         from raynas.export import build_supernet, load_supernet_weights
         from raynas.tune.storage import Storage
 
+        # every candidate's per-class IoU table (mmengine's IoUMetric, at INFO on the worker's
+        # console) stays off the driver's console: the trial reports its mIoU to Tune
+        MMLogger.get_current_instance().setLevel(logging.WARNING)
         self.cfg = cfg
         self.model = build_supernet(cfg)
         load_supernet_weights(self.model, Storage(checkpoint_dir).local_copy() / CKPT_NAME)
