@@ -151,10 +151,12 @@ def real_resolution(args: argparse.Namespace) -> None:
     rows = []
     for batch in args.batch:
         x = torch.randn(batch, 3, *size)
-        y = torch.randint(0, classes, (batch, size[0] // 8, size[1] // 8))
         for name, arch in paths.items():
             set_arch(model, arch)
-            sub = build_subnet(model, arch, cfg.model)
+            sub = build_subnet(model, arch, cfg.model).eval()
+            with torch.no_grad():  # the logits' size: 1/8, or 1/4 with the detail branch
+                hw = sub._forward(x[:1]).shape[2:]
+            y = torch.randint(0, classes, (batch, *hw))
             row = dict(path=name, batch=batch, gflops=table(arch).flops / 1e9)
             for kind, net in (("supernet", model), ("subnet", sub)):
                 net.train()
