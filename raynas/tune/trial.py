@@ -25,7 +25,8 @@ from raynas.tune.archive import encode_rows
 from raynas.tune.lifeline import exit_with_parent
 from raynas.tune.storage import Storage
 
-__all__ = ["Rows", "TuneReportHook", "archive_row", "build_runner", "prepare_runner_cfg",
+__all__ = ["Rows", "TuneReportHook", "archive_row", "build_runner", "drop_harmless",
+           "prepare_runner_cfg",
            "resume_from", "run_runner", "scale_schedule", "scored_on", "staging_dir",
            "staging_dirs_of", "trial_config", "trial_threads"]  # fmt: skip
 
@@ -43,6 +44,13 @@ _HARMLESS = (
 class _DropHarmless(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(_HARMLESS)
+
+
+def drop_harmless(logger: logging.Logger) -> None:
+    """Keeps mmengine's known-harmless warnings off ``logger``'s console (not its files)."""
+    for handler in logger.handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.addFilter(_DropHarmless())
 
 
 def trial_config(cfg_text: str, options: Mapping[str, Any] | None) -> Config:
@@ -310,8 +318,7 @@ def build_runner(cfg: Config) -> Any:
     for handler in runner.logger.handlers:
         if isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.INFO)
-        else:
-            handler.addFilter(_DropHarmless())
+    drop_harmless(runner.logger)
     return runner
 
 

@@ -30,7 +30,7 @@ TINY = {
 PHASES = ("supernet", "search", "retrain")
 CHATTER = ("Loads checkpoint by", "token authentication", "Could not import OneDL",
            "MultiScaleDeformableAttention", "pkg_resources is deprecated",
-           "per class results")  # fmt: skip
+           "per class results", "The prefix is not set")  # fmt: skip
 
 
 def _wandb_history(run_file: Path) -> list[dict[str, Any]]:

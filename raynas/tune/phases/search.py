@@ -21,7 +21,13 @@ from raynas.tune.archive import encode_rows
 from raynas.tune.factories import build_searcher
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
-from raynas.tune.trial import archive_row, scored_on, trial_config, trial_threads
+from raynas.tune.trial import (
+    archive_row,
+    drop_harmless,
+    scored_on,
+    trial_config,
+    trial_threads,
+)
 
 __all__ = ["SamplingSearch", "evaluate_candidate"]
 
@@ -42,7 +48,9 @@ class _Evaluator:
 
         # every candidate's per-class IoU table (mmengine's IoUMetric, at INFO on the worker's
         # console) stays off the driver's console: the trial reports its mIoU to Tune
-        MMLogger.get_current_instance().setLevel(logging.WARNING)
+        logger = MMLogger.get_current_instance()
+        logger.setLevel(logging.WARNING)
+        drop_harmless(logger)
         self.cfg = cfg
         self.model = build_supernet(cfg)
         load_supernet_weights(self.model, Storage(checkpoint_dir).local_copy() / CKPT_NAME)
