@@ -11,7 +11,7 @@
 #   note: at the 512x512 input, these dilations reach past the feature map [...]:
 #     stage2 at 1/64 (8x8 maps, zoomed): dilation(s) [8]
 _base_ = [
-    "../_base_/models/segsupernet.py",
+    "../_base_/models/segsupernet_realtime.py",
     "mmseg::_base_/datasets/ade20k.py",
     "../_base_/schedules/supernet_2k.py",
     "../_base_/synthseg_runtime.py",
@@ -20,19 +20,7 @@ custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
 crop_size = (512, 512)
 cost_input_size = (512, 512)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        stem_out=True,
-        arch_settings=dict(stem_channels=(24, 48), stage_channels=(96, 160, 256)),
-    ),
-    decode_head=dict(
-        in_channels=[96, 160, 256],
-        channels=96,
-        channel_choices=(48, 72, 96),
-        details=(0, 1),
-        detail_channels=48,
-        num_classes=150,
-    ),
+    data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=150)
 )
 train_dataloader = dict(batch_size=16, num_workers=4, persistent_workers=True)
 val_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=True)

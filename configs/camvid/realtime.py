@@ -12,7 +12,7 @@
 #   note: at the 360x480 input, these dilations reach past the feature map [...]:
 #     stage2 at 1/64 (5x5 maps, zoomed): dilation(s) [8]
 _base_ = [
-    "../_base_/models/segsupernet.py",
+    "../_base_/models/segsupernet_realtime.py",
     "../_base_/datasets/camvid.py",
     "../_base_/schedules/supernet_2k.py",
     "../_base_/synthseg_runtime.py",
@@ -21,19 +21,7 @@ custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
 crop_size = (360, 480)
 cost_input_size = (720, 960)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        stem_out=True,
-        arch_settings=dict(stem_channels=(24, 48), stage_channels=(96, 160, 256)),
-    ),
-    decode_head=dict(
-        in_channels=[96, 160, 256],
-        channels=96,
-        channel_choices=(48, 72, 96),
-        details=(0, 1),
-        detail_channels=48,
-        num_classes=11,
-    ),
+    data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=11)
 )
 train_dataloader = dict(batch_size=8, num_workers=4, persistent_workers=True)
 val_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=True)

@@ -4,9 +4,9 @@
 # from mmseg's tools/dataset_converters/cityscapes.py); elsewhere set the dataloaders' data_root.
 #   raynas check configs/cityscapes/realtime.py      # every pre-run check, nothing trained
 #   raynas run configs/cityscapes/realtime.py --address auto --storage s3://BUCKET/runs
-# The space is configs/realtime.py's (stem 24/48, stages 96/160/256, head up to 96 channels,
-# the 1/4 detail branch) with every dilation (1, 2, 4, 8) and zoom (1/2, 1) of the base space,
-# which a 512x1024 crop has room for. `raynas space configs/cityscapes/realtime.py` prints:
+# The space (configs/_base_/models/segsupernet_realtime.py): configs/realtime.py's widths, the
+# 1/4 detail branch, and every dilation (1, 2, 4, 8) and zoom (1/2, 1) of the base space, which
+# a 512x1024 crop has room for. `raynas space configs/cityscapes/realtime.py` prints:
 #   45 labels, 1.344e+19 distinct architectures
 #   flops at 1024x2048: 3.757e9 (cheapest path) to 43.12e9 (dearest path)
 #   params: 152.3e3 (cheapest path) to 5.691e6 (dearest path)
@@ -16,7 +16,7 @@
 # counts 98.5e9 there by the same count (769.4e6 at 128x128, benchmarks/results/vs_mmseg.md,
 # times 128), so the 30e9 constraint below asks for under a third of its cost.
 _base_ = [
-    "../_base_/models/segsupernet.py",
+    "../_base_/models/segsupernet_realtime.py",
     "../_base_/datasets/cityscapes.py",
     "../_base_/schedules/supernet_2k.py",
     "../_base_/synthseg_runtime.py",
@@ -25,19 +25,7 @@ custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
 crop_size = (512, 1024)
 cost_input_size = (1024, 2048)
 model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        stem_out=True,
-        arch_settings=dict(stem_channels=(24, 48), stage_channels=(96, 160, 256)),
-    ),
-    decode_head=dict(
-        in_channels=[96, 160, 256],
-        channels=96,
-        channel_choices=(48, 72, 96),
-        details=(0, 1),
-        detail_channels=48,
-        num_classes=19,
-    ),
+    data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=19)
 )
 # GPU data loading: 8 crops per GPU, decoded by 4 worker processes (CPUs per GPU trial below)
 train_dataloader = dict(batch_size=8, num_workers=4, persistent_workers=True)
