@@ -19,9 +19,7 @@ _base_ = [
 custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
 crop_size = (512, 512)
 cost_input_size = (512, 512)
-model = dict(
-    data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=150)
-)
+model = dict(data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=150))
 train_dataloader = dict(batch_size=16, num_workers=4, persistent_workers=True)
 val_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=True)
 test_dataloader = val_dataloader

@@ -20,9 +20,7 @@ _base_ = [
 custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
 crop_size = (360, 480)
 cost_input_size = (720, 960)
-model = dict(
-    data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=11)
-)
+model = dict(data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=11))
 train_dataloader = dict(batch_size=8, num_workers=4, persistent_workers=True)
 val_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=True)
 test_dataloader = val_dataloader

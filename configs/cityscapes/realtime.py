@@ -24,9 +24,7 @@ _base_ = [
 custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
 crop_size = (512, 1024)
 cost_input_size = (1024, 2048)
-model = dict(
-    data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=19)
-)
+model = dict(data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=19))
 # GPU data loading: 8 crops per GPU, decoded by 4 worker processes (CPUs per GPU trial below)
 train_dataloader = dict(batch_size=8, num_workers=4, persistent_workers=True)
 val_dataloader = dict(batch_size=1, num_workers=2, persistent_workers=True)

@@ -98,3 +98,24 @@ def test_onnx_runs_without_torch_or_raynas(make_cfg, tmp_path) -> None:
         ).numpy()
     got = np.load(tmp_path / "out.npy")
     assert got.shape == (1, 8, 96, 160) and np.allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+def test_bench_times_an_export_on_both_backends(make_cfg, tmp_path, capsys) -> None:
+    from mmseg_plugins import search_space
+    from raynas.cli import main
+
+    cfg = make_cfg("quickstart.py", tmp_path / "work")
+    model = build_supernet(cfg).eval()
+    arch = search_space(model).extreme(False)
+    sub = export_subnet(cfg, "random-init", arch, tmp_path / "best", calib_batches=0, model=model)
+    export_onnx(sub.config, sub.checkpoint, tmp_path / "best" / "model.onnx")
+    for backend in ("torch", "onnxruntime"):
+        argv = ["bench", str(tmp_path / "best"), "--backend", backend, "--size", "64", "96"]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"on {backend} (cpu, 1 thread(s), 64x96, batch 1): median" in out
+        assert "over 50 runs" in out
+    assert main(["bench", str(tmp_path / "best"), "--runs", "5"]) == 2
+    assert "--runs must be >= 50" in capsys.readouterr().err
+    assert main(["bench", str(tmp_path / "work"), "--backend", "onnxruntime"]) == 2
+    assert "raynas export ... --format onnx" in capsys.readouterr().err
