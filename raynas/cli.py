@@ -201,16 +201,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from raynas.deploy_bench import bench
-
-    got = bench(args.model, args.backend, args.threads, tuple(args.size), args.device, args.runs)
-    print(f"{args.model} on {got['backend']} ({got['device']}, {got['threads']} thread(s), "
-          f"{got['size'][0]}x{got['size'][1]}, batch 1): median {got['median_ms']:.2f} ms, "
-          f"p90 {got['p90_ms']:.2f} ms over {got['runs']} runs")  # fmt: skip
-    return 0
-
-
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from raynas.tune.doctor import main as doctor
 
@@ -232,6 +222,7 @@ def _running_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
+    from raynas.cli_deploy import add_deploy_commands
     from raynas.config import DictAction
 
     parser = argparse.ArgumentParser(
@@ -332,14 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.set_defaults(func=_cmd_resume)
     for p in (run, resume):
         _running_options(p)
-    bench = sub.add_parser("bench", help="deployment latency of an exported model")
-    bench.add_argument("model", type=Path, help="an export folder (best/) or a .onnx file")
-    bench.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
-    bench.add_argument("--threads", type=int, default=1)
-    bench.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=[512, 1024])
-    bench.add_argument("--device", default="cpu", help="cpu or cuda")
-    bench.add_argument("--runs", type=int, default=50, help="timed runs (>= 50)")
-    bench.set_defaults(func=_cmd_bench)
+    add_deploy_commands(sub)
     report = sub.add_parser("report", help="print the table and redraw the plots of an experiment")
     report.add_argument("experiment", help="experiment folder (STORAGE/NAME)")
     report.set_defaults(func=_cmd_report)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -119,3 +120,30 @@ def test_bench_times_an_export_on_both_backends(make_cfg, tmp_path, capsys) -> N
     assert "--runs must be >= 50" in capsys.readouterr().err
     assert main(["bench", str(tmp_path / "work"), "--backend", "onnxruntime"]) == 2
     assert "raynas export ... --format onnx" in capsys.readouterr().err
+
+
+def test_predict_matches_mmsegs_inference_model(make_cfg, synth_root, tmp_path, capsys) -> None:
+    from mmseg.apis import inference_model, init_model
+
+    from mmseg_plugins import search_space
+    from raynas.cli import main
+    from raynas.predict import colorize
+
+    cfg = make_cfg("quickstart.py", tmp_path / "work")
+    torch.manual_seed(0)
+    model = build_supernet(cfg).eval()
+    arch = search_space(model).extreme(True)
+    sub = export_subnet(cfg, "random-init", arch, tmp_path / "best", calib_batches=2, model=model)
+    export_onnx(sub.config, sub.checkpoint, tmp_path / "best" / "model.onnx")
+    images = sorted((synth_root / "img_dir" / "val").glob("*.png"))[:3]
+    assert main(["predict", str(tmp_path / "best"), *map(str, images), "--out",
+                 str(tmp_path / "masks")]) == 0  # fmt: skip
+    assert "wrote 3 colour mask(s)" in capsys.readouterr().out
+    seg = init_model(str(sub.config), str(sub.checkpoint), device="cpu")
+    palette = seg.dataset_meta["palette"]
+    for image in images:
+        want = inference_model(seg, str(image)).pred_sem_seg.data[0].numpy().astype(np.uint8)
+        got = cv2.imread(str(tmp_path / "masks" / image.name))[..., ::-1]
+        expected = colorize(want, palette)
+        assert (got == expected).all(-1).mean() >= 0.999  # the same class on 99.9% of pixels
+        assert len(np.unique(want)) > 1  # a mask with more than one class
