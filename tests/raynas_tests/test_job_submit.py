@@ -30,7 +30,10 @@ def _free_port() -> int:
 
 
 def _ray(*args: str, **kw: Any) -> subprocess.CompletedProcess:
+    """The ``ray`` CLI; job commands send the head's token (Ray 2.60 turns token authentication
+    on for a head started with ``ray start``; the token is in ``~/.ray/auth_token``)."""
     ray = Path(sys.executable).with_name("ray")
+    kw.setdefault("env", dict(os.environ, RAY_AUTH_MODE="token"))
     return subprocess.run([str(ray), *args], capture_output=True, text=True, timeout=300, **kw)
 
 
@@ -57,7 +60,7 @@ def _wait(dashboard: str, job: str, until: set[str], timeout: float = 900) -> st
 def test_submit_stop_and_resume_on_a_local_head(tmp_path: Path, run_options: Any) -> None:
     port, dash = _free_port(), _free_port()
     dashboard = f"http://127.0.0.1:{dash}"
-    env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{port}")
+    env = dict(os.environ, RAY_ADDRESS=f"127.0.0.1:{port}", RAY_AUTH_MODE="token")
     started = _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                    "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                    f"--dashboard-port={dash}", env=env)  # fmt: skip
