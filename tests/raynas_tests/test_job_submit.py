@@ -46,7 +46,10 @@ def _submit(dashboard: str, *raynas_args: str) -> str:
 
 def _status(dashboard: str, job: str) -> str:
     out = _ray("job", "status", "--address", dashboard, job)
-    return re.search(r"(PENDING|RUNNING|STOPPED|SUCCEEDED|FAILED)", out.stdout + out.stderr)[0]
+    text = out.stdout + out.stderr
+    # "Status for job 'X': RUNNING", "Job 'X' succeeded", "Job 'X' was stopped", ...
+    found = re.search(r"\b(pending|running|stopping|stopped|succeeded|failed)\b", text, re.I)
+    return found[0].upper() if found else f"unknown ({text.strip()[-300:]})"
 
 
 def _wait(dashboard: str, job: str, until: set[str], timeout: float = 900) -> str:
