@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from raynas.core.errors import InvalidValueError, MissingInputError
+from raynas.core.errors import InvalidValueError
 
 __all__ = ["BACKENDS", "MIN_RUNS", "bench"]
 
@@ -28,9 +28,10 @@ def _torch_runner(model: Path, size: tuple[int, int], device: str) -> Callable[[
     import torch
     from mmseg.apis import init_model
 
-    if not (model / "subnet.py").is_file():
-        raise MissingInputError(f"{model} holds no subnet.py: pass an export folder (best/)")
-    seg = init_model(str(model / "subnet.py"), str(model / "subnet.pth"), device=device).eval()
+    from raynas.onnx_export import export_files
+
+    config, checkpoint = export_files(model)
+    seg = init_model(str(config), str(checkpoint), device=device).eval()
     x = torch.randn(1, 3, *size, device=device)
 
     def run() -> Any:
@@ -46,11 +47,9 @@ def _torch_runner(model: Path, size: tuple[int, int], device: str) -> Callable[[
 def _onnx_runner(model: Path, size: tuple[int, int], device: str, threads: int) -> Callable:
     import onnxruntime as ort
 
-    path = model if model.suffix == ".onnx" else model / "model.onnx"
-    if not path.is_file():
-        raise MissingInputError(
-            f"{path} not found: export it with `raynas export ... --format onnx`"
-        )
+    from raynas.onnx_export import onnx_file
+
+    path = onnx_file(model)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]

@@ -20,9 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raynas.core.errors import InvalidValueError
+from raynas.core.errors import InvalidValueError, MissingInputError
 
-__all__ = ["OPSET", "ExportMismatchError", "export_onnx", "onnx_parity"]
+__all__ = [
+    "OPSET",
+    "ExportMismatchError",
+    "export_files",
+    "export_onnx",
+    "onnx_file",
+    "onnx_parity",
+]
 
 OPSET = 17
 _TOLERANCE = dict(rtol=1e-3, atol=1e-4)
@@ -42,6 +49,23 @@ class _Logits(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.segmentor._forward(image)
         return F.interpolate(logits, size=image.shape[2:], mode="bilinear", align_corners=False)
+
+
+def onnx_file(model: Path) -> Path:
+    """The ONNX file of ``model``: the file itself, or an export folder's ``model.onnx``."""
+    path = model if model.suffix == ".onnx" else model / "model.onnx"
+    if not path.is_file():
+        raise MissingInputError(
+            f"{path} not found: export it with `raynas export ... --format onnx`"
+        )
+    return path
+
+
+def export_files(model: Path) -> tuple[Path, Path]:
+    """``subnet.py`` and ``subnet.pth`` of an export folder (``best/`` of a run)."""
+    if not (model / "subnet.py").is_file():
+        raise MissingInputError(f"{model} holds no subnet.py: pass an export folder (best/)")
+    return model / "subnet.py", model / "subnet.pth"
 
 
 def _other_sizes(size: tuple[int, int]) -> list[tuple[int, int]]:

@@ -55,10 +55,9 @@ def predict(
     if backend == "onnxruntime":
         import onnxruntime as ort
 
-        path = model if model.suffix == ".onnx" else model / "model.onnx"
-        if not path.is_file():
-            raise MissingInputError(f"{path} not found: `raynas export ... --format onnx`")
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        from raynas.onnx_export import onnx_file
+
+        session = ort.InferenceSession(str(onnx_file(model)), providers=["CPUExecutionProvider"])
         raw = session.get_modelmeta().custom_metadata_map
         meta = {k: json.loads(v) for k, v in raw.items()}
         labels = (predict_onnx(session, img, meta) for img in images)
@@ -66,9 +65,10 @@ def predict(
     elif backend == "torch":
         from mmseg.apis import inference_model, init_model
 
-        if not (model / "subnet.py").is_file():
-            raise MissingInputError(f"{model} holds no subnet.py: pass an export folder")
-        seg = init_model(str(model / "subnet.py"), str(model / "subnet.pth"), device="cpu")
+        from raynas.onnx_export import export_files
+
+        config, checkpoint = export_files(model)
+        seg = init_model(str(config), str(checkpoint), device="cpu")
         labels = (inference_model(seg, str(img)).pred_sem_seg.data[0].numpy().astype(np.uint8)
                   for img in images)  # fmt: skip
         palette = list(seg.dataset_meta["palette"])
