@@ -102,7 +102,6 @@ DOCS: dict[str, str] = {
 }
 _FREE = "dict (free form)"
 _SPECIAL = {
-    "search.type": "'sampling', 'ssr'",
     "search.searcher": "dict: type 'nsga2', 'tpe' or 'random'; population_size >= 2",
     "search.constraints": "dict: flops, params, latency_ms -> (low, high)",
     "search.start_with": "list of 'largest', 'smallest', file paths, dicts",
@@ -141,6 +140,10 @@ def _allowed(name: str, default: Any) -> str:
     key = name.rpartition(".")[2]
     if name in _SPECIAL:
         return _SPECIAL[name]
+    if name == "search.type":  # the registry the checks read
+        from raynas.tune.phases import SEARCH_TYPES
+
+        return ", ".join(repr(k) for k in SEARCH_TYPES)
     if name in o.CHOICES:
         return ", ".join(repr(c) for c in o.CHOICES[name])
     if name.startswith("ssr.") and key in LOWER_BOUNDS:
