@@ -177,10 +177,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from raynas.tune.options import DATA_PARALLEL, trial_resources
 
     cfg = load_config(args.config, args.cfg_options)
-    opts = check_config(cfg)
+    memory: list[str] = []
+    opts = check_config(cfg, memory)
     space, table = space_and_table(cfg)
     print(f"{args.config}: every check passed (tune_cfg, supernet, searcher and schedulers, "
-          "constraints, SSR options, start_with, datasets)")  # fmt: skip
+          "constraints, SSR options, start_with, datasets, GPU memory)")  # fmt: skip
     print(f"space: {space.size():.4g} architectures; ", end="")
     _print_cost_ranges(space, table)
     for phase in ("supernet", "search", "retrain"):
@@ -198,6 +199,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if wants and not gpus:
         print("note: phases request GPUs and this machine sees none; run on a cluster that has "
               "them (raynas run --address ...)")  # fmt: skip
+    for line in memory:
+        print(f"memory: {line}")
+    if memory and not any(" of " in line.rsplit(")", 1)[-1] for line in memory):
+        print("note: GPU memory unknown here: set tune_cfg.<phase>.resources.gpu_memory (GiB "
+              "of one GPU) and the check refuses a step that cannot fit")  # fmt: skip
     return 0
 
 

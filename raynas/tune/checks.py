@@ -25,6 +25,7 @@ __all__ = [
     "check_datasets",
     "check_factories",
     "check_feasible",
+    "check_memory",
     "check_ssr",
     "check_supernet",
     "read_state",
@@ -169,11 +170,46 @@ def check_supernet(cfg: Config) -> None:
         )
 
 
-def check_config(cfg: Config) -> dict[str, dict[str, Any]]:
+def check_memory(cfg: Config, opts: dict[str, Any]) -> list[str]:
+    """Refuses a phase whose training step cannot fit its trial's GPU: the supernet and
+    retrain phases by the largest path's step (the bound of any retrained candidate), an SSR
+    search by its relaxed step (:func:`raynas.memory.step_memory`). Returns a line per phase
+    that trains on a GPU.
+
+    Raises:
+        InvalidValueError: Naming the phase, the estimate, the GPU's share and the fixes.
+    """
+    from raynas.memory import gpu_memory_mib, step_memory
+
+    lines = []
+    for phase in ("supernet", "search", "retrain"):
+        o, relaxed = opts[phase], phase == "search"
+        if relaxed and o["type"] != "ssr":
+            continue  # the sampling search evaluates without backward
+        res = o["resources"]
+        if not (res.get("gpu") or res.get("gpu_per_worker")):
+            continue
+        amp = o.get("amp") if not relaxed else opts["supernet"].get("amp")
+        est = step_memory(cfg, relaxed=relaxed, amp=amp)
+        have = gpu_memory_mib(res)
+        fits = "" if have is None else f" of {have / 1024:.1f} GiB"
+        lines.append(f"{phase}: {est.line()}{fits}")
+        if have is not None and est.total_mib > have:
+            raise InvalidValueError(
+                f"tune_cfg.{phase}: {est.line()} exceeds the {have / 1024:.1f} GiB of the "
+                f"trial's GPU; lower train_dataloader.batch_size (activations scale with it) "
+                f"or the crop (model.data_preprocessor.size), set tune_cfg.{phase}.amp='bf16', "
+                f"or give the trial more GPU (resources.gpu / resources.gpu_memory)"
+            )
+    return lines
+
+
+def check_config(cfg: Config, memory: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Every check a pipeline config passes before anything is written or trained (``raynas
     run`` and ``raynas check``): ``tune_cfg``, the supernet, searcher and schedulers, the
-    constraints against the space, SSR's options, ``start_with`` and the datasets (a missing
-    synthseg dataset is generated). Returns the resolved ``tune_cfg``.
+    constraints against the space, SSR's options, ``start_with``, the datasets (a missing
+    synthseg dataset is generated) and each GPU phase's step memory (its lines appended to
+    ``memory``). Returns the resolved ``tune_cfg``.
 
     Raises:
         InputError: The first problem found, naming the key, file or value.
@@ -187,6 +223,9 @@ def check_config(cfg: Config) -> dict[str, dict[str, Any]]:
     check_ssr(cfg, opts["search"])
     check_start_with(cfg, opts["search"]["start_with"])
     check_datasets(cfg)
+    lines = check_memory(cfg, opts)
+    if memory is not None:
+        memory.extend(lines)
     return opts
 
 

@@ -97,7 +97,7 @@ COUNTS: dict[str, tuple[int, bool]] = {
 }
 # cpu/gpu: the trial's own; workers > 1 (data-parallel trials: supernet, retrain): the trial is a
 # light Ray Train driver (0.1 CPU) and each worker takes cpu_per_worker/gpu_per_worker
-RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker", "threads")
+RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker", "threads", "gpu_memory")
 _THREADS_PHASES = ("supernet", "retrain")  # trials that train with the Runner in one process
 DATA_PARALLEL = ("supernet", "retrain")
 _CONSTRAINTS = ("flops", "params", "latency_ms")

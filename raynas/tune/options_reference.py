@@ -75,6 +75,8 @@ DOCS: dict[str, str] = {
     "resources.workers": "data-parallel workers (Ray Train) of a supernet or retrain trial",
     "resources.cpu_per_worker": "CPUs of each data-parallel worker",
     "resources.gpu_per_worker": "GPUs of each data-parallel worker",
+    "resources.gpu_memory": "GiB of one of the cluster's GPUs: `raynas check` and `run` refuse "
+    "a step estimated not to fit the trial's share (default: the local GPU's, if any)",
     "resources.threads": "torch threads of a supernet or retrain trial: 'auto' measures the "
     "faster of 1 and the trial's CPUs",
     "tse.candidates": "the search's best candidates re-scored",
