@@ -2,7 +2,7 @@
 # The GPU check on a bare GPU machine: its own Python and torch, no OpenMMLab, no Ray, no
 # network. Under 6 minutes on one GPU, unattended:
 #   1. a virtualenv over the system's packages (its torch), and the OpenMMLab packages (and any
-#      missing small dependency) from the carried wheelhouse (benchmarks/gpu_wheels.sh, carried
+#      missing small dependency) from the carried wheelhouse (scripts/gpu_wheels.sh, carried
 #      as .cache/gpu_wheels); an environment that already imports them is used as it is;
 #   2. the `gpu`-marked tests, where pytest is installed;
 #   3. benchmarks/gpu_check.py: the Cityscapes config on a full-resolution fixture through
@@ -25,7 +25,7 @@ else
 fi
 python3 -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
 if ! python3 -c "import mmengine, mmcv, mmseg" 2>/dev/null; then
-  [ -d "$WH" ] || { echo "no wheelhouse at $WH: run bash benchmarks/gpu_wheels.sh and carry it"; exit 2; }
+  [ -d "$WH" ] || { echo "no wheelhouse at $WH: run bash scripts/gpu_wheels.sh and carry it"; exit 2; }
   if [ -z "${VIRTUAL_ENV:-}" ]; then  # a virtualenv over the system's torch
     python3 -m venv --system-site-packages /tmp/raynas-gpu-check
     . /tmp/raynas-gpu-check/bin/activate

@@ -10,8 +10,11 @@ a dynamic export, at two other sizes (rtol 1e-3, atol 1e-4).
 
 from __future__ import annotations
 
+import io
 import os
+import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ __all__ = [
     "export_files",
     "export_onnx",
     "onnx_file",
+    "onnx_latency_ms",
     "onnx_parity",
 ]
 
@@ -175,3 +179,30 @@ def export_onnx(
                 max_abs_diff=worst, checked_sizes=[list(s) for s in sizes],
                 mean=list(pre.get("mean", [0, 0, 0])), std=list(pre.get("std", [1, 1, 1])),
                 bgr_to_rgb=bool(pre.get("bgr_to_rgb", False)))  # fmt: skip
+
+
+def onnx_latency_ms(
+    model: nn.Module, size: tuple[int, int], threads: int = 1, runs: int = 20, warmup: int = 5
+) -> float:
+    """Median ms of one image through ``model`` (an mmseg segmentor on CPU) exported to ONNX
+    in memory (static size) and run by ONNX Runtime's CPU provider on ``threads`` threads:
+    what a deployment on this CPU sees (the search's ``latency_backend='onnxruntime'``)."""
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    torch.onnx.export(_Logits(model).eval(), (torch.randn(1, 3, *size),), buf,
+                      opset_version=OPSET, input_names=["image"], output_names=["logits"],
+                      dynamo=False)  # fmt: skip
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feed = {"image": np.random.default_rng(0).standard_normal((1, 3, *size), np.float32)}
+    for _ in range(warmup):
+        session.run(None, feed)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e3

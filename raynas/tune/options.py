@@ -43,6 +43,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         calib_batches=4,
         eval_images=100,
         latency=False,
+        latency_backend="torch",
         start_with=[],
         tse=None,
         ssr=None,
@@ -73,6 +74,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 # the options with a fixed set of values, by their reference name
 CHOICES: dict[str, tuple[str, ...]] = {
     "search.cost": ("flops", "latency_ms"),
+    "search.latency_backend": ("torch", "onnxruntime"),
     "retrain.init": ("inherit", "scratch"),
     "tse.schedule": ("constant", "poly"),
     "tse.score": ("loss", "mIoU"),
@@ -279,6 +281,11 @@ def _check_search(opts: dict[str, Any]) -> None:
         raise InvalidValueError(
             "tune_cfg.search.start_with must be a list of 'largest', 'smallest', arch file paths "
             f"or label -> choice dicts, got {starts!r}"
+        )
+    if opts["latency_backend"] not in CHOICES["search.latency_backend"]:
+        raise InvalidValueError(
+            f"tune_cfg.search.latency_backend must be one of "
+            f"{list(CHOICES['search.latency_backend'])}, got {opts['latency_backend']!r}"
         )
     if not isinstance(opts["latency"], bool):
         raise InvalidValueError(

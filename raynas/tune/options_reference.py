@@ -44,6 +44,9 @@ DOCS: dict[str, str] = {
     "search.calib_batches": "BN recalibration batches per candidate",
     "search.eval_images": "selection-split images per candidate (None: all)",
     "search.latency": "also record every feasible candidate's latency (latency table)",
+    "search.latency_backend": "how latency_ms is measured: 'torch' (PyTorch eager on the "
+    "trial's device, per-layer table) or 'onnxruntime' (each candidate's static subnet "
+    "exported and timed whole in ONNX Runtime on the trial's CPU threads)",
     "search.start_with": "architectures evaluated first: 'largest', 'smallest', arch files or "
     "label -> choice dicts",
     "search.tse": "re-rank the search's best candidates by a short fine-tune (keys below); None: "

@@ -177,6 +177,10 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
     ),
     "retrain init": (_run("tune_cfg.retrain.init=pretrained"), ("'inherit' or 'scratch'",)),
     "search cost": (_run("tune_cfg.search.cost=params"), ("'flops' or 'latency_ms'",)),
+    "latency backend": (
+        _run("tune_cfg.search.latency_backend=ort"),
+        ("tune_cfg.search.latency_backend must be one of ['torch', 'onnxruntime']",),
+    ),
     "start_with name": (
         _run("tune_cfg.search.start_with=[largets]"),
         ("start_with[0]", "did you mean 'largest'?"),

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from raynas.export import build_supernet, export_subnet
-from raynas.onnx_export import export_onnx
+from raynas.onnx_export import export_onnx, onnx_latency_ms
 
 pytestmark = pytest.mark.integration  # about 40 exports, ~1 min on 2 cores
 SPACES = {"quickstart": "quickstart.py", "realtime": "realtime.py",
@@ -120,6 +120,23 @@ def test_bench_times_an_export_on_both_backends(make_cfg, tmp_path, capsys) -> N
     assert "--runs must be >= 50" in capsys.readouterr().err
     assert main(["bench", str(tmp_path / "work"), "--backend", "onnxruntime"]) == 2
     assert "raynas export ... --format onnx" in capsys.readouterr().err
+
+
+def test_onnx_runtime_latency_of_a_path_as_the_search_measures_it(make_cfg, tmp_path) -> None:
+    """``latency_backend='onnxruntime'``: a path's static subnet timed whole in ONNX Runtime;
+    the largest path is slower than the smallest, on 1 thread and on 2."""
+    from mmseg_plugins import search_space
+    from mmseg_plugins.arch import build_subnet
+
+    cfg = make_cfg("quickstart.py", tmp_path / "work")
+    model = build_supernet(cfg).eval()
+    space = search_space(model)
+    subs = {big: build_subnet(model, space.extreme(big), cfg.model).eval() for big in (1, 0)}
+    for threads in (1, 2):
+        times = {
+            big: onnx_latency_ms(sub, (128, 128), threads, runs=10) for big, sub in subs.items()
+        }
+        assert 0 < times[0] < times[1], times
 
 
 def test_predict_matches_mmsegs_inference_model(make_cfg, synth_root, tmp_path, capsys) -> None:

@@ -1,6 +1,6 @@
 """The Cityscapes, CamVid and ADE20K pipeline configs on small generated datasets in those
 datasets' folder layouts, read by mmseg's own dataset classes: ``raynas check`` and one
-supernet step each (default tier), the whole Cityscapes pipeline (slow tier).
+supernet step each (default tier), the whole pipeline on each (slow tier).
 
 The configs run unchanged but for the ``--cfg-options`` of :func:`fixture_options`: data roots,
 data loading in the main process, image sizes (the fixture's images are 64 px high), and
@@ -89,12 +89,13 @@ def test_one_supernet_step_with_mmsegs_dataset(layout: str, fixtures: dict, tmp_
     assert runner.iter == 1
 
 
-@pytest.mark.slow  # the whole pipeline on the Cityscapes fixture, about 3 min on 2 cores
+@pytest.mark.slow  # the whole pipeline on each fixture, about 3 min each on 2 cores
 @pytest.mark.ray
-def test_cityscapes_pipeline_end_to_end(fixtures: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", list(CONFIGS))
+def test_pipeline_end_to_end(layout: str, fixtures: dict, tmp_path: Path) -> None:
     from mmseg.apis import inference_model, init_model
 
-    opts = fixture_options("cityscapes", fixtures["cityscapes"])
+    opts = fixture_options(layout, fixtures[layout])
     opts.update({"tune_cfg.supernet.iters": 40, "tune_cfg.supernet.report_interval": 20,
                  "tune_cfg.search.num_candidates": 3, "tune_cfg.search.eval_images": 4,
                  "tune_cfg.search.calib_batches": 1, "tune_cfg.retrain.iters": 20,
@@ -104,7 +105,7 @@ def test_cityscapes_pipeline_end_to_end(fixtures: dict, tmp_path: Path) -> None:
         opts.update(
             {f"tune_cfg.{phase}.resources.cpu": cpus, f"tune_cfg.{phase}.resources.gpu": 0}
         )
-    cmd = [sys.executable, "-m", "raynas.cli", "run", str(CONFIGS["cityscapes"]), "--storage",
+    cmd = [sys.executable, "-m", "raynas.cli", "run", str(CONFIGS[layout]), "--storage",
            str(tmp_path), "--name", "cs", "--cfg-options", *_argv(opts)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -112,5 +113,8 @@ def test_cityscapes_pipeline_end_to_end(fixtures: dict, tmp_path: Path) -> None:
     assert all(state["phases"][p]["done"] for p in ("supernet", "search", "retrain", "report"))
     best = tmp_path / "cs/best"
     model = init_model(str(best / "subnet.py"), str(best / "subnet.pth"), device="cpu")
-    img = next((fixtures["cityscapes"] / "leftImg8bit/val").rglob("*.png"))
-    assert inference_model(model, str(img)).pred_sem_seg.data.shape[-2:] == (64, 128)
+    val = {"cityscapes": "leftImg8bit/val", "camvid": "images/val",
+           "ade20k": "images/validation"}[layout]  # fmt: skip
+    img = next(p for p in sorted((fixtures[layout] / val).rglob("*")) if p.is_file())
+    h, w = SIZES[layout][3]
+    assert inference_model(model, str(img)).pred_sem_seg.data.shape[-2:] == (h, w)

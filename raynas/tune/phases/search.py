@@ -86,12 +86,16 @@ class _Evaluator:
             self.scores[key] = float(metrics["mIoU"])
         return self.scores[key]
 
-    def latency(self, arch: Mapping[str, Any], cache: str) -> float:
-        """The path's latency on this trial's device, predicted by the latency table (kept in
-        the experiment's ``latency/`` per device and input size; missing entries measured)."""
+    def latency(self, arch: Mapping[str, Any], cache: str, backend: str = "torch") -> float:
+        """The path's latency: on this trial's device, predicted by the latency table (kept in
+        the experiment's ``latency/`` per device and input size; missing entries measured),
+        or (``backend='onnxruntime'``) its static subnet measured whole in ONNX Runtime on
+        this trial's CPU threads."""
         from mmseg_plugins.latency import LatencyTable, table_file
         from raynas.tune.storage import Storage
 
+        if backend == "onnxruntime":
+            return self.onnx_latency(arch)
         if self.lut is None:
             device = next(self.model.parameters()).device
             size = tuple(self.table.input_size)
@@ -104,6 +108,22 @@ class _Evaluator:
         if len(self.lut.entries) > known:
             Storage(cache).write_text(self.lut.to_json(), self.lut_name)
         return value
+
+    def onnx_latency(self, arch: Mapping[str, Any]) -> float:
+        """ONNX Runtime latency of the path's static subnet (one per network, remembered)."""
+        import torch
+
+        from mmseg_plugins.arch import build_subnet
+        from raynas.core.seg_space import functional_arch
+        from raynas.onnx_export import onnx_latency_ms
+
+        size = tuple(self.table.input_size)
+        key = ("onnxruntime", json.dumps(functional_arch(arch, self.model.backbone.settings,
+                                                          size), sort_keys=True))  # fmt: skip
+        if key not in self.scores:
+            sub = build_subnet(self.model, arch, self.cfg.model).cpu().eval()
+            self.scores[key] = onnx_latency_ms(sub, size, torch.get_num_threads())
+        return self.scores[key]
 
 
 _EVALUATORS: dict[tuple[int, str], _Evaluator] = {}
@@ -132,7 +152,8 @@ def evaluate_candidate(config: dict, cfg_text: str, opts: dict) -> None:
     ev = _EVALUATORS[key]
     arch = ev.space.canonical(ev.space.validate(config["arch"]))
     cost = ev.table(arch)
-    latency = ev.latency(arch, opts["latency_cache"]) if opts.get("needs_latency") else None
+    latency = (ev.latency(arch, opts["latency_cache"], opts.get("latency_backend", "torch"))
+               if opts.get("needs_latency") else None)  # fmt: skip
     costs = dict(flops=cost.flops, params=cost.params, latency_ms=latency)
     feasible = _feasible(costs, opts.get("constraints") or {})
     miou = ev.miou(arch, opts.get("calib_batches", 4)) if feasible else 0.0
@@ -173,6 +194,7 @@ class SamplingSearch(TunePhase):
                 or "latency_ms" in self.opts["constraints"]
             ),
             latency_cache=self.pipeline.storage.child("latency").uri,
+            latency_backend=self.opts["latency_backend"],
         )
         fn = tune.with_parameters(
             evaluate_candidate, cfg_text=self.pipeline.cfg_text, opts=trial_opts
