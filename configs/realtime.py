@@ -25,9 +25,13 @@ tune_cfg = dict(
     # "Found models against mmseg's real-time models")
     supernet=dict(iters=7200, report_interval=2400),
     search=dict(constraints=dict(flops=(None, 600e6))),  # below BiSeNetV2's 769 MFLOPs
-    # the top-2 Pareto subnets side by side, one core each, on the schedule that
-    # benchmarks/vs_mmseg.py trains mmseg's models with
+    # the search's 6 best candidates under successive halving (raynas/tune/halving.py), two at
+    # a time, one core each, on the schedule that benchmarks/vs_mmseg.py trains mmseg's models
+    # with: all six to 250 iterations, the best 2 to 750, the best of those to 2000 and picked
+    # on its selection mIoU; 6x250 + 2x500 + 1x1250 = 3750 iterations, 1.875 full retrains
+    # (the top-2 retrained side by side before cost 2)
     retrain=dict(
-        top_k=2, iters=2000, report_interval=1000, resources=dict(cpu=1), max_concurrent=2
+        top_k=6, iters=2000, report_interval=250, resources=dict(cpu=1), max_concurrent=2,
+        scheduler=dict(type="successive_halving", eta=3, grace=1),
     ),
 )

@@ -5,7 +5,8 @@ config (``mmseg::...`` or a path). :func:`baseline_config` puts its model into a
 subnet's training config, changing only the number of classes, the data preprocessor (input
 size, normalisation), BN (SyncBN -> BN) and pretrained weights (none), so that both train on
 the same data with the same schedule. :func:`model_cost` measures params, FLOPs and CPU
-latency (batch 1) of any model config, in the calling process.
+latency (batch 1) of any model config, in the calling process; :func:`deploy_latency` its
+latency in PyTorch eager and ONNX Runtime at several thread counts.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 
 from raynas.core.errors import UnknownKeyError, closest
 
-__all__ = ["BASELINES", "baseline_config", "baseline_source", "check_baselines", "model_cost"]
+__all__ = [
+    "BASELINES",
+    "baseline_config",
+    "baseline_source",
+    "check_baselines",
+    "deploy_latency",
+    "model_cost",
+]
 
 BASELINES = {
     "fastscnn": "mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py",
@@ -112,3 +120,37 @@ def model_cost(model_cfg: Any, size: tuple[int, int], checkpoint: str | None = N
     flops = flops.uncalled_modules_warnings(False).total()
     return dict(params=float(parameter_count(model)[""]), flops=float(flops),
                 latency_ms=measure_latency(model, size, warmup=10, runs=runs))  # fmt: skip
+
+
+def deploy_latency(
+    model_cfg: Any,
+    size: tuple[int, int],
+    checkpoint: str | None = None,
+    threads: tuple[int, ...] = (1, 2),
+    runs: int = 50,
+) -> dict[str, float]:
+    """CPU latency in ms (batch 1, median of ``runs``) of a model config in PyTorch eager and
+    in ONNX Runtime (the model exported at ``size``), at each thread count, in this process:
+    keys ``torch_{t}t`` and ``onnxruntime_{t}t``."""
+    import torch
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+
+    from mmseg_plugins.latency import measure_latency
+    from raynas.onnx_export import onnx_latency_ms
+
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        model = MODELS.build(copy.deepcopy(model_cfg)).eval()
+    if checkpoint:
+        from mmengine.runner import load_checkpoint
+
+        load_checkpoint(model, checkpoint, map_location="cpu", logger="silent")
+    was, out = torch.get_num_threads(), {}
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            out[f"torch_{t}t"] = measure_latency(model, size, warmup=10, runs=runs)
+            out[f"onnxruntime_{t}t"] = onnx_latency_ms(model, size, t, runs=runs, warmup=10)
+    finally:
+        torch.set_num_threads(was)
+    return out

@@ -181,6 +181,23 @@ def export_onnx(
                 bgr_to_rgb=bool(pre.get("bgr_to_rgb", False)))  # fmt: skip
 
 
+def _onnx_bytes(model: nn.Module, size: tuple[int, int]) -> bytes:
+    """``image -> logits`` of an mmseg segmentor as ONNX at a static size: torch's TorchScript
+    exporter, else its dynamo exporter (which translates what the former refuses, such as
+    FastSCNN's adaptive pooling to a size that does not divide the input)."""
+    wrapped, args = _Logits(model).eval(), (torch.randn(1, 3, *size),)
+    buf = io.BytesIO()
+    try:
+        torch.onnx.export(wrapped, args, buf, opset_version=OPSET, input_names=["image"],
+                          output_names=["logits"], dynamo=False)  # fmt: skip
+        return buf.getvalue()
+    except torch.onnx.errors.OnnxExporterError:
+        program = torch.onnx.export(wrapped, args, dynamo=True, opset_version=18,
+                                    input_names=["image"], output_names=["logits"],
+                                    verbose=False)  # fmt: skip
+        return program.model_proto.SerializeToString()
+
+
 def onnx_latency_ms(
     model: nn.Module, size: tuple[int, int], threads: int = 1, runs: int = 20, warmup: int = 5
 ) -> float:
@@ -189,15 +206,13 @@ def onnx_latency_ms(
     what a deployment on this CPU sees (the search's ``latency_backend='onnxruntime'``)."""
     import onnxruntime as ort
 
-    buf = io.BytesIO()
-    torch.onnx.export(_Logits(model).eval(), (torch.randn(1, 3, *size),), buf,
-                      opset_version=OPSET, input_names=["image"], output_names=["logits"],
-                      dynamo=False)  # fmt: skip
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.log_severity_level = 3
-    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
-    feed = {"image": np.random.default_rng(0).standard_normal((1, 3, *size), np.float32)}
+    session = ort.InferenceSession(_onnx_bytes(model, size), opts,
+                                   providers=["CPUExecutionProvider"])  # fmt: skip
+    name = session.get_inputs()[0].name
+    feed = {name: np.random.default_rng(0).standard_normal((1, 3, *size), np.float32)}
     for _ in range(warmup):
         session.run(None, feed)
     samples = []

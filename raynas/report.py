@@ -43,6 +43,14 @@ def select_top_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return front.iloc[order[:k]].sort_values("mIoU", ascending=False)
 
 
+def select_best_k(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The ``k`` feasible rows of highest ``mIoU``, one per architecture (or per function
+    when the frame has a ``function`` column): the candidates successive halving retrains."""
+    feasible = frame[frame["feasible"].astype(bool)] if "feasible" in frame else frame
+    ranked = feasible.sort_values("mIoU", ascending=False, kind="stable")
+    return ranked.drop_duplicates("function" if "function" in ranked else "arch").head(k)
+
+
 def majority_miou(ann_dir: str | Path, num_classes: int) -> float:
     """mIoU (%) of predicting the most frequent class everywhere (a trivial baseline)."""
     import cv2
@@ -193,4 +201,30 @@ def vs_baselines_markdown(rows: list[dict[str, Any]]) -> str:
         beaten = (", ".join(beaters) or "none") if r["baseline"] else ""
         lines.append(f"| {r['name']} | {r['mIoU']:.2f} | {r['latency_ms']:.2f} | "
                      f"{r['flops'] / 1e6:.1f} | {r['params'] / 1e3:.0f} | {beaten} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def halving_markdown(halving: dict[str, Any], exports: list[dict[str, Any]]) -> str:
+    """Successive halving in the retrain phase: every candidate's selection mIoU at each
+    report (rungs marked), how far it trained, its search score, and both picks."""
+    scores = {n: {int(k): v for k, v in s.items()} for n, s in halving["scores"].items()}
+    reports = sorted({i for s in scores.values() for i in s})
+    rungs = set(halving["rungs"])
+    head = [f"{i}{' (rung)' if i in rungs else ''}" for i in reports]
+    lines = ["| candidate | search mIoU | " + " | ".join(head) + " | trained |",
+             "|---" * (len(head) + 3) + "|"]  # fmt: skip
+    search = {e["name"]: e.get("search_mIoU") for e in exports if not e.get("baseline")}
+    for name in search:
+        row = scores.get(name, {})
+        cells = [f"{row[i]:.2f}" if i in row else "" for i in reports]
+        lines.append(f"| {name} | {search[name]:.2f} | " + " | ".join(cells)
+                     + f" | {max(row, default=0)} |")  # fmt: skip
+    final = {n: s[max(s)] for n, s in scores.items() if s and max(s) == max(reports)}
+    pick = max(final, key=final.get) if final else None
+    first = halving["search_pick"]
+    at = max(scores.get(first) or {0: 0.0})
+    lines += ["", f"Rungs at iterations {sorted(rungs)}, the best 1/{halving['eta']:g} kept at "
+              f"each; {halving['budget_iters']} iterations trained in all. The halving picks "
+              f"**{pick}**; the search's order alone would have picked **{first}** (selection "
+              f"mIoU {(scores.get(first) or {0: 0.0})[at]:.2f} at iteration {at})."]  # fmt: skip
     return "\n".join(lines) + "\n"

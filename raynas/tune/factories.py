@@ -24,26 +24,39 @@ def _check_kwargs(where: str, cls: type, kwargs: Mapping[str, Any], fixed: set[s
 
 
 def build_trial_scheduler(
-    cfg: Mapping[str, Any] | None, metric: str = "mIoU", mode: str = "max"
+    cfg: Mapping[str, Any] | None,
+    metric: str = "mIoU",
+    mode: str = "max",
+    max_t: int = 1,
+    trials: int = 1,
+    **extra: Any,
 ) -> Any:
-    """``None`` or ``dict(type='fifo'|'asha'|'pbt', **kwargs)`` -> a Ray trial scheduler
-    (FIFO: :class:`~raynas.tune.live_fifo.LiveFIFOScheduler`, Tune's FIFO choice at a cost
-    that does not grow with the run's trials)."""
+    """``None`` or ``dict(type='fifo'|'asha'|'pbt'|'successive_halving', **kwargs)`` -> a
+    trial scheduler (FIFO: :class:`~raynas.tune.live_fifo.LiveFIFOScheduler`, Tune's FIFO
+    choice at a cost that does not grow with the run's trials; successive halving:
+    :class:`~raynas.tune.halving.SuccessiveHalving` of ``trials`` trials over ``max_t``
+    reports, ``extra`` its ``store``/``only``/``max_running``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
+    from raynas.tune.halving import SuccessiveHalving
     from raynas.tune.live_fifo import LiveFIFOScheduler
 
     if not cfg:
         return LiveFIFOScheduler()
     kwargs = dict(cfg)
     kind = str(kwargs.pop("type", "fifo")).lower()
-    kinds = {"fifo": FIFOScheduler, "asha": ASHAScheduler, "pbt": PopulationBasedTraining}
+    kinds = {"fifo": FIFOScheduler, "asha": ASHAScheduler, "pbt": PopulationBasedTraining,
+             "successive_halving": SuccessiveHalving}  # fmt: skip
     if kind not in kinds:
         raise UnknownKeyError(
             f"unknown scheduler type {kind!r}{closest(kind, kinds)}; known: {sorted(kinds)}"
         )
     if kind == "fifo":
         return LiveFIFOScheduler()
+    if kind == "successive_halving":
+        fixed = {"metric", "mode", "max_t", "store", "only", "trials", "max_running"}
+        _check_kwargs("scheduler", kinds[kind], kwargs, fixed)
+        return SuccessiveHalving(trials, max_t, metric=metric, mode=mode, **kwargs, **extra)
     _check_kwargs("scheduler", kinds[kind], kwargs, {"metric", "mode"})
     kwargs.setdefault("time_attr", "training_iteration")
     return kinds[kind](metric=metric, mode=mode, **kwargs)

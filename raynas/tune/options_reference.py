@@ -61,7 +61,9 @@ DOCS: dict[str, str] = {
     "retrain.iters": "training iterations of each retrain trial",
     "retrain.report_interval": "iterations between validation, report and checkpoint",
     "retrain.init": "start from the supernet's weights ('inherit') or from scratch",
-    "retrain.scheduler": "a Tune trial scheduler, as `supernet.scheduler`",
+    "retrain.scheduler": "a Tune trial scheduler, as `supernet.scheduler`, or "
+    "`dict(type='successive_halving', eta=3, grace=1)`: the top_k candidates halved at fixed "
+    "rungs, a budget fixed in advance (docs: Pipeline)",
     "retrain.resources": "what one trial reserves (keys below)",
     "retrain.max_concurrent": "trials running at once",
     "retrain.loggers": "experiment trackers, as `supernet.loggers`",

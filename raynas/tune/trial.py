@@ -20,6 +20,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
+from mmseg_plugins.hooks.lr_from_config import lr_state
 from raynas.config import mixed_precision
 from raynas.tune.archive import encode_rows
 from raynas.tune.lifeline import exit_with_parent
@@ -111,6 +112,7 @@ class TuneReportHook(Hook):
         report = {
             **_scalar_metrics(metrics),
             **_strategy_metrics(runner),
+            **lr_state(runner),
             "iter": runner.iter,
             "compute_s": time.perf_counter() - self.start,
             "compute_end": time.time(),
@@ -202,6 +204,8 @@ def prepare_runner_cfg(
     if cfg.train_cfg.get("type", "IterBasedTrainLoop") == "IterBasedTrainLoop":
         cfg.train_cfg.type = "ExactResumeTrainLoop"  # a resumed trial continues exactly
     cfg.default_hooks.setdefault("rng_state", dict(type="RNGStateHook"))
+    # a PBT exploit resumes the donor's checkpoint: the mutated lr must be the one in force
+    cfg.default_hooks.setdefault("lr_from_config", dict(type="LRFromConfigHook"))
     # faster training steps on CPU (experiments/step_speed/); devices=[] turns it off
     cfg.default_hooks.setdefault("memory_format", dict(type="ChannelsLastHook"))
     staging = _new_staging_dir()

@@ -46,6 +46,14 @@ class ReportPhase(Phase):
                 plot_ssr(frame, tmp / "report" / "ssr.png")
                 text += "\n## SSR searches (last shrink step; relaxed - derived = gap)\n\n" + ssr
                 (tmp / "report" / "report.md").write_text(text)
+            halving = pipeline.phase("retrain").get("halving")
+            if halving:
+                from raynas.report import halving_markdown
+
+                exports = pipeline.phase("retrain")["exports"]
+                text += ("\n## Retrain: successive halving (selection mIoU per report)\n\n"
+                         + halving_markdown(halving, exports))  # fmt: skip
+                (tmp / "report" / "report.md").write_text(text)
             versus = self._vs_baselines(frame, tmp / "report")
             if versus:
                 text += "\n## Found models against hand-designed ones\n\n" + versus

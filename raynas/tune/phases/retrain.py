@@ -17,14 +17,35 @@ from ray import tune
 
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.tune.archive import Archive, encode_rows
+from raynas.tune.factories import build_trial_scheduler
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
 from raynas.tune.storage import Storage
 from raynas.tune.trial import prepare_runner_cfg, run_runner, scored_on, trial_config
 
-__all__ = ["BASELINE_PREFIX", "RetrainPhase", "retrain_subnet"]
+__all__ = ["BASELINE_PREFIX", "HALVING_STATE", "RetrainPhase", "retrain_subnet"]
 
 BASELINE_PREFIX = "baseline:"
+HALVING_STATE = "halving.json"  # in the phase's folder: successive halving's decisions
+
+
+def is_candidate(trial: Any) -> bool:
+    """A found subnet's trial (not a baseline's): what successive halving compares."""
+    return not Path(trial.config["subnet_dir"]).name.startswith("baseline-")
+
+
+class _StateFile:
+    """Successive halving's state in the experiment's storage (picklable)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def write(self, text: str) -> None:
+        Storage(self.uri).write_text(text, HALVING_STATE)
+
+    def read(self) -> str | None:
+        folder = Storage(self.uri)
+        return folder.read_text(HALVING_STATE) if folder.exists(HALVING_STATE) else None
 
 
 def retrain_subnet(config: dict, opts: dict) -> None:
@@ -87,11 +108,12 @@ class RetrainPhase(TunePhase):
     def _export_top_k(self) -> list[dict[str, Any]]:
         from mmseg_plugins.bn_calib import train_calibration_loader
         from raynas.export import build_supernet, export_subnet, load_supernet_weights
-        from raynas.report import select_top_k
+        from raynas.report import select_best_k, select_top_k
         from raynas.tune import PipelineError
 
         pipeline, sup = self.pipeline, self.pipeline.phase("supernet")
-        chosen = select_top_k(self._ranked(), self.opts["top_k"])
+        ranked, k = self._ranked(), self.opts["top_k"]
+        chosen = select_best_k(ranked, k) if self.halving() else select_top_k(ranked, k)
         if chosen.empty:
             raise PipelineError(
                 "search found no feasible architecture; relax "
@@ -183,6 +205,27 @@ class RetrainPhase(TunePhase):
     def param_space(self) -> dict[str, Any]:
         return {"subnet_dir": tune.grid_search([e["dir"] for e in self.exports()])}
 
+    def halving(self) -> bool:
+        """Whether the top-k are retrained under successive halving."""
+        return (self.opts.get("scheduler") or {}).get("type") == "successive_halving"
+
+    def tune_config(self) -> dict[str, Any]:
+        """Successive halving keeps its decisions in ``retrain/halving.json`` and takes them
+        up when an interrupted run is restored (Tune restores no scheduler state)."""
+        config = super().tune_config()
+        if self.halving():
+            folder = self.pipeline.storage.child(self.name)
+            sched = build_trial_scheduler(
+                self.opts["scheduler"], max_t=self._reports(), store=_StateFile(folder.uri),
+                only=is_candidate, trials=sum(not e.get("baseline") for e in self.exports()),
+                max_running=config.pop("max_concurrent_trials"),
+            )  # fmt: skip
+            config["scheduler"] = sched
+        return config
+
+    def _reports(self) -> int:
+        return self.opts["iters"] // self.opts["report_interval"]
+
     def total(self) -> int:
         return len(self.exports())
 
@@ -192,7 +235,8 @@ class RetrainPhase(TunePhase):
     def results(self, grid: Any) -> dict[str, Any]:
         found = [r for r in grid if r.metrics and "mIoU" in r.metrics
                  and not Path(r.config["subnet_dir"]).name.startswith("baseline-")]  # fmt: skip
-        best = max(found, key=lambda r: r.metrics["mIoU"])  # last report, selection split
+        full = [r for r in found if r.metrics.get("iter") == self.opts["iters"]]
+        best = max(full or found, key=lambda r: r.metrics["mIoU"])  # last report, selection
         name = Path(best.config["subnet_dir"]).name
         flops = next(e["flops"] for e in self.exports() if e["name"] == name)
         return dict(
@@ -203,5 +247,23 @@ class RetrainPhase(TunePhase):
                 flops=flops,
                 subnet_dir=best.config["subnet_dir"],
                 checkpoint=self.pipeline.uri(best.checkpoint.path),
-            )
+            ),
+            **({"halving": self._halving_summary(grid)} if self.halving() else {}),
         )
+
+    def _halving_summary(self, grid: Any) -> dict[str, Any]:
+        """Every candidate's selection mIoU at each report, the rungs, the iterations it
+        trained, and the pick of the search's order alone (the first export)."""
+        iters = self.opts["report_interval"]
+        scores = {}
+        for r in grid:
+            name = Path(r.config["subnet_dir"]).name
+            if name.startswith("baseline-") or r.metrics_dataframe is None:
+                continue
+            frame = r.metrics_dataframe.dropna(subset=["mIoU"]).drop_duplicates("iter")
+            pairs = zip(frame["iter"], frame["mIoU"], strict=True)
+            scores[name] = {int(i): float(m) for i, m in pairs}
+        sched = build_trial_scheduler(self.opts["scheduler"], max_t=self._reports())
+        return dict(rungs=[r * iters for r in sched.rungs], eta=sched.eta,
+                    scores=scores, search_pick=self.exports()[0]["name"],
+                    budget_iters=sum(max(v) for v in scores.values() if v))  # fmt: skip
