@@ -16,6 +16,8 @@ Run:  python -m benchmarks.vs_mmseg --experiment runs/quickstart [runs/realtime 
 Every model's latency is also measured in PyTorch eager and in ONNX Runtime, 1 and 2 threads,
 in this process (the deployment table, and whether the latency order changes between them).
 Writes benchmarks/results/vs_mmseg.{json,md,png} (--out names another) and prints the table.
+``--scratch-cost 5``: the whole pipeline's wall time as a multiple of training its delivered
+model once from scratch to the same val mIoU (at most 5x the retrain's iterations).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import json
 import statistics
 from pathlib import Path
 from typing import Any
+
+from mmengine.hooks import Hook
 
 from benchmarks import harness
 from raynas.baselines import BASELINES, baseline_config, deploy_latency
@@ -84,6 +88,7 @@ def found_models(exp: Path, prefix: str = "found") -> list[dict[str, Any]]:
 
     frame = pd.read_parquet(exp / "archive")
     retrain = frame[(frame.phase == "retrain") & ~frame.path.str.startswith("baseline:")]
+    retrain = retrain[retrain.split == "val"]  # candidates stopped by successive halving: none
     retrain = retrain.sort_values("iteration")
     state = json.loads((exp / "pipeline.json").read_text())
     exports = {e["name"]: e for e in state["phases"]["retrain"]["exports"]}
@@ -95,6 +100,76 @@ def found_models(exp: Path, prefix: str = "found") -> list[dict[str, Any]]:
                         checkpoint=str(ckpt),
                         config=str(Path(exports[row.path]["dir"]) / "subnet.py")))  # fmt: skip
     return out
+
+
+class _Crossing(Hook):
+    """Wall time and val mIoU at each validation; stops training at ``target``."""
+
+    priority = "LOWEST"
+
+    def __init__(self, target: float, out: Path) -> None:
+        import time
+
+        self.target, self.out, self.start, self.points = target, out, time.perf_counter(), []
+
+    def after_val_epoch(self, runner: Any, metrics: Any = None) -> None:
+        import time
+
+        miou = float((metrics or {}).get("mIoU", 0.0))
+        self.points.append(dict(iter=runner.iter, wall_s=time.perf_counter() - self.start,
+                                val_mIoU=miou))  # fmt: skip
+        self.out.write_text(json.dumps(self.points))
+        if miou >= self.target:
+            runner.train_loop.stop_training = True
+
+
+def scratch_cost(exp: Path, cap: int, cache: Path) -> dict[str, Any]:
+    """The delivered model's architecture trained from scratch with the retrain's recipe,
+    its schedule stretched to ``cap`` x the retrain's iterations, validated every report
+    interval until it reaches the delivered val mIoU: the pipeline's wall time over that."""
+    from mmengine.runner import Runner
+
+    from raynas.config import load_config
+
+    state = json.loads((exp / "pipeline.json").read_text())
+    target = float(state["phases"]["retrain"]["best"]["mIoU"])
+    pipeline_s = sum(p.get("wall_s", 0.0) for p in state["phases"].values())
+    opts = load_config(exp / "config.py").tune_cfg.retrain
+    iters = cap * opts.iters
+    cfg = load_config(exp / "best/subnet.py")
+    cfg.work_dir = str(cache / f"scratch-{exp.name}")
+    cfg.load_from, cfg.resume = None, False
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, opts.report_interval
+    for sched in cfg.get("param_scheduler") or []:  # the retrain's schedule, stretched
+        if sched.get("end") is None or sched["end"] >= opts.iters:
+            sched["end"] = iters
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
+    cfg.log_level = "WARNING"
+    runner = Runner.from_cfg(cfg)
+    hook = _Crossing(target, cache / f"scratch-{exp.name}.json")
+    runner.register_hook(hook)
+    runner.train()
+    reached = next((p for p in hook.points if p["val_mIoU"] >= target), None)
+    scratch_s = (reached or hook.points[-1])["wall_s"]
+    return dict(experiment=str(exp), target_val_mIoU=target, pipeline_s=pipeline_s,
+                retrain_iters=opts.iters, cap_iters=iters, points=hook.points,
+                reached=reached is not None, scratch_s=scratch_s,
+                multiple=pipeline_s / scratch_s)  # fmt: skip
+
+
+def write_scratch_cost(result: dict[str, Any]) -> None:
+    lines = [f"`{result['experiment']}`: delivered val mIoU {result['target_val_mIoU']:.2f} after "
+             f"a {result['pipeline_s']:.0f} s pipeline. The same architecture from scratch "
+             f"(retrain recipe, schedule stretched to {result['cap_iters']} iterations, "
+             f"{result['cap_iters'] // result['retrain_iters']}x the retrain's), val mIoU by "
+             "iteration:", "", "| iteration | wall s | val mIoU |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {p['iter']} | {p['wall_s']:.0f} | {p['val_mIoU']:.2f} |"
+              for p in result["points"]]  # fmt: skip
+    verdict = "reached it" if result["reached"] else "did not reach it within the cap"
+    lines += ["", f"Scratch training {verdict} after {result['scratch_s']:.0f} s: the whole "
+              f"pipeline costs **{result['multiple']:.2f}x** training the final model once from "
+              "scratch" + ("" if result["reached"] else " at the cap") + "."]  # fmt: skip
+    harness.write("vs_mmseg-scratch-cost", result, "\n".join(lines))
 
 
 def main() -> None:
@@ -117,7 +192,19 @@ def main() -> None:
     ap.add_argument("--out", default="vs_mmseg", help="results file name, without suffix")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the latencies "
                     "(1: faster than 2 for every model on the 2-core machine here)")  # fmt: skip
+    ap.add_argument("--scratch-cost", type=int, metavar="CAP", help="only the whole-search cost: "
+                    "the first experiment's delivered model from scratch, at most CAP x the "
+                    "retrain's iterations (vs_mmseg-scratch-cost.{json,md})")  # fmt: skip
     args = ap.parse_args()
+    if args.scratch_cost:
+        from mmengine.registry import init_default_scope
+
+        import mmseg_plugins
+
+        init_default_scope("mmseg")
+        args.cache.mkdir(parents=True, exist_ok=True)
+        write_scratch_cost(scratch_cost(args.experiment[0], args.scratch_cost, args.cache))
+        return
     import torch
     from mmengine.registry import init_default_scope
 

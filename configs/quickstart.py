@@ -26,7 +26,10 @@ tune_cfg = dict(
         max_concurrent=2,
     ),
     # the search's best subnet on both cores: the quickstart's 10 minutes do not hold a second
-    # one (configs/realtime.py retrains the top-2 side by side)
+    # one. configs/realtime.py retrains its 6 best under successive halving; here that would cost
+    # 1.875x this 171 s retrain plus 13 more validations, 8 trial (re)starts and 5 exports: about
+    # 420 s instead of 171 (estimated from these measured parts), past the 10 minutes
+    # (docs/pipeline.md, "Successive halving")
     retrain=dict(
         top_k=1,
         iters=2000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
