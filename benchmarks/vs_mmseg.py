@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from mmengine.hooks import Hook
 
 from benchmarks import harness
 from raynas.baselines import BASELINES, baseline_config, deploy_latency
+from raynas.report import deploy_markdown
 
 
 def cached(name: str, iters: int, cache: Path) -> Path:
@@ -258,30 +258,6 @@ def write(rows: list[dict], iters: int, size: tuple, threads: int, out: str) -> 
           + vs_baselines_markdown(marked))  # fmt: skip
     harness.write(out, dict(rows=rows, iters=iters, threads=threads),
                   md + "\n" + deploy_markdown(rows, size))  # fmt: skip
-
-
-def deploy_markdown(rows: list[dict], size: tuple) -> str:
-    """Eager against ONNX Runtime latency, 1 and 2 threads, and whether the order changes."""
-    from scipy.stats import kendalltau
-
-    keys = list(rows[0]["deploy_ms"])
-    lines = [f"Deployment latency, ms (batch 1, {size[0]}x{size[1]}, median of 50 runs after "
-             "10; PyTorch eager and ONNX Runtime's CPU provider, same process)", "",
-             "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
-    for r in sorted(rows, key=lambda r: r["deploy_ms"]["onnxruntime_1t"]):
-        lines.append(f"| {r['name']} | " + " | ".join(f"{r['deploy_ms'][k]:.2f}" for k in keys)
-                     + " |")  # fmt: skip
-    lines.append("")
-    for t in sorted({k.split("_")[1] for k in keys}):
-        eager = [r["deploy_ms"][f"torch_{t}"] for r in rows]
-        ort = [r["deploy_ms"][f"onnxruntime_{t}"] for r in rows]
-        order = lambda xs: [rows[i]["name"] for i in sorted(range(len(xs)), key=xs.__getitem__)]  # noqa: E731
-        same = "the same" if order(eager) == order(ort) else "a different"
-        ratio = statistics.median(o / e for o, e in zip(ort, eager, strict=True))
-        lines.append(f"- {t[:-1]} thread(s): Kendall tau {kendalltau(eager, ort)[0]:.2f} between "
-                     f"the backends' latency orders ({same} order); ONNX Runtime / eager median "
-                     f"{ratio:.2f}")  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 def cost_table(rows: list[dict], caption: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -227,4 +228,28 @@ def halving_markdown(halving: dict[str, Any], exports: list[dict[str, Any]]) -> 
               f"each; {halving['budget_iters']} iterations trained in all. The halving picks "
               f"**{pick}**; the search's order alone would have picked **{first}** (selection "
               f"mIoU {(scores.get(first) or {0: 0.0})[at]:.2f} at iteration {at})."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def deploy_markdown(rows: list[dict], size: tuple) -> str:
+    """Eager against ONNX Runtime latency, 1 and 2 threads, and whether the order changes."""
+    from scipy.stats import kendalltau
+
+    keys = list(rows[0]["deploy_ms"])
+    lines = [f"Deployment latency, ms (batch 1, {size[0]}x{size[1]}, median of 50 runs after "
+             "10; PyTorch eager and ONNX Runtime's CPU provider, same process)", "",
+             "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
+    for r in sorted(rows, key=lambda r: r["deploy_ms"]["onnxruntime_1t"]):
+        lines.append(f"| {r['name']} | " + " | ".join(f"{r['deploy_ms'][k]:.2f}" for k in keys)
+                     + " |")  # fmt: skip
+    lines.append("")
+    for t in sorted({k.split("_")[1] for k in keys}):
+        eager = [r["deploy_ms"][f"torch_{t}"] for r in rows]
+        ort = [r["deploy_ms"][f"onnxruntime_{t}"] for r in rows]
+        order = lambda xs: [rows[i]["name"] for i in sorted(range(len(xs)), key=xs.__getitem__)]  # noqa: E731
+        same = "the same" if order(eager) == order(ort) else "a different"
+        ratio = statistics.median(o / e for o, e in zip(ort, eager, strict=True))
+        lines.append(f"- {t[:-1]} thread(s): Kendall tau {kendalltau(eager, ort)[0]:.2f} between "
+                     f"the backends' latency orders ({same} order); ONNX Runtime / eager median "
+                     f"{ratio:.2f}")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -152,6 +152,8 @@ def test_pipeline_end_to_end(
     text = (exp / "report/report.md").read_text()
     assert "Found models against hand-designed ones" in text and "| baseline:fastscnn |" in text
     assert (exp / "report/vs_baselines.png").is_file()
+    assert "| model | torch_1t | onnxruntime_1t | torch_2t | onnxruntime_2t |" in text
+    assert "Kendall tau" in text  # whether the backends order the models alike
 
     for f in (
         "report/pareto.png",

@@ -3,7 +3,8 @@ baseline), ``best/`` (config + checkpoint of the best retrained subnet, for plai
 ``search=dict(type='ssr')``, ``report/ssr.png`` (alpha entropy, candidates left and the
 discretisation gap per SSR trial); with ``tune_cfg.report.baselines``,
 ``report/vs_baselines.png``: the retrained found models against the baselines by val mIoU and
-CPU latency, all measured here in one process."""
+CPU latency, and their latency in PyTorch eager and ONNX Runtime at 1 and 2 threads, all
+measured here in one process."""
 
 from __future__ import annotations
 
@@ -64,9 +65,9 @@ class ReportPhase(Phase):
 
     def _vs_baselines(self, frame: Any, out: Path) -> str:
         """Latency, FLOPs and params of every retrained model and baseline; plot and table."""
-        from raynas.baselines import model_cost
+        from raynas.baselines import deploy_latency, model_cost
         from raynas.config import load_config
-        from raynas.report import plot_vs_baselines, vs_baselines_markdown
+        from raynas.report import deploy_markdown, plot_vs_baselines, vs_baselines_markdown
         from raynas.tune.phases.retrain import BASELINE_PREFIX
 
         exports = self.pipeline.phase("retrain").get("exports", [])
@@ -85,11 +86,12 @@ class ReportPhase(Phase):
             cfg = load_config(Storage(e["dir"]).local_copy() / "subnet.py")
             size = tuple(cfg.model.data_preprocessor.size)
             rows.append(dict(name=name, mIoU=float(miou[name]), baseline=bool(e.get("baseline")),
-                             **model_cost(cfg.model, size)))  # fmt: skip
+                             **model_cost(cfg.model, size),
+                             deploy_ms=deploy_latency(cfg.model, size)))  # fmt: skip
         if not rows:
             return ""
         plot_vs_baselines(rows, out / "vs_baselines.png", size)
-        return vs_baselines_markdown(rows)
+        return vs_baselines_markdown(rows) + "\n" + deploy_markdown(rows, size)
 
     def _best(self, tmp: Path) -> dict[str, Any] | None:
         """Uploads ``best/`` (the best retrained subnet); returns what the report says of it."""
