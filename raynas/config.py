@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+from mmengine.config import DictAction as _MMDictAction
 
 from raynas.core.errors import InvalidValueError, MissingInputError
 
@@ -25,6 +27,25 @@ __all__ = [
     "mixed_precision",
     "space_and_table",
 ]
+
+
+class DictAction(_MMDictAction):
+    """mmengine's ``--cfg-options`` parser; a value it cannot read (e.g. ``dict(...)``, on
+    which it recursed without end) is refused naming the pair and the syntax it reads."""
+
+    def __call__(
+        self, parser: Any, namespace: Any, values: Any, option_string: Any = None
+    ) -> None:
+        for pair in values if isinstance(values, list) else [values]:
+            try:
+                super().__call__(parser, argparse.Namespace(), [pair], option_string)
+            except (RecursionError, ValueError, SyntaxError, IndexError) as err:
+                parser.error(
+                    f"{option_string} {pair!r}: mmengine cannot read this value "
+                    f"({type(err).__name__}); set a dict's keys one by one (KEY.SUB=VALUE), "
+                    "lists as [a,b] or (a,b), strings without quotes"
+                )
+        super().__call__(parser, namespace, values, option_string)
 
 
 def cost_input_size(cfg: Config) -> tuple[int, int]:

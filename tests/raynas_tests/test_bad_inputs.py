@@ -355,3 +355,14 @@ def test_bad_ssr_options_are_refused_by_name() -> None:
         check_ssr(cfg, ssr(ssr={"cost": "latency_ms", "target_latency_ms": 3.0,
                                 "target_flops": 30e6}))  # fmt: skip
     check_ssr(cfg, ssr(ssr={"cost": "latency_ms", "target_latency_ms": 3.0}))  # checked in trials
+
+
+def test_a_cfg_option_mmengine_cannot_read_is_refused_by_name(capsys) -> None:
+    from raynas.cli import main
+
+    value = "tune_cfg.retrain.scheduler=dict(type=successive_halving,eta=3)"
+    with pytest.raises(SystemExit) as exit_info:  # mmengine alone recursed until RecursionError
+        main(["check", str(ROOT / "configs/quickstart.py"), "--cfg-options", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert repr(value) in err and "KEY.SUB=VALUE" in err
