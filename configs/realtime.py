@@ -1,5 +1,5 @@
 # The quickstart's pipeline on a space widened to the latency of mmseg's real-time models
-# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), about 25 minutes on 2 CPU cores:
+# (CGNet, BiSeNetV2: 20-45 ms on one CPU thread at 128x128), about 30 minutes on 2 CPU cores:
 #   raynas run configs/realtime.py
 # The quickstart's largest path (135 MFLOPs, 8.7 ms) trailed BiSeNetV2 by 4-7 mIoU, retrained
 # from the quickstart's 1200-iteration supernet (experiments/ceiling/results/ceiling.md); here stem,
@@ -31,7 +31,11 @@ tune_cfg = dict(
     # on its selection mIoU; 6x250 + 2x500 + 1x1250 = 3750 iterations, 1.875 full retrains
     # (the top-2 retrained side by side before cost 2)
     retrain=dict(
-        top_k=6, iters=2000, report_interval=250, resources=dict(cpu=1), max_concurrent=2,
+        top_k=6,
+        iters=2000,
+        report_interval=250,
+        resources=dict(cpu=1),
+        max_concurrent=2,
         scheduler=dict(type="successive_halving", eta=3, grace=1),
     ),
 )

@@ -143,7 +143,7 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
     "constraint typo": (_run("tune_cfg.search.constraints.flop=(None,1e8)"), ("'flops'?",)),
     "scheduler type typo": (_run("tune_cfg.supernet.scheduler.type=ashaa"), ("'asha'?",)),
     "scheduler arg typo": (
-        _run("tune_cfg.retrain.scheduler.type=asha", "tune_cfg.retrain.scheduler.grace_perod=1"),
+        _run("tune_cfg.supernet.scheduler.type=asha", "tune_cfg.supernet.scheduler.grace_perod=1"),
         ("grace_perod", "'grace_period'?"),
     ),
     "param_space typo": (

@@ -42,6 +42,7 @@ SMALL_RUN = {
     "retrain.top_k": 2,
     "retrain.iters": 200,
     "retrain.report_interval": 100,
+    "retrain.scheduler": None,  # both top-k retrained to the end (halving: test_halving.py)
 }
 
 
