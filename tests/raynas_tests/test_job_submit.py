@@ -38,8 +38,13 @@ def _ray(*args: str, **kw: Any) -> subprocess.CompletedProcess:
 
 
 def _submit(dashboard: str, *raynas_args: str) -> str:
-    out = _ray("job", "submit", "--address", dashboard, "--working-dir", str(ROOT),
-               "--no-wait", "--", "raynas", *raynas_args)  # fmt: skip
+    deadline = time.time() + 120
+    while True:  # a head just started (on a busy machine) may not have its job agent yet
+        out = _ray("job", "submit", "--address", dashboard, "--working-dir", str(ROOT),
+                   "--no-wait", "--", "raynas", *raynas_args)  # fmt: skip
+        if "No available agent" not in out.stdout + out.stderr or time.time() > deadline:
+            break
+        time.sleep(5)
     assert out.returncode == 0, out.stdout + out.stderr
     return re.search(r"raysubmit_\w+", out.stdout + out.stderr).group(0)
 
