@@ -98,16 +98,4 @@ def test_submit_stop_and_resume_on_a_local_head(tmp_path: Path, run_options: Any
         assert all(state[p]["done"] for p in ("supernet", "search", "retrain", "report"))
         assert (exp / "best" / "subnet.pth").is_file()
     finally:
-        _stop_head(port)
-
-
-def _stop_head(port: int) -> None:
-    """Kills this test's head only (``ray stop`` would kill every Ray on the machine, such as
-    a pipeline running beside the tests): the processes that name its GCS port; their
-    workers end with the raylet."""
-    import psutil
-
-    marks = (f"127.0.0.1:{port}", f"--gcs_server_port={port}")
-    for proc in psutil.process_iter(["cmdline"]):
-        if any(m in " ".join(proc.info["cmdline"] or []) for m in marks):
-            proc.kill()
+        _ray("stop", "--force", env=env)
