@@ -137,18 +137,10 @@ def cached(key: str, make: Callable[[], dict[str, Any]], cache: Path = CACHE) ->
 
 def saved_tensor_mb(step: Callable[[], Any]) -> float:
     """MiB of the distinct tensor storages autograd saves for backward while ``step()`` runs
-    (what a training step holds at its peak besides weights and optimizer state)."""
-    import torch
+    (:func:`raynas.memory.saved_bytes`)."""
+    from raynas.memory import saved_bytes
 
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        step()
-    return sum(seen.values()) / 2**20
+    return saved_bytes(step) / 2**20
 
 
 def seed_everything(seed: int) -> None:

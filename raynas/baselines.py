@@ -99,15 +99,10 @@ def baseline_config(name: str, subnet_cfg: Any) -> Any:
     return cfg
 
 
-def model_cost(model_cfg: Any, size: tuple[int, int], checkpoint: str | None = None,
-               runs: int = 50) -> dict[str, float]:  # fmt: skip
-    """Params, FLOPs and CPU latency in ms (batch 1, median of ``runs``) of a model config."""
-    import torch
-    from mmengine.analysis import FlopAnalyzer, parameter_count
+def _build(model_cfg: Any, checkpoint: str | None) -> Any:
+    """The model of a config in eval mode (mmseg's scope), with ``checkpoint``'s weights."""
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
-
-    from mmseg_plugins.latency import measure_latency
 
     with DefaultScope.overwrite_default_scope("mmseg"):  # bare type names are mmseg's
         model = MODELS.build(copy.deepcopy(model_cfg)).eval()
@@ -115,6 +110,18 @@ def model_cost(model_cfg: Any, size: tuple[int, int], checkpoint: str | None = N
         from mmengine.runner import load_checkpoint
 
         load_checkpoint(model, checkpoint, map_location="cpu", logger="silent")
+    return model
+
+
+def model_cost(model_cfg: Any, size: tuple[int, int], checkpoint: str | None = None,
+               runs: int = 50) -> dict[str, float]:  # fmt: skip
+    """Params, FLOPs and CPU latency in ms (batch 1, median of ``runs``) of a model config."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer, parameter_count
+
+    from mmseg_plugins.latency import measure_latency
+
+    model = _build(model_cfg, checkpoint)
     x = torch.randn(1, 3, *size)
     flops = FlopAnalyzer(model, (x,)).unsupported_ops_warnings(False)
     flops = flops.uncalled_modules_warnings(False).total()
@@ -133,18 +140,11 @@ def deploy_latency(
     in ONNX Runtime (the model exported at ``size``), at each thread count, in this process:
     keys ``torch_{t}t`` and ``onnxruntime_{t}t``."""
     import torch
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
 
     from mmseg_plugins.latency import measure_latency
     from raynas.onnx_export import onnx_latency_ms
 
-    with DefaultScope.overwrite_default_scope("mmseg"):
-        model = MODELS.build(copy.deepcopy(model_cfg)).eval()
-    if checkpoint:
-        from mmengine.runner import load_checkpoint
-
-        load_checkpoint(model, checkpoint, map_location="cpu", logger="silent")
+    model = _build(model_cfg, checkpoint)
     was, out = torch.get_num_threads(), {}
     try:
         for t in threads:

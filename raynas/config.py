@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -37,15 +36,14 @@ class DictAction(_MMDictAction):
         self, parser: Any, namespace: Any, values: Any, option_string: Any = None
     ) -> None:
         for pair in values if isinstance(values, list) else [values]:
-            try:
-                super().__call__(parser, argparse.Namespace(), [pair], option_string)
+            try:  # mmengine's action adds each pair to the options already parsed
+                super().__call__(parser, namespace, [pair], option_string)
             except (RecursionError, ValueError, SyntaxError, IndexError) as err:
                 parser.error(
                     f"{option_string} {pair!r}: mmengine cannot read this value "
                     f"({type(err).__name__}); set a dict's keys one by one (KEY.SUB=VALUE), "
                     "lists as [a,b] or (a,b), strings without quotes"
                 )
-        super().__call__(parser, namespace, values, option_string)
 
 
 def cost_input_size(cfg: Config) -> tuple[int, int]:

@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
-__all__ = ["CUDA_RESERVE_MIB", "MARGIN", "MemoryEstimate", "gpu_memory_mib", "step_memory"]
+__all__ = [
+    "CUDA_RESERVE_MIB",
+    "MARGIN",
+    "MemoryEstimate",
+    "gpu_memory_mib",
+    "saved_bytes",
+    "step_memory",
+]
 
 # the CUDA context and cuDNN's workspace, which no tensor accounts for
 CUDA_RESERVE_MIB = 768.0
@@ -49,7 +56,9 @@ class MemoryEstimate:
         )
 
 
-def _saved_bytes(step: Any) -> int:
+def saved_bytes(step: Any) -> int:
+    """Bytes of the distinct tensor storages autograd saves for backward while ``step()`` runs
+    (what a training step holds at its peak besides weights and optimizer state)."""
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -93,7 +102,7 @@ def step_memory(
     if relaxed:
         set_relaxed(model, ArchWeights(space))
     # batch 2: BatchNorm after a global pool needs two images in training mode
-    small, large = (_saved_bytes(lambda d=d: _step(model, size, d, amp, 2))
+    small, large = (saved_bytes(lambda d=d: _step(model, size, d, amp, 2))
                     for d in _probe_sides(size))  # fmt: skip
     pixels = [2 * size[0] * size[1] / d**2 for d in _probe_sides(size)]
     per_pixel = (large - small) / (pixels[1] - pixels[0]) if pixels[1] > pixels[0] else 0.0

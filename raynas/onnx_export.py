@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +204,8 @@ def onnx_latency_ms(
     what a deployment on this CPU sees (the search's ``latency_backend='onnxruntime'``)."""
     import onnxruntime as ort
 
+    from mmseg_plugins.latency import _time
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.log_severity_level = 3
@@ -213,11 +213,4 @@ def onnx_latency_ms(
                                    providers=["CPUExecutionProvider"])  # fmt: skip
     name = session.get_inputs()[0].name
     feed = {name: np.random.default_rng(0).standard_normal((1, 3, *size), np.float32)}
-    for _ in range(warmup):
-        session.run(None, feed)
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
+    return _time(lambda: session.run(None, feed), warmup, runs)

@@ -173,16 +173,18 @@ class SuccessiveHalving(FIFOScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         self.on_trial_remove(tune_controller, trial)
 
-    def _runnable(self, trial: Trial) -> bool:
-        """Whether a pending or paused trial may run: not waiting at an undecided rung (a
-        restored trial resumes at its last report), and not dropped at a decided one."""
+    def _standing(self, trial: Trial) -> str:
+        """``'run'``, ``'wait'`` (at an undecided rung: a restored trial resumes at its last
+        report) or ``'dropped'`` (not kept at a decided rung), for a pending or paused trial."""
         last = int((trial.last_result or {}).get("training_iteration", 0))
         for rung in self.rungs:
             if last >= rung:
                 kept = self.kept.get(str(rung))
-                if kept is None or trial.trial_id not in kept:
-                    return False
-        return True
+                if kept is None:
+                    return "wait"
+                if trial.trial_id not in kept:
+                    return "dropped"
+        return "run"
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         running = sum(t.status == Trial.RUNNING for t in self._trials.values())
@@ -193,12 +195,10 @@ class SuccessiveHalving(FIFOScheduler):
                 trial = self._trials.get(trial_id)
                 if trial is None or trial.status != status:
                     continue
-                if trial_id in self._others or self._runnable(trial):
+                standing = "run" if trial_id in self._others else self._standing(trial)
+                if standing == "run":
                     return trial
-                last = int((trial.last_result or {}).get("training_iteration", 0))
-                dropped = [r for r in self.rungs if last >= r and str(r) in self.kept
-                           and trial_id not in self.kept[str(r)]]  # fmt: skip
-                if dropped:
+                if standing == "dropped":
                     tune_controller.stop_trial(trial)
         return None
 

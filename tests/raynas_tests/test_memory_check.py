@@ -10,7 +10,7 @@ import pytest
 from raynas.cli import main
 from raynas.config import load_config
 from raynas.data.layouts import write_layout
-from raynas.memory import _saved_bytes, _step, gpu_memory_mib, step_memory
+from raynas.memory import _step, gpu_memory_mib, saved_bytes, step_memory
 
 ROOT = Path(__file__).resolve().parents[2]
 CITYSCAPES = ROOT / "configs/cityscapes/realtime.py"
@@ -24,7 +24,7 @@ def test_extrapolated_activations_match_a_direct_measurement() -> None:
 
     model = build_supernet(cfg).train()
     set_arch(model, search_space(model).extreme(True))
-    direct = _saved_bytes(lambda: _step(model, (128, 256), 1, None, batch=2)) / 2**20
+    direct = saved_bytes(lambda: _step(model, (128, 256), 1, None, batch=2)) / 2**20
     assert est.activations_mib == pytest.approx(direct, rel=0.05)
     assert est.total_mib > est.activations_mib + est.states_mib
 

@@ -69,15 +69,20 @@ class _Evaluator:
         self.lut: Any = None
         self.scores: dict[tuple[str, int], float] = {}
 
+    def network(self, arch: Mapping[str, Any]) -> str:
+        """The key of the network ``arch`` computes (degenerate dilations folded)."""
+        from raynas.core.seg_space import functional_arch
+
+        net = functional_arch(arch, self.model.backbone.settings, tuple(self.table.input_size))
+        return json.dumps(net, sort_keys=True)
+
     def miou(self, arch: Mapping[str, Any], calib_batches: int) -> float:
         """Selection-split mIoU with inherited weights; a network this worker has scored
         already (NSGA-II repeats itself, and paths differing only in degenerate dilations
         compute the same network) is answered from memory: the evaluation is deterministic."""
         from mmseg_plugins.path_eval import evaluate_path
-        from raynas.core.seg_space import functional_arch
 
-        net = functional_arch(arch, self.model.backbone.settings, tuple(self.table.input_size))
-        key = (json.dumps(net, sort_keys=True), calib_batches)
+        key = (self.network(arch), calib_batches)
         if key not in self.scores:
             size = len(self.val.dataset)
             metrics = evaluate_path(
@@ -114,12 +119,10 @@ class _Evaluator:
         import torch
 
         from mmseg_plugins.arch import build_subnet
-        from raynas.core.seg_space import functional_arch
         from raynas.onnx_export import onnx_latency_ms
 
         size = tuple(self.table.input_size)
-        key = ("onnxruntime", json.dumps(functional_arch(arch, self.model.backbone.settings,
-                                                          size), sort_keys=True))  # fmt: skip
+        key = ("onnxruntime", self.network(arch))
         if key not in self.scores:
             sub = build_subnet(self.model, arch, self.cfg.model).cpu().eval()
             self.scores[key] = onnx_latency_ms(sub, size, torch.get_num_threads())
