@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from mmengine import dist
 
-__all__ = ["broadcast", "is_main", "mean", "same_on_all_ranks", "world_size"]
+__all__ = ["broadcast", "is_main", "mean", "mean_", "rank", "same_on_all_ranks", "world_size"]
 
 
 def world_size() -> int:
@@ -20,6 +20,10 @@ def world_size() -> int:
 
 def is_main() -> bool:
     return dist.get_rank() == 0
+
+
+def rank() -> int:
+    return dist.get_rank()
 
 
 def broadcast(obj: Any) -> Any:
@@ -40,6 +44,18 @@ def mean(value: float, like: torch.Tensor | None = None) -> float:
         t = t.to(like.device)
     dist.all_reduce(t, op="mean")
     return float(t)
+
+
+def mean_(tensors: list[torch.Tensor]) -> None:
+    """Averages ``tensors`` in place over the ranks (one all-reduce for all of them)."""
+    if world_size() == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op="mean")
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
 
 
 def _plain(obj: Any) -> Any:

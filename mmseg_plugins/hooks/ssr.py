@@ -10,7 +10,14 @@ latency (the device's :class:`~mmseg_plugins.latency.LatencyTable`, measured onc
 widths and head); once every row has one candidate left the relaxed forward is switched off,
 the derived path is validated and training stops. Validation reports the derived path (BN
 recalibrated, as ``PathValLoop``) and the relaxed supernet's mIoU: their difference is the
-discretisation gap.
+discretisation gap. With a cost target, the derived path is the most probable one within
+``tolerance`` of it (:func:`raynas.core.ssr_derive.derive_under_cost`), not the plain argmax.
+
+``optimizer='xnas'`` replaces the gradient step and the threshold shrinking with XNAS's
+exponentiated-gradient step and wipeout (:mod:`raynas.core.xnas`), on the same relaxed supernet.
+Data-parallel (several ranks): the architecture gradients are averaged over the ranks, each rank
+drawing its own search batch; rank 0's shrinking is broadcast, and the architecture weights are
+checked identical on every rank when training ends.
 
 Alpha, the valid-candidate masks, the alpha optimizer and the shrink history travel in the
 checkpoint (``meta['raynas_ssr']``); search batches are drawn from a generator seeded by the
@@ -31,10 +38,13 @@ from mmseg.registry import DATASETS, HOOKS
 
 from mmseg_plugins.arch import complexity_table, search_space, set_arch, set_relaxed, unwrap
 from mmseg_plugins.checkpoint import SSR_KEY, read_meta, write_meta
+from mmseg_plugins.distributed import broadcast, mean_, rank, same_on_all_ranks, world_size
 from mmseg_plugins.latency import LatencyCost
+from mmseg_plugins.search_cost import SearchCost
 from raynas.core.errors import InvalidValueError, UnknownKeyError, closest
+from raynas.core.space import Arch
 from raynas.core.ssr import ArchWeights, check_loss_weights, check_settings
-from raynas.core.ssr_cost import expected_flops
+from raynas.core.xnas import LeafWeights, XNASOptimizer
 
 __all__ = ["SSRHook"]
 
@@ -67,6 +77,11 @@ class SSRHook(Hook):
         sample_k: Candidates per decision row computed in a training step, drawn in proportion
             to their probabilities and renormalised (``ArchWeights.sample``); 0: all valid
             candidates, as the paper (``benchmarks/results/ssr.md`` compares time and memory).
+        optimizer: ``'ssr'`` (Adam on alpha with the SSR loss, threshold shrinking) or
+            ``'xnas'`` (exponentiated gradient with wipeout; no SSR loss, no threshold).
+        xnas_bound: XNAS's reward bound; None: the largest reward of the first step.
+        xnas_lr: XNAS's step size; None: ``sqrt(2 ln N / T) / xnas_bound``.
+        tolerance: Relative half-width of the cost band the derived path is held to.
     """
 
     priority = "NORMAL"
@@ -87,6 +102,10 @@ class SSRHook(Hook):
         latency_table: str | None = None,
         latency_runs: int = 20,
         sample_k: int = 0,
+        optimizer: str = "ssr",
+        xnas_bound: float | None = None,
+        xnas_lr: float | None = None,
+        tolerance: float = 0.05,
     ) -> None:
         weights = loss_weights or dict(depth=0.3, ops=0.3, widths=0.15, head=0.15)
         self.loss_weights = check_loss_weights(weights, "SSRHook.loss_weights")
@@ -100,8 +119,11 @@ class SSRHook(Hook):
         check_settings(dict(cost_weight=cost_weight, grad_clip=grad_clip, threshold=threshold,
                             warmup_iters=warmup_iters, shrink_interval=shrink_interval,
                             target_flops=target_flops, cost=cost,
-                            target_latency_ms=target_latency_ms, sample_k=sample_k),
-                       "SSRHook")  # fmt: skip
+                            target_latency_ms=target_latency_ms, sample_k=sample_k,
+                            optimizer=optimizer, xnas_bound=xnas_bound, xnas_lr=xnas_lr,
+                            tolerance=tolerance), "SSRHook")  # fmt: skip
+        self.xnas, self.xnas_bound, self.xnas_lr = optimizer == "xnas", xnas_bound, xnas_lr
+        self.tolerance = float(tolerance)
         self.latency = LatencyCost(latency_table, latency_runs) if cost != "flops" else None
         self.target = target_flops if cost == "flops" else target_latency_ms
         self.cost_weight, self.grad_clip = cost_weight, grad_clip
@@ -109,6 +131,7 @@ class SSRHook(Hook):
         self.warmup, self.seed, self.sample_k = int(warmup_iters), int(seed), int(sample_k)
         self.weights: ArchWeights | None = None
         self.history: list[dict[str, Any]] = []
+        self.decided_at: dict[str, int] = {}  # row -> the iteration it was decided at
         self._pending: dict | None = None
         self._tick = time.perf_counter()
 
@@ -118,37 +141,29 @@ class SSRHook(Hook):
             return self.weights
         model = unwrap(runner.model)
         ref = next(model.parameters())
-        self.weights = ArchWeights(search_space(model), self.loss_weights).to(
+        link = "exp" if self.xnas else "sigmoid"
+        self.weights = ArchWeights(search_space(model), self.loss_weights, link).to(
             ref.device, ref.dtype
         )
         self.table = complexity_table(model, tuple(model.data_preprocessor.size))
+        self.costs = SearchCost(self.table, self.latency, self.target, self.tolerance)
         if self.latency is not None:
             self.latency.measure(model, self.weights, runner.logger)
-        self._check_target()
-        self.optimizer = torch.optim.Adam(self.weights.parameters(), **self.optim_args)
+            if world_size() > 1:  # every rank's expected latency from rank 0's measurements
+                self.latency.table.entries = broadcast(self.latency.table.entries)
+        self.costs.check(self.weights.space)
+        if self.xnas:
+            steps = max(runner.max_iters - self.warmup, 1)
+            self.optimizer = XNASOptimizer(self.weights, steps, self.xnas_bound, self.xnas_lr)
+        else:
+            self.optimizer = torch.optim.Adam(self.weights.parameters(), **self.optim_args)
         self.search_set = self._search_set(runner)
         if self._pending is not None:
             self.weights.load_state_dict(self._pending["weights"])
             self.optimizer.load_state_dict(self._pending["optimizer"])
             self.history = list(self._pending["history"])
+            self.decided_at = dict(self._pending.get("decided_at") or {})
         return self.weights
-
-    def _check_target(self) -> None:
-        if self.target is None:
-            return
-        space = self.weights.space
-        if self.latency is not None:
-            key, unit, on = "target_latency_ms", "ms", f" on {self.latency.table.device_key}"
-            cost = self.latency.predict
-        else:
-            key, unit, on = "target_flops", "FLOPs", ""
-            cost = lambda arch: self.table(arch).flops  # noqa: E731
-        low, high = space.cost_range(cost)
-        if not low <= self.target <= high:
-            raise InvalidValueError(
-                f"SSRHook.{key}={self.target:.4g} is outside what the space reaches{on} "
-                f"({low:.4g}..{high:.4g} {unit} at this input size); choose a target in range"
-            )
 
     def _search_set(self, runner: Any) -> Any:
         cfg = runner.cfg
@@ -166,15 +181,25 @@ class SSRHook(Hook):
         weights = self._setup(runner)
         model = unwrap(runner.model)
         if weights.decided:
-            set_arch(model, weights.derive())
+            set_arch(model, self.derive())
         else:
             set_relaxed(model, weights)
         self._tick = time.perf_counter()
 
+    def after_train(self, runner: Any) -> None:
+        """Data-parallel: the architecture weights must be identical on every rank."""
+        if world_size() == 1:
+            return
+        state = {k: v.tolist() for k, v in self._setup(runner).state_dict().items()}
+        if not same_on_all_ranks(state):
+            raise RuntimeError("SSR's architecture weights differ between data-parallel ranks")
+        runner.logger.info(f"SSR architecture weights identical on {world_size()} ranks")
+
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         weights = self._setup(runner)
         write_meta(checkpoint, SSR_KEY, dict(weights=weights.state_dict(),
-                   optimizer=self.optimizer.state_dict(), history=self.history))  # fmt: skip
+                   optimizer=self.optimizer.state_dict(), history=self.history,
+                   decided_at=self.decided_at))  # fmt: skip
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         self._pending = read_meta(checkpoint, SSR_KEY, self._pending)
@@ -199,61 +224,76 @@ class SSRHook(Hook):
             return
         if runner.iter >= self.warmup:
             self._arch_step(runner)
-        if (runner.iter + 1) % self.interval == 0:
+        if (runner.iter + 1) % self.interval == 0 or weights.decided:
             self._shrink(runner)
 
     def _batch(self, runner: Any) -> Any:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + runner.iter)
+        """This iteration's search batch (each rank its own)."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + runner.iter + 7919 * rank())
         size = runner.train_dataloader.batch_size
         idx = torch.randperm(len(self.search_set), generator=gen)[:size].tolist()
         return pseudo_collate([self.search_set[i] for i in idx])
 
-    def expected_flops(self) -> torch.Tensor:
-        w = self.weights
-        return expected_flops(w.p, w.space.choices, self.table)
+    def expected_flops(self, view: Any = None) -> torch.Tensor:
+        return self.costs.expected_flops(view or self.weights)
 
-    def expected_cost(self) -> torch.Tensor:
-        """The expected cost the target applies to (FLOPs, or latency in ms)."""
-        if self.latency is None:
-            return self.expected_flops()
-        return self.latency.expected(self.weights)
-
-    @torch.no_grad()
-    def _flops_now(self) -> float:
-        return float(self.expected_flops())
-
-    @torch.no_grad()
-    def _latency_now(self) -> dict[str, float]:
-        return (
-            {} if self.latency is None else dict(expected_latency_ms=float(self.expected_cost()))
-        )
+    def derive(self) -> Arch:
+        """The derived path (with a target: the most probable one within the band)."""
+        return self.costs.derive(self.weights)
 
     def _arch_step(self, runner: Any) -> None:
+        """One step of the architecture weights on a search batch: SSR's (Adam on alpha, SSR
+        loss) or XNAS's (rewards ``-dl/dp``, exponentiated gradient, wipeout)."""
         model, w = unwrap(runner.model), self.weights
+        view: Any = LeafWeights(w) if self.xnas else w
         if self.sample_k:
-            set_relaxed(model, self._sampled(runner, 1))
+            view = self._sampled(runner, 1)
+        set_relaxed(model, view)
         data = model.data_preprocessor(self._batch(runner), True)
         task, _ = model.parse_losses(model.loss(data["inputs"], data["data_samples"]))
-        loss = task + w.ssr_loss()
+        loss = task if self.xnas else task + w.ssr_loss()
         if self.target is not None and self.cost_weight:
-            loss = loss + self.cost_weight * (self.expected_cost() / self.target - 1) ** 2
-        params = list(w.parameters())
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for param, grad in zip(params, grads):
-            param.grad = torch.zeros_like(param) if grad is None else grad
-        torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            loss = loss + self.cost_weight * (self.costs.expected(view) / self.target - 1) ** 2
+        tensors = view.tensors() if self.xnas else list(w.parameters())
+        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+        mean_(grads)  # data-parallel: every rank steps with the same gradient
+        if self.xnas:
+            self.optimizer.step(dict(zip(w.rows, grads)), self.costs.protected(w))
+            if self.optimizer.t >= self.optimizer.steps and not w.decided:
+                w.settle_(self.derive())  # the last step: the protected path where it differs
+            set_relaxed(model, w)
+            self._note_decisions(runner)
+        else:
+            for param, grad in zip(tensors, grads):
+                param.grad = grad
+            torch.nn.utils.clip_grad_norm_(tensors, self.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         runner.message_hub.update_scalar("strategy/arch_loss", float(loss.detach()))
+
+    def _note_decisions(self, runner: Any) -> None:
+        for label in self.weights.decided_rows():
+            self.decided_at.setdefault(label, runner.iter + 1)
+
+    def _sync_masks(self) -> None:
+        """Rank 0's valid-candidate masks on every rank."""
+        w = self.weights
+        if world_size() == 1:
+            return
+        masks = broadcast({k: w.mask(k).tolist() for k in w.rows})
+        for label, mask in masks.items():
+            w.mask(label).copy_(torch.tensor(mask, dtype=torch.bool))
 
     def _shrink(self, runner: Any) -> None:
         w = self.weights
-        removed = w.shrink(self.threshold)
+        removed = {} if self.xnas else w.shrink(self.threshold, self.costs.protected(w))
+        self._sync_masks()
+        self._note_decisions(runner)
         now = time.perf_counter()
         step = dict(iter=runner.iter + 1, removed=sum(removed.values()),
                     candidates_left=w.candidates_left(), decided=w.decided,
-                    expected_flops=self._flops_now(), **self._latency_now(),
-                    s_per_iter=(now - self._tick) / self.interval,
+                    **self.costs.now(w), s_per_iter=(now - self._tick) / self.interval,
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
         self._tick = now
         self.history.append(step)
@@ -261,7 +301,7 @@ class SSRHook(Hook):
                            f"{step['candidates_left']} candidates left")  # fmt: skip
         if w.decided:
             set_relaxed(unwrap(runner.model), None)
-            set_arch(unwrap(runner.model), w.derive())
+            set_arch(unwrap(runner.model), self.derive())
 
     # validation: the relaxed supernet, then the derived path ------------------------------
     def before_val_epoch(self, runner: Any) -> None:
@@ -271,14 +311,15 @@ class SSRHook(Hook):
             set_relaxed(unwrap(runner.model), weights)  # every valid candidate
             runner.message_hub.update_scalar("strategy/relaxed_mIoU", self._relaxed_miou(runner))
             set_relaxed(unwrap(runner.model), None)
-        loop.paths, loop.main = {"derived": weights.derive()}, "derived"
+        loop.paths, loop.main = {"derived": self.derive()}, "derived"
         for key, value in self.summary().items():
             runner.message_hub.update_scalar(f"strategy/{key}", value)
 
     def summary(self) -> dict[str, float]:
         w = self.weights
         return dict(candidates_left=float(w.candidates_left()), decided=float(w.decided),
-                    expected_mflops=self._flops_now() / 1e6, **self._latency_now(),
+                    rows_decided=float(len(w.decided_rows())), rows=float(len(w.rows)),
+                    **self.costs.now(w),
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
 
     @torch.no_grad()
@@ -293,7 +334,7 @@ class SSRHook(Hook):
     def after_val_epoch(self, runner: Any, metrics: Mapping[str, Any] | None = None) -> None:
         weights = self._setup(runner)
         if weights.decided:
-            set_arch(unwrap(runner.model), weights.derive())
+            set_arch(unwrap(runner.model), self.derive())
             runner.train_loop.stop_training = True  # the search is over
         else:
             set_relaxed(unwrap(runner.model), weights)

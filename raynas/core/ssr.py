@@ -30,6 +30,8 @@ from raynas.core.space import Arch, SearchSpace
 __all__ = [
     "COSTS",
     "DECISION_TYPES",
+    "LINKS",
+    "OPTIMIZERS",
     "SHRINK_ORDER",
     "ArchWeights",
     "SampledWeights",
@@ -68,6 +70,7 @@ def check_loss_weights(weights: Mapping[str, Any], where: str = "SSR loss_weight
     return out
 
 
+LINKS = ("sigmoid", "exp")
 COSTS = ("flops", "latency_ms")  # what an SSR target can be set on
 # SSR's numeric settings and their lower bounds (``target_flops``: > 0 or None)
 LOWER_BOUNDS = dict(iters=1, shrink_interval=1, warmup_iters=0, threshold=0, cost_weight=0,
@@ -100,10 +103,43 @@ def check_settings(settings: Mapping[str, Any], where: str) -> None:
             f"{where}.sample_k=1 leaves each row one candidate at weight 1, so alpha gets no "
             "task gradient; use 0 (every candidate) or >= 2"
         )
+    _check_optimizer(settings, where)
     cost = settings.get("cost", "flops")
     if cost not in COSTS:
         raise InvalidValueError(
             f"{where}.cost must be one of {list(COSTS)}{closest(str(cost), COSTS)}, got {cost!r}"
+        )
+
+
+OPTIMIZERS = ("ssr", "xnas")  # the architecture optimizers
+
+
+def _check_optimizer(settings: Mapping[str, Any], where: str) -> None:
+    """``optimizer``, XNAS's ``xnas_bound`` and ``xnas_lr`` (> 0 or None), the
+    derivation's ``tolerance`` (in (0, 1))."""
+    optimizer = settings.get("optimizer", "ssr")
+    if optimizer not in OPTIMIZERS:
+        raise InvalidValueError(
+            f"{where}.optimizer must be one of {list(OPTIMIZERS)}"
+            f"{closest(str(optimizer), OPTIMIZERS)}, got {optimizer!r}"
+        )
+    for key in ("xnas_bound", "xnas_lr"):
+        value = settings.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        ):
+            raise InvalidValueError(f"{where}.{key} must be a number > 0 or None, got {value!r}")
+    tolerance = settings.get("tolerance", 0.05)
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not (0 < tolerance < 1)
+    ):
+        raise InvalidValueError(f"{where}.tolerance must be in (0, 1), got {tolerance!r}")
+    if optimizer == "xnas" and settings.get("sample_k", 0):
+        raise InvalidValueError(
+            f"{where}.sample_k={settings['sample_k']} with optimizer='xnas': XNAS rewards "
+            "every valid candidate at each step; use sample_k=0"
         )
 
 
@@ -113,11 +149,21 @@ class ArchWeights(nn.Module):
     Args:
         space: The search space (rows = its labels with more than one choice).
         loss_weights: SSR loss weight per decision type (missing types: 1.0).
+        link: How a row's weights become probabilities: ``'sigmoid'`` (SSR's official code,
+            ``sigmoid(alpha)`` normalised) or ``'exp'`` (XNAS: ``alpha`` is the log of each
+            expert's weight, ``p = softmax(alpha)`` over the valid candidates).
     """
 
-    def __init__(self, space: SearchSpace, loss_weights: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        loss_weights: Mapping[str, float] | None = None,
+        link: str = "sigmoid",
+    ):
         super().__init__()
-        self.space = space
+        if link not in LINKS:
+            raise InvalidValueError(f"ArchWeights link must be one of {list(LINKS)}, got {link!r}")
+        self.space, self.link = space, link
         self.rows = [k for k, v in space.choices.items() if len(v) > 1]
         self.alpha_keys = set(self.rows)
         self.loss_weights = check_loss_weights(loss_weights or {})
@@ -145,7 +191,12 @@ class ArchWeights(nn.Module):
 
     def probs(self, label: str) -> torch.Tensor:
         """The row's probabilities (0 for pruned candidates)."""
-        p = torch.sigmoid(self.alpha[_key(label)]) * self.mask(label)
+        a = self.alpha[_key(label)]
+        if self.link == "exp":  # shifted by the largest valid weight: no overflow
+            a = a - a.detach().masked_fill(~self.mask(label), float("-inf")).max()
+            p = torch.exp(a) * self.mask(label)
+        else:
+            p = torch.sigmoid(a) * self.mask(label)
         return p / p.sum()
 
     def ssr_loss(self) -> torch.Tensor:
@@ -178,24 +229,38 @@ class ArchWeights(nn.Module):
         return [k for k in self.rows if decision_type(k) in types and int(self.mask(k).sum()) > 1]
 
     @torch.no_grad()
-    def shrink(self, threshold: float = 0.1) -> dict[str, int]:
+    def shrink(
+        self, threshold: float = 0.1, protect: Mapping[str, Any] | None = None
+    ) -> dict[str, int]:
         """Prunes every row level by level in :data:`SHRINK_ORDER` (depth, then
         operator/dilation/zoom, then widths and head), as the official code does at each
-        shrink step; returns the candidates removed per label, in pruning order."""
+        shrink step; returns the candidates removed per label, in pruning order.
+
+        Args:
+            threshold: Prune the candidates with ``p_i / max_j p_j <= threshold``.
+            protect: A choice per label that is never pruned (a path that meets a cost
+                target stays reachable).
+        """
+        protect = protect or {}
         removed: dict[str, int] = {}
         for level in SHRINK_ORDER:
-            removed.update(
-                {k: n for k in self.undecided(level) if (n := self._prune(k, threshold))}
-            )
+            removed.update({k: n for k in self.undecided(level)
+                            if (n := self._prune(k, threshold, protect.get(k)))})  # fmt: skip
         return removed
 
-    def _prune(self, label: str, threshold: float) -> int:
+    def _prune(self, label: str, threshold: float, protected: Any = None) -> int:
         p = self.probs(label)
         keep = (p / p.max() > threshold) & self.mask(label)
         keep[int(p.argmax())] = True  # never the last candidate
+        if protected is not None:
+            keep[self.space.choices[label].index(protected)] = True
         removed = int(self.mask(label).sum() - keep.sum())
         self.mask(label).copy_(keep)
         return removed
+
+    def decided_rows(self) -> list[str]:
+        """The rows with one candidate left."""
+        return [k for k in self.rows if int(self.mask(k).sum()) == 1]
 
     def candidates_left(self) -> int:
         return int(sum(int(self.mask(k).sum()) for k in self.rows))
@@ -228,6 +293,19 @@ class ArchWeights(nn.Module):
                 pick = torch.multinomial(p, k, replacement=False, generator=generator)
                 active[label] = sorted(valid[i] for i in pick.tolist())
         return SampledWeights(self, active)
+
+    @torch.no_grad()
+    def settle_(self, arch: Mapping[str, Any]) -> None:
+        """Decides every row: ``arch``'s choice where the label is active in it, the most
+        probable valid candidate elsewhere."""
+        for label in self.rows:
+            if self.space.is_active(arch, label):
+                index = self.space.choices[label].index(arch[label])
+            else:
+                index = int(self.probs(label).argmax())
+            mask = torch.zeros_like(self.mask(label))
+            mask[index] = True
+            self.mask(label).copy_(mask)
 
     def onehot_(self, arch: Mapping[str, Any]) -> None:
         """Masks every row to ``arch``'s choice (probabilities become one-hot)."""

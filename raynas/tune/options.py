@@ -101,7 +101,7 @@ COUNTS: dict[str, tuple[int, bool]] = {
 # light Ray Train driver (0.1 CPU) and each worker takes cpu_per_worker/gpu_per_worker
 RESOURCES = ("cpu", "gpu", "workers", "cpu_per_worker", "gpu_per_worker", "threads", "gpu_memory")
 _THREADS_PHASES = ("supernet", "retrain")  # trials that train with the Runner in one process
-DATA_PARALLEL = ("supernet", "retrain")
+DATA_PARALLEL = ("supernet", "search", "retrain")  # search: SSR only
 _CONSTRAINTS = ("flops", "params", "latency_ms")
 
 
@@ -182,6 +182,10 @@ SSR = dict(
     warm_start=True,
     seed=0,
     sample_k=0,
+    optimizer="ssr",
+    xnas_bound=None,
+    xnas_lr=None,
+    tolerance=0.05,
 )
 
 
@@ -227,7 +231,13 @@ def _check_phase(phase: str, opts: dict[str, Any]) -> None:
     if workers > 1 and phase not in DATA_PARALLEL:
         raise InvalidValueError(
             f"{where}.resources.workers={workers}: data-parallel trials are built for the "
-            f"{' and '.join(DATA_PARALLEL)} phase; use workers=1 here"
+            f"{', '.join(DATA_PARALLEL)} phases; use workers=1 here"
+        )
+    if workers > 1 and phase == "search" and opts.get("type") != "ssr":
+        raise InvalidValueError(
+            f"{where}.resources.workers={workers}: a search runs data-parallel with "
+            f"type='ssr' only (a sampling search's trials each score their own candidates); "
+            "use workers=1, or type='ssr'"
         )
     if "report_interval" in opts and opts["report_interval"] > opts["iters"]:
         raise InvalidValueError(

@@ -77,7 +77,8 @@ DOCS: dict[str, str] = {
     "from slowing 2-thread trials beside a busy process",
     "resources.cpu": "CPUs of the trial (of each worker's driver when workers > 1)",
     "resources.gpu": "GPUs of the trial",
-    "resources.workers": "data-parallel workers (Ray Train) of a supernet or retrain trial",
+    "resources.workers": "data-parallel workers (Ray Train) of a supernet, SSR search or "
+    "retrain trial",
     "resources.cpu_per_worker": "CPUs of each data-parallel worker",
     "resources.gpu_per_worker": "GPUs of each data-parallel worker",
     "resources.gpu_memory": "GiB of one of the cluster's GPUs: `raynas check` and `run` refuse "
@@ -106,6 +107,12 @@ DOCS: dict[str, str] = {
     "ssr.warm_start": "start from the supernet phase's weights",
     "ssr.seed": "seed of the SSR trial",
     "ssr.sample_k": "candidates per row computed in a step (drawn by probability); 0: all",
+    "ssr.optimizer": "architecture optimizer: 'ssr' (Adam, SSR loss, threshold shrinking) or "
+    "'xnas' (exponentiated gradient with wipeout)",
+    "ssr.xnas_bound": "XNAS's reward bound (rewards clipped to it); None: the first step's "
+    "largest reward",
+    "ssr.xnas_lr": "XNAS's step size; None: sqrt(2 ln N / T) / xnas_bound",
+    "ssr.tolerance": "the derived path's cost within this fraction of the target",
 }
 _FREE = "dict (free form)"
 _SPECIAL = {
@@ -116,10 +123,14 @@ _SPECIAL = {
     "search.ssr": "None or dict (keys under ssr)",
     "report.baselines": "list of baseline names or mmseg config paths",
     "resources.threads": "'auto' or integer >= 1 (supernet, retrain only)",
-    "resources.workers": "integer >= 1 (> 1: supernet, retrain only)",
+    "resources.workers": "integer >= 1 (> 1: supernet, SSR search, retrain only)",
     "ssr.target_flops": "number > 0 or None",
     "ssr.target_latency_ms": "number > 0 or None",
     "ssr.sample_k": "0 or integer >= 2",
+    "ssr.optimizer": "'ssr', 'xnas'",
+    "ssr.xnas_bound": "number > 0 or None",
+    "ssr.xnas_lr": "number > 0 or None",
+    "ssr.tolerance": "number in (0, 1)",
     "ssr.cost": ", ".join(repr(c) for c in COSTS),
     "ssr.loss_weights": "dict: depth, ops, widths, head -> number >= 0",
     "tse.lr": "number > 0",

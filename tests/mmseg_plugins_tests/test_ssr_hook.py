@@ -245,3 +245,47 @@ def test_ssr_pulls_toward_a_latency_target(load_cfg, tmp_path: Path) -> None:
         SSRHook(cost="latency")
     with pytest.raises(InvalidValueError, match="target_latency_ms"):
         SSRHook(cost="latency_ms", target_latency_ms=-1.0)
+
+
+# a small space: dilation 1 or 2, no zoom, no detail branch (23 decision rows)
+SMALL = {"model.backbone.arch_settings.dilations": (1, 2),
+         "model.backbone.arch_settings.zooms": (1,), "model.decode_head.details": ()}  # fmt: skip
+# the SSR quickstart's compressed schedule (configs/ssr_quickstart.py)
+FAST = dict(shrink_interval=6, arch_optimizer=dict(lr=0.5), sample_k=2, cost_weight=10.0,
+            loss_weights=dict(depth=3.0, ops=3.0, widths=1.5, head=1.5))  # fmt: skip
+
+
+def _small_cfg(load_cfg, work: Path, iters: int, **ssr):
+    cfg = _ssr_cfg(load_cfg, work, **{**FAST, **ssr})
+    cfg.merge_from_dict({**SMALL, "train_cfg.max_iters": iters, "train_cfg.val_interval": 6})
+    return cfg
+
+
+def _target(cfg, fraction: float) -> float:
+    """A FLOPs target ``fraction`` of the way up the small space's range."""
+    model = build_supernet(cfg)
+    space, table = search_space(model), complexity_table(model, (128, 128))
+    low, high = space.cost_range(lambda a: table(a).flops)
+    return low + fraction * (high - low)
+
+
+@pytest.mark.parametrize("optimizer", ["ssr", "xnas"])
+def test_every_row_is_decided_within_the_budget_at_the_cost_asked(load_cfg, tmp_path, optimizer):
+    """SSR by the threshold rule, XNAS by wipeout: every row decided before the budget ends,
+    the iteration of each decision kept, and the derived path within 5% of the target."""
+    budget = 60
+    cfg = _small_cfg(load_cfg, tmp_path / optimizer, budget)
+    target = _target(cfg, 0.3)
+    extra = dict(optimizer="xnas", sample_k=0) if optimizer == "xnas" else {}
+    cfg = _small_cfg(load_cfg, tmp_path / optimizer, budget, target_flops=target, **extra)
+    runner, _ = _run(cfg)
+    hook = next(h for h in runner.hooks if isinstance(h, SSRHook))
+    w = hook.weights
+    assert w.decided and sorted(hook.decided_at) == sorted(w.rows)
+    assert max(hook.decided_at.values()) <= budget and runner.iter <= budget
+    if optimizer == "ssr":  # the rule prunes from the first shrink step on
+        assert min(hook.decided_at.values()) <= 12 and hook.history[0]["removed"] > 0
+    arch = hook.derive()
+    assert abs(hook.table(arch).flops / target - 1) <= 0.05, (hook.costs.derivation, target)
+    assert abs(float(hook.expected_flops()) / target - 1) <= 0.05  # one-hot: the same path
+    assert hook.summary()["rows_decided"] == len(w.rows)

@@ -34,7 +34,8 @@ __all__ = ["SSRSearch", "search_ssr"]
 
 _HOOK_ARGS = ("loss_weights", "target_flops", "cost_weight", "arch_optimizer", "grad_clip",
               "shrink_interval", "threshold", "warmup_iters", "seed", "cost",
-              "target_latency_ms", "sample_k")  # fmt: skip
+              "target_latency_ms", "sample_k", "optimizer", "xnas_bound", "xnas_lr",
+              "tolerance")  # fmt: skip
 
 
 def ssr_hook(ssr: Mapping[str, Any], latency_table: str | None = None) -> dict[str, Any]:
@@ -55,17 +56,20 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
     size = tuple(cfg.model.data_preprocessor.size)
     lut = _latency_copy(opts["latency_cache"], work, size) if ssr["cost"] == "latency_ms" else None
     cfg.custom_hooks = [*cfg.custom_hooks, ssr_hook(ssr, lut and str(lut))]
-    if ssr["warm_start"] and opts.get("supernet_checkpoint") and not cfg.get("resume"):
+    warm = ssr["warm_start"] and opts.get("supernet_checkpoint") and not cfg.get("resume")
+    data_parallel = int(opts["resources"].get("workers", 1)) > 1
+    if warm and not data_parallel:
         cfg.load_from = str(Storage(opts["supernet_checkpoint"]).local_copy() / CKPT_NAME)
     space, table = space_and_table(cfg)
     split = scored_on(cfg)
 
     def rows(runner: Any, metrics: Mapping[str, Any]) -> list[dict]:
         hook = next(h for h in runner.hooks if type(h).__name__ == "SSRHook")
-        arch = hook.weights.derive()
+        arch = hook.derive()
         final = hook.weights.decided or runner.iter >= ssr["iters"]
         proxies = dict(hook.summary(), iter=runner.iter, target_flops=ssr["target_flops"],
-                       target_latency_ms=ssr["target_latency_ms"])  # fmt: skip
+                       target_latency_ms=ssr["target_latency_ms"],
+                       decided_at=hook.decided_at)  # fmt: skip
         latency = hook.latency.predict(arch) if hook.latency is not None else None
         if "strategy/relaxed_mIoU" in runner.message_hub.log_scalars:
             proxies["relaxed_mIoU"] = runner.message_hub.get_scalar(
@@ -75,7 +79,14 @@ def search_ssr(config: dict, cfg_text: str, opts: dict) -> None:
                             table(arch), space, split, proxies=proxies,
                             latency_ms=latency)]  # fmt: skip
 
-    run_runner(cfg, rows, logs_to=logs_to)
+    if data_parallel:  # each worker fetches the supernet's weights on its own node
+        from raynas.tune.data_parallel import run_data_parallel
+
+        weights = (opts["supernet_checkpoint"], CKPT_NAME) if warm else None
+        run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], weights=weights,
+                          logs_to=logs_to)  # fmt: skip
+    else:
+        run_runner(cfg, rows, logs_to=logs_to)
     if lut is not None and lut.is_file():  # the entries this trial measured, for the others
         cache = Storage(opts["latency_cache"])
         cache.write_text(lut.read_text(), lut.name)
@@ -105,7 +116,9 @@ class SSRSearch(TunePhase):
         trial_opts = dict(ssr=self.opts["ssr"], cfg_options=sup.get("cfg_options"),
                           supernet_checkpoint=sup.get("checkpoint"),
                           latency_cache=self.pipeline.storage.child("latency").uri,
-                          storage=self.pipeline.storage.child(self.name).uri)  # fmt: skip
+                          storage=self.pipeline.storage.child(self.name).uri,
+                          ddp_storage=self.pipeline.storage.child(self.name, "ddp").uri,
+                          resources=self.opts["resources"])  # fmt: skip
         fn = tune.with_parameters(search_ssr, cfg_text=self.pipeline.cfg_text, opts=trial_opts)
         return tune.with_resources(fn, trial_resources(self.opts))
 
