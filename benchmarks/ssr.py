@@ -1,23 +1,32 @@
-"""SSR on the embedded dataset: the discretisation gap, SSR against NSGA-II, cost per step.
+"""SSR and XNAS on the embedded dataset: do they decide, at the cost asked, and beat NSGA-II?
 
-1. **Discretisation gap**: from one trained supernet, SSR searches (``SSRHook`` on the Runner,
-   the SSR quickstart's options) with the SSR loss on and off (all loss weights 0); at the end,
-   the relaxed supernet's selection-split mIoU against the derived architecture's (inherited
-   weights, BN recalibrated). The paper's claim: the SSR loss closes the gap.
-2. **SSR against NSGA-II at equal search wall time**: ``configs/quickstart.py`` (NSGA-II) runs
-   whole; ``configs/ssr_quickstart.py`` runs on the *same* supernet (its supernet phase is the
-   NSGA-II experiment's, copied into its state) with the same retraining; a second NSGA-II run
-   on that supernet gets as many candidates as fit in SSR's search time (at the first run's
-   measured wall time per candidate). Compared: the retrained found
-   models' val mIoU, FLOPs and CPU latency (batch 1, measured here).
-3. **Cost**: seconds per iteration of each shrink step (the search speeds up as candidates
-   go), and the activation memory saved for backward by one relaxed training step (all
-   candidates) against single-path steps (bytes of the tensors autograd keeps, counted
-   exactly with saved-tensor hooks; the peak of a step's memory on a GPU follows them).
+Parts (each its own results file, each under 90 minutes on 2 CPU cores; searches cached):
 
-Run:  python -m benchmarks.ssr [--storage .cache/benchmarks/ssr]   (about 40 min on 2 CPU cores)
-Writes benchmarks/results/ssr.{json,md} and prints the tables. Pipelines are kept in
---storage, so a rerun reuses them.
+1. ``converge`` (about 20 min), the SSR quickstart's space on its own 800-iteration supernet
+   (``configs/ssr_quickstart.py``'s supernet phase): SSR searches with the shipped settings
+   (``configs/ssr_quickstart.py``), through the Runner, at 25 and 50 MFLOPs, seeds 0 and 1; the
+   SSR loss off (all its weights 0) at 50 MFLOPs, seeds 0 and 1; XNAS instead of SSR's step
+   (all candidates: XNAS rewards every one) at 50 MFLOPs, seeds 0 and 1. For each: the
+   iteration at which every row was decided, the derived path's exact and expected FLOPs
+   against the target, the relaxed against the derived path's selection mIoU (the
+   discretisation gap) at the last validation before every row was decided, and the derived
+   path's selection mIoU at the end.
+2. ``realtime`` (about 35 min): the same on a reduced realtime space (``configs/realtime.py``'s
+   widths without the detail branch, as the SSR quickstart leaves it out; its supernet trained
+   1200 iterations instead of 7200), SSR on and off, 2 seeds, at a target a third of the way up
+   the space's FLOPs range.
+3. ``compare`` (about 30 min): SSR against NSGA-II at equal search wall time on the same
+   supernet, 2 seeds: the SSR quickstart whole (two searches at 25 and 50 MFLOPs, each found
+   model retrained 1500 iterations from its search's weights) and the same config with the
+   quickstart's NSGA-II search (the number of candidates that fits SSR's search wall time,
+   measured on this machine; the best 2 retrained 1500 iterations from the supernet's weights):
+   val mIoU, MFLOPs and CPU latency of every found model, and search time.
+4. ``cost`` (about 2 min): seconds and saved-for-backward MB of one training step of the
+   relaxed supernet (all candidates, as SSR and XNAS step; 2 drawn per row) against the largest
+   and a random path: the ratio to the largest path's step is the figure that carries to a GPU.
+
+Run:  python -m benchmarks.ssr --part converge|realtime|compare|cost
+Writes benchmarks/results/ssr-<part>.{json,md}. Pipelines and searches are kept in --storage.
 """
 
 from __future__ import annotations
@@ -33,51 +42,196 @@ from typing import Any
 from benchmarks import harness
 
 ROOT = harness.ROOT
-
-
-def _raynas(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "raynas.cli", *args, "--quiet"], check=True, cwd=ROOT)
+QUICK = ROOT / "configs" / "ssr_quickstart.py"
+# the reduced realtime space and its shorter supernet (the SSR quickstart's search settings)
+REALTIME = f"""_base_ = ["{QUICK}"]
+model = dict(
+    backbone=dict(arch_settings=dict(stem_channels=(24, 48), stage_channels=(96, 160, 256),
+                                     dilations=(1, 2), zooms=(1,))),
+    decode_head=dict(in_channels=[96, 160, 256], channels=96, channel_choices=(48, 72, 96),
+                     detail_channels=48),
+)
+tune_cfg = dict(supernet=dict(iters=1200, report_interval=600))
+"""
+# the SSR quickstart with the quickstart's NSGA-II search instead (seed, candidates)
+NSGA = """_base_ = ["{quick}"]
+tune_cfg = dict(search=dict(_delete_=True, type="sampling", num_candidates={n}, eval_images=100,
+                            calib_batches=3, searcher=dict(type="nsga2", population_size=8,
+                            seed={seed}), constraints=dict(flops=(None, 80e6)),
+                            resources=dict(cpu=1), max_concurrent=2))
+"""
 
 
 def _state(exp: Path) -> dict[str, Any]:
     return json.loads((exp / "pipeline.json").read_text())
 
 
-def _create(config: str, storage: Path, name: str, donor: Path | None, **options: Any) -> Path:
-    """A new experiment (with ``donor``'s finished supernet phase, if given)."""
+def _pipeline(config: Path, storage: Path, name: str, donor: Path | None = None,
+              until: str | None = None, **options: Any) -> Path:  # fmt: skip
+    """An experiment run to ``until`` (with ``donor``'s finished supernet phase, if given)."""
     from raynas.tune.pipeline import Pipeline
 
     exp = storage / name
     if not (exp / "pipeline.json").is_file():
-        Pipeline.create(ROOT / "configs" / config, str(storage), name,
-                        {f"tune_cfg.{k}": v for k, v in options.items()})  # fmt: skip
+        Pipeline.create(config, str(storage), name, options)
         if donor is not None:
             state = _state(exp)
             state["phases"]["supernet"] = _state(donor)["phases"]["supernet"]
             (exp / "pipeline.json").write_text(json.dumps(state, indent=2))
-    if not _state(exp)["phases"].get("report", {}).get("done"):
-        _raynas("resume", str(exp))
+    if not _state(exp)["phases"].get(until or "report", {}).get("done"):
+        cmd = [sys.executable, "-m", "raynas.cli", "resume", str(exp), "--quiet"]
+        subprocess.run(cmd + (["--until", until] if until else []), check=True, cwd=ROOT)
     return exp
 
 
-def pipelines(storage: Path, equal_time: bool = True) -> dict[str, Path]:
-    """NSGA-II's and SSR's quickstarts on one supernet, at about equal search wall time."""
-    donor = _create("quickstart.py", storage, "supernet", None,  # the NSGA-II quickstart
-                    **{"supernet.iters": 1500, "supernet.report_interval": 500})  # fmt: skip
-    ssr = _create(
-        "ssr_quickstart.py",
-        storage,
-        "ssr",
-        donor,
-        **{"supernet.iters": 1500, "retrain.iters": 2000, "retrain.report_interval": 1000},
-    )
-    if not equal_time:
-        return {"NSGA-II (24 candidates)": donor, "SSR": ssr}
-    wall, donor_search = (_state(e)["phases"]["search"] for e in (ssr, donor))
-    per_candidate = donor_search["wall_s"] / donor_search["evaluated"]  # measured, same machine
-    n = max(24, round(wall["wall_s"] / per_candidate))
-    nsga = _create("quickstart.py", storage, "nsga2", donor, **{"search.num_candidates": n})
-    return {"NSGA-II (24 candidates)": donor, f"NSGA-II ({n} candidates)": nsga, "SSR": ssr}
+def shipped_ssr() -> dict[str, Any]:
+    """The SSR quickstart's resolved SSR options."""
+    from raynas.config import load_config
+    from raynas.tune.options import resolve_tune_cfg
+
+    return dict(resolve_tune_cfg(load_config(QUICK).tune_cfg)["search"]["ssr"])
+
+
+def search_once(exp: Path, work: Path, ssr: dict[str, Any]) -> dict[str, Any]:
+    """One search through the Runner from ``exp``'s supernet (one thread); cached."""
+    import torch
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    from mmseg_plugins.checkpoint import CKPT_NAME
+    from raynas.config import apply_selection_split, config_from_text
+    from raynas.tune.phases.ssr import ssr_hook
+
+    torch.set_num_threads(1)
+    cfg = config_from_text((exp / "config.py").read_text())
+    apply_selection_split(cfg)
+    cfg.work_dir, cfg.log_level = str(work), "WARNING"
+    cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=ssr["iters"],
+                         val_interval=ssr["shrink_interval"])  # fmt: skip
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=10**6)
+    cfg.custom_hooks = [ssr_hook(ssr)]
+    cfg.load_from = str(Path(_state(exp)["phases"]["supernet"]["checkpoint"]) / CKPT_NAME)
+    vals: list[dict] = []
+
+    class Record(Hook):
+        def after_val_epoch(self, runner: Any, metrics: Any = None) -> None:
+            hub = runner.message_hub
+            decided = hub.get_scalar("strategy/decided").current()
+            relaxed = hub.get_scalar("strategy/relaxed_mIoU").current() if not decided else None
+            derived = float(metrics["derived/mIoU"])
+            relaxed = relaxed and float(relaxed)
+            vals.append(dict(iter=runner.iter, derived=derived, relaxed=relaxed,
+                             decided=bool(decided)))  # fmt: skip
+
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(Record(), "LOWEST")
+    start = time.time()
+    runner.train()
+    hook = next(h for h in runner.hooks if type(h).__name__ == "SSRHook")
+    return dict(ssr=ssr, seconds=time.time() - start, iters=runner.iter, vals=vals,
+                history=hook.history, decided_at=hook.decided_at, derived=hook.derive(),
+                **hook.summary())  # fmt: skip
+
+
+def searches(exp: Path, runs: dict[str, dict[str, Any]], parallel: int = 2) -> dict[str, Any]:
+    """``runs`` (name -> SSR options) as one-thread processes, ``parallel`` at a time."""
+    todo = [n for n in runs if not (exp / "searches" / f"{n}.json").is_file()]
+    procs: list[subprocess.Popen] = []
+    for name in todo:
+        while len([p for p in procs if p.poll() is None]) >= parallel:
+            time.sleep(2)
+        arg = json.dumps(runs[name])
+        procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.ssr", "--one",
+                                       str(exp), name, arg], cwd=ROOT))  # fmt: skip
+    if any(p.wait() for p in procs):
+        raise RuntimeError(f"a search failed: {[p.args[-2] for p in procs if p.returncode]}")
+    return {n: json.loads((exp / "searches" / f"{n}.json").read_text()) for n in runs}
+
+
+def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
+    """One search's figures for the tables."""
+    target = r["ssr"]["target_flops"]
+    undecided = [v for v in r["vals"] if not v["decided"] and v["relaxed"] is not None]
+    last = undecided[-1] if undecided else None
+    return dict(run=name, optimizer=r["ssr"]["optimizer"], seed=r["ssr"]["seed"],
+                ssr_loss=any(r["ssr"]["loss_weights"].values()), target_mflops=target / 1e6,
+                rows=int(r["rows"]), rows_decided=int(r["rows_decided"]),
+                by_cost=int(r.get("rows_decided_by_cost", 0)),
+                all_decided_at=max(r["decided_at"].values()) if r["decided"] else None,
+                first_decided_at=min(r["decided_at"].values(), default=None),
+                budget=r["ssr"]["iters"], derived_mflops=r["derived_cost"] / 1e6,
+                expected_mflops=r["expected_mflops"],
+                derived_off=r["derived_cost"] / target - 1,
+                expected_off=r["expected_mflops"] * 1e6 / target - 1,
+                gap_iter=last and last["iter"], relaxed=last and last["relaxed"],
+                derived_then=last and last["derived"], final_derived=r["vals"][-1]["derived"],
+                seconds=r["seconds"], s_per_iter=r["seconds"] / max(r["iters"], 1))  # fmt: skip
+
+
+def converge_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| run | optimizer | SSR loss | seed | target MFLOPs | rows decided (by the cost) | "
+             "all decided "
+             "at iter (first) | derived MFLOPs (vs target) | expected MFLOPs (vs target) | "
+             "gap at iter: relaxed - derived mIoU | final derived mIoU | s/iter |",
+             "|---" * 12 + "|"]  # fmt: skip
+    for r in rows:
+        at = f"{r['all_decided_at']} of {r['budget']}" if r["all_decided_at"] else "not all"
+        gap = "-"
+        if r["relaxed"] is not None:
+            gap = (f"{r['gap_iter']}: {r['relaxed']:.2f} - {r['derived_then']:.2f} = "
+                   f"{r['relaxed'] - r['derived_then']:+.2f}")  # fmt: skip
+        lines.append(
+            f"| {r['run']} | {r['optimizer']} | {'on' if r['ssr_loss'] else 'off'} | {r['seed']} "
+            f"| {r['target_mflops']:.1f} | {r['rows_decided']}/{r['rows']} ({r['by_cost']}) "
+            f"| {at} "
+            f"({r['first_decided_at']}) | {r['derived_mflops']:.1f} ({r['derived_off']:+.1%}) | "
+            f"{r['expected_mflops']:.1f} ({r['expected_off']:+.1%}) | {gap} | "
+            f"{r['final_derived']:.2f} | {r['s_per_iter']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _runs(targets: list[float], xnas: bool) -> dict[str, dict[str, Any]]:
+    base, runs = shipped_ssr(), {}
+    off = {k: 0.0 for k in base["loss_weights"]}
+    for seed in (0, 1):
+        for t in targets:
+            runs[f"ssr-{t / 1e6:.0f}M-s{seed}"] = {**base, "seed": seed, "target_flops": t}
+        t = targets[-1]
+        runs[f"off-{t / 1e6:.0f}M-s{seed}"] = {**base, "seed": seed, "target_flops": t,
+                                               "loss_weights": off}  # fmt: skip
+        if xnas:
+            xnas_run = dict(optimizer="xnas", sample_k=0)
+            runs[f"xnas-{t / 1e6:.0f}M-s{seed}"] = {**base, "seed": seed, "target_flops": t,
+                                                    **xnas_run}  # fmt: skip
+    return runs
+
+
+def part_converge(storage: Path, realtime: bool) -> None:
+    if realtime:
+        config = storage / "realtime_reduced.py"
+        config.write_text(REALTIME)
+        exp = _pipeline(config, storage, "realtime-supernet", until="supernet")
+        low, high = _flops_range(exp)
+        targets = [round(low + (high - low) / 3, -5)]
+    else:
+        exp = _pipeline(QUICK, storage, "supernet", until="supernet")
+        targets = [25e6, 50e6]
+    rows = [_row(n, r) for n, r in searches(exp, _runs(targets, not realtime)).items()]
+    name = "ssr-realtime" if realtime else "ssr-converge"
+    wall = _state(exp)["phases"]["supernet"]["wall_s"]
+    intro = (f"Supernet: `{exp.name}` ({_state(exp)['phases']['supernet']['iters']} iterations, "
+             f"{wall:.0f} s). Every search: the shipped SSR settings of "
+             "`configs/ssr_quickstart.py` (budget 120 iterations, shrink every 12, threshold "
+             "0.1), one thread, through the Runner; mIoU on the selection split.\n\n")  # fmt: skip
+    harness.write(name, dict(rows=rows), intro + converge_table(rows))
+
+
+def _flops_range(exp: Path) -> tuple[float, float]:
+    from raynas.config import config_from_text, space_and_table
+
+    space, table = space_and_table(config_from_text((exp / "config.py").read_text()))
+    return space.cost_range(lambda a: table(a).flops)
 
 
 def found(exp: Path) -> list[dict[str, Any]]:
@@ -97,80 +251,45 @@ def found(exp: Path) -> list[dict[str, Any]]:
     return out
 
 
-def compare(storage: Path, equal_time: bool) -> dict[str, Any]:
-    rows = {}
-    for name, exp in pipelines(storage, equal_time).items():
-        state = _state(exp)["phases"]
-        rows[name] = dict(search_s=state["search"]["wall_s"], models=found(exp),
-                          best=state["retrain"]["best"]["mIoU"])  # fmt: skip
-    return rows
+def part_compare(storage: Path) -> None:
+    donor = _pipeline(QUICK, storage, "supernet", until="supernet")
+    rows = []
+    for seed in (0, 1):
+        ssr = _pipeline(
+            QUICK, storage, f"ssr-s{seed}", donor, **{"tune_cfg.search.ssr.seed": seed}
+        )
+        ssr_s = _state(ssr)["phases"]["search"]["wall_s"]
+        calib = _nsga(storage, donor, 0, 24)
+        calib_state = _state(calib)["phases"]["search"]
+        n = max(8, round(ssr_s / (calib_state["wall_s"] / calib_state["evaluated"])))
+        nsga = _nsga(storage, donor, seed, n)
+        for name, exp in ((f"SSR, seed {seed}", ssr), (f"NSGA-II ({n} candidates), seed {seed}",
+                                                       nsga)):  # fmt: skip
+            state = _state(exp)["phases"]
+            rows.append(dict(search=name, search_s=state["search"]["wall_s"], models=found(exp)))
+    lines = ["| search | search wall s | model | val mIoU | MFLOPs | CPU latency ms |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        for m in r["models"]:
+            lines.append(f"| {r['search']} | {r['search_s']:.0f} | {m['name']} | "
+                         f"{m['val_mIoU']:.2f} | {m['flops'] / 1e6:.1f} | "
+                         f"{m['latency_ms']:.2f} |")  # fmt: skip
+    intro = ("Same supernet (the SSR quickstart's, 800 iterations) for every search; SSR's found "
+             "models retrained 1500 iterations from their own search's weights, NSGA-II's best "
+             "2 from the supernet's; NSGA-II given the candidates that fit SSR's search wall "
+             "time at its measured time per candidate (24-candidate run, seed 0).\n\n"
+             )  # fmt: skip
+    harness.write("ssr-compare", dict(rows=rows), intro + "\n".join(lines))
 
 
-def _ssr_runner(exp: Path, work: Path, ssr: dict[str, Any], loss_on: bool) -> dict[str, Any]:
-    """An SSR search on the experiment's supernet through the Runner; relaxed vs derived."""
-    from mmengine.runner import Runner
-
-    from mmseg_plugins.checkpoint import CKPT_NAME
-    from raynas.config import apply_selection_split, config_from_text
-    from raynas.tune.phases.ssr import ssr_hook
-
-    key = work.with_suffix(".json")
-    if key.is_file():
-        return json.loads(key.read_text())
-    cfg = config_from_text((exp / "config.py").read_text())
-    apply_selection_split(cfg)
-    cfg.work_dir, cfg.log_level = str(work), "WARNING"
-    cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=ssr["iters"],
-                         val_interval=ssr["shrink_interval"])  # fmt: skip
-    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=10**6)
-    weights = ssr["loss_weights"] if loss_on else {k: 0.0 for k in ssr["loss_weights"]}
-    cfg.custom_hooks = [ssr_hook({**ssr, "loss_weights": weights})]
-    ckpt = _state(exp)["phases"]["supernet"]["checkpoint"]
-    cfg.load_from = str(Path(ckpt) / CKPT_NAME)
-    runner = Runner.from_cfg(cfg)
-    metrics: list[dict] = []
-    runner.register_hook(_Metrics(metrics), "LOWEST")
-    start = time.time()
-    runner.train()
-    hook = next(h for h in runner.hooks if type(h).__name__ == "SSRHook")
-    out = dict(loss_on=loss_on, sample_k=ssr.get("sample_k", 0),
-               seconds=time.time() - start, history=hook.history,
-               relaxed_mIoU=[m["relaxed"] for m in metrics],
-               derived_mIoU=[m["derived/mIoU"] for m in metrics], **hook.summary())  # fmt: skip
-    key.write_text(json.dumps(out, default=float))
-    return out
+def _nsga(storage: Path, donor: Path, seed: int, n: int) -> Path:
+    config = storage / f"nsga2_s{seed}_n{n}.py"
+    config.write_text(NSGA.format(quick=QUICK, n=n, seed=seed))
+    return _pipeline(config, storage, f"nsga2-s{seed}-n{n}", donor)
 
 
-class _Metrics:
-    """Records the relaxed and the derived mIoU of every validation (a Runner hook)."""
-
-    def __new__(cls, out: list[dict]):
-        from mmengine.hooks import Hook
-
-        class _Hook(Hook):
-            def after_val_epoch(self, runner: Any, metrics: Any = None) -> None:
-                relaxed = runner.message_hub.get_scalar("strategy/relaxed_mIoU").current()
-                out.append({**(metrics or {}), "relaxed": float(relaxed)})
-
-        return _Hook()
-
-
-def gap(exp: Path, work: Path, target: float, lr: float) -> list[dict[str, Any]]:
-    """SSR with the loss on and off (all candidates), and on with 2 candidates drawn per row,
-    from the SSR experiment's supernet and options."""
-    from raynas.config import config_from_text
-    from raynas.tune.options import resolve_tune_cfg
-
-    cfg = config_from_text((exp / "config.py").read_text())
-    ssr = {**resolve_tune_cfg(cfg.tune_cfg)["search"]["ssr"], "target_flops": target}
-    ssr["arch_optimizer"] = {**ssr["arch_optimizer"], "lr": lr}
-    runs = [_ssr_runner(exp, work / f"gap-{'on' if on else 'off'}", ssr, on) for on in (1, 0)]
-    return [*runs, _ssr_runner(exp, work / "gap-on-k2", {**ssr, "sample_k": 2}, True)]
-
-
-def step_cost(exp: Path, steps: int = 3) -> dict[str, dict[str, float]]:
-    """MB of tensors saved for backward and median seconds of forward + backward, one training
-    step each (batch 8, 128x128, one thread)."""
+def part_cost(storage: Path, steps: int = 3) -> None:
+    """One training step (batch 8, 128x128, one thread) of paths and of the relaxed supernet."""
     import statistics
 
     import numpy as np
@@ -182,6 +301,7 @@ def step_cost(exp: Path, steps: int = 3) -> dict[str, dict[str, float]]:
     from raynas.export import build_supernet
 
     torch.set_num_threads(1)
+    exp = _pipeline(QUICK, storage, "supernet", until="supernet")
     model = build_supernet(config_from_text((exp / "config.py").read_text())).train()
     space, x = search_space(model), torch.randn(8, 3, 128, 128)
 
@@ -196,91 +316,48 @@ def step_cost(exp: Path, steps: int = 3) -> dict[str, dict[str, float]]:
         return dict(mb=mb, s=statistics.median(step() for _ in range(steps)))
 
     out = {}
-    for name, arch in (
-        ("largest path", space.extreme(True)),
-        ("smallest path", space.extreme(False)),
-        ("random path", space.canonical(space.sample(np.random.default_rng(0)))),
-    ):
+    random = space.canonical(space.sample(np.random.default_rng(0)))
+    for name, arch in (("largest path", space.extreme(True)), ("random path", random)):
         set_arch(model, arch)
         out[name] = measure()
     weights = ArchWeights(space)
     set_relaxed(model, weights)
-    out["relaxed, all candidates"] = measure()
+    out["relaxed, all candidates (SSR sample_k=0, XNAS)"] = measure()
     set_relaxed(model, weights.sample(2, torch.Generator().manual_seed(0)))
-    out["relaxed, 2 drawn per row (sample_k=2)"] = measure()
-    set_relaxed(model, weights)
-    with torch.no_grad():
-        for label in weights.rows:
-            if label.endswith((".dilation", ".zoom")):
-                weights.mask(label).zero_()
-                weights.mask(label)[0] = True
-    out["relaxed, dilation and zoom decided"] = measure()
+    out["relaxed, 2 drawn per row (SSR sample_k=2, shipped)"] = measure()
     set_relaxed(model, None)
-    return out
-
-
-def write(result: dict[str, Any]) -> None:
-    lines = ["## 1. Discretisation gap (selection-split mIoU at the end of the search; "
-             f"alpha lr {result['gap_lr']})", "",
-             "| SSR loss | iterations run | candidates left | relaxed mIoU | derived mIoU | gap |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for g in result["gap"]:
-        its = g["history"][-1]["iter"] if g["history"] else 0
-        k = f", {g['sample_k']} drawn per row" if g.get("sample_k") else ""
-        lines.append(f"| {'on' if g['loss_on'] else 'off'}{k} | {its} | "
-                     f"{int(g['candidates_left'])}"
-                     f" | {g['relaxed_mIoU'][-1]:.2f} | {g['derived_mIoU'][-1]:.2f} | "
-                     f"{g['relaxed_mIoU'][-1] - g['derived_mIoU'][-1]:.2f} |")  # fmt: skip
-    lines += ["", "## 2. SSR against NSGA-II (same supernet, same retraining)", "",
-              "| search | search wall s | model | val mIoU | MFLOPs | CPU latency ms |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
-    for name, r in result["compare"].items():
-        for m in r["models"]:
-            lines.append(f"| {name} | {r['search_s']:.0f} | {m['name']} | {m['val_mIoU']:.2f} | "
-                         f"{m['flops'] / 1e6:.1f} | {m['latency_ms']:.2f} |")  # fmt: skip
-    lines += [
-        "",
-        "## 3. Cost",
-        "",
-        "Seconds per SSR iteration (weight + alpha step) between shrink steps (SSR loss on; "
-        "all candidates, then 2 drawn per row):",
-        "",
-        "| candidates per row | shrink step at iter | candidates left | s/iteration |",
-        "|---|---|---|---|",
-    ]
-    for g in result["gap"]:
-        for h in g["history"] if g["loss_on"] else []:
-            lines.append(f"| {g.get('sample_k') or 'all'} | {h['iter']} | "
-                         f"{h['candidates_left']} | {h['s_per_iter']:.2f} |")  # fmt: skip
-    lines += ["", "One training step, forward + backward (batch 8, 128x128, one thread): the "
-              "tensors saved for backward and the median time:", "",
-              "| step | MB | s |", "|---|---|---|"]  # fmt: skip
-    lines += [f"| {k} | {v['mb']:.0f} | {v['s']:.2f} |" for k, v in result["memory"].items()]
-    harness.write("ssr", json.loads(json.dumps(result, default=float)), "\n".join(lines))
+    big = out["largest path"]
+    lines = ["| step | MB | s | time / largest path's |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['mb']:.0f} | {v['s']:.3f} | {v['s'] / big['s']:.2f} |"
+              for k, v in out.items()]  # fmt: skip
+    intro = ("One training step, forward + backward (batch 8, 128x128, one thread), the SSR "
+             "quickstart's space:\n\n")  # fmt: skip
+    harness.write("ssr-cost", dict(steps=out), intro + "\n".join(lines))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["converge", "realtime", "compare", "cost"])
     ap.add_argument("--storage", type=Path, default=harness.CACHE / "ssr")
-    ap.add_argument("--target-flops", type=float, default=50e6)
-    ap.add_argument("--gap-lr", type=float, default=0.5, help="alpha's lr in part 1")
-    ap.add_argument(
-        "--no-equal-time",
-        action="store_true",
-        help="skip the NSGA-II run given SSR's search time (compare with the 24)",
-    )
+    ap.add_argument("--one", nargs=3, metavar=("EXP", "NAME", "SSR_JSON"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     from mmengine.registry import init_default_scope
 
     import mmseg_plugins  # noqa: F401
 
     init_default_scope("mmseg")
+    if args.one:
+        exp, name, ssr = Path(args.one[0]), args.one[1], json.loads(args.one[2])
+        out = search_once(exp, exp / "searches" / name, ssr)
+        (exp / "searches" / f"{name}.json").write_text(json.dumps(out, default=float))
+        return
     args.storage.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = dict(compare=compare(args.storage, not args.no_equal_time))
-    result["gap_lr"] = args.gap_lr
-    result["gap"] = gap(args.storage / "ssr", args.storage, args.target_flops, args.gap_lr)
-    result["memory"] = step_cost(args.storage / "ssr")
-    write(result)
+    if args.part in ("converge", "realtime"):
+        part_converge(args.storage, args.part == "realtime")
+    elif args.part == "compare":
+        part_compare(args.storage)
+    else:
+        part_cost(args.storage)
 
 
 if __name__ == "__main__":

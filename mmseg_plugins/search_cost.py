@@ -14,7 +14,7 @@ from raynas.core.complexity import PathComplexity
 from raynas.core.errors import InvalidValueError
 from raynas.core.space import Arch, SearchSpace
 from raynas.core.ssr_cost import expected_flops
-from raynas.core.ssr_derive import derive_under_cost
+from raynas.core.ssr_derive import derive_under_cost, shrink_under_cost
 
 __all__ = ["SearchCost"]
 
@@ -38,6 +38,7 @@ class SearchCost:
     ) -> None:
         self.table, self.latency, self.target, self.tolerance = table, latency, target, tolerance
         self.derivation: dict[str, Any] = {}
+        self.anchor: Arch | None = None  # the last path derived within the band
 
     def check(self, space: SearchSpace) -> None:
         """Refuses a target no path of ``space`` reaches, with the range it reaches."""
@@ -74,9 +75,23 @@ class SearchCost:
         (``self.derivation`` says how it was found)."""
         if self.target is None:
             return weights.derive()
+        return self._derive(weights)[0]
+
+    def _derive(self, weights: Any) -> tuple[Arch, dict[str, Any]]:
+        starts = [self.anchor] if self.anchor else []
         arch, self.derivation = derive_under_cost(weights, self.exact, self.target,
-                                                  self.tolerance)  # fmt: skip
-        return arch
+                                                  self.tolerance, starts)  # fmt: skip
+        if self.derivation["within"]:
+            self.anchor = arch
+        return arch, self.derivation
+
+    def shrink(self, weights: Any, threshold: float) -> tuple[dict[str, int], list[str]]:
+        """The paper's shrinking step; with a target, a path within the band kept reachable
+        (:func:`~raynas.core.ssr_derive.shrink_under_cost`). Returns the candidates removed per
+        row and the rows decided by the cost rather than the threshold."""
+        if self.target is None:
+            return weights.shrink(threshold), []
+        return shrink_under_cost(weights, threshold, lambda: self._derive(weights))
 
     def protected(self, weights: Any) -> dict[str, Any] | None:
         """With a target: the derived path's active choices, kept through shrinking and

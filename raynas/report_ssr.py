@@ -69,15 +69,16 @@ def ssr_markdown(frame: pd.DataFrame) -> str:
     steps = ssr_steps(frame)
     if steps.empty:
         return ""
-    lines = ["| trial | target | iterations | candidates left | expected MFLOPs | "
-             "derived MFLOPs | relaxed mIoU | derived mIoU | gap |", "|---" * 9 + "|"]  # fmt: skip
+    lines = ["| trial | target | iterations | rows decided (all by iter) | candidates left | "
+             "expected MFLOPs | derived MFLOPs | relaxed mIoU | derived mIoU | gap |",
+             "|---" * 10 + "|"]  # fmt: skip
     for _, t in steps.groupby("trial_id"):
         r = t.iloc[-1]
         target = _target(r)
         relaxed = r.get("relaxed_mIoU")
         has_relaxed = relaxed is not None and relaxed == relaxed
         gap = f"{relaxed - r['derived_mIoU']:.2f}" if has_relaxed else "-"
-        lines.append(f"| {r['trial_id']} | {target} | {r['iteration']} | "
+        lines.append(f"| {r['trial_id']} | {target} | {r['iteration']} | {_decided(r)} | "
                      f"{int(r['candidates_left'])} | {r['expected_mflops']:.1f} | "
                      f"{r['flops'] / 1e6:.1f} | {f'{relaxed:.2f}' if has_relaxed else '-'} | "
                      f"{r['derived_mIoU']:.2f} | {gap} |")  # fmt: skip
@@ -92,3 +93,12 @@ def _target(row: pd.Series) -> str:
     if flops is not None and flops == flops:
         return f"{flops / 1e6:.0f} MFLOPs"
     return "-"
+
+
+def _decided(row: pd.Series) -> str:
+    """'decided/rows (by iteration)' from the step's proxies ('-': an older archive)."""
+    rows, at = row.get("rows"), row.get("decided_at")
+    if rows is None or rows != rows or not isinstance(at, dict):
+        return "-"
+    by = f" (by {max(at.values())})" if at and len(at) == int(rows) else ""
+    return f"{len(at)}/{int(rows)}{by}"

@@ -132,8 +132,10 @@ class SSRHook(Hook):
         self.weights: ArchWeights | None = None
         self.history: list[dict[str, Any]] = []
         self.decided_at: dict[str, int] = {}  # row -> the iteration it was decided at
+        self.decided_by_cost: list[str] = []  # rows the cost target decided, not the threshold
         self._pending: dict | None = None
         self._tick = time.perf_counter()
+        self._wiped = 0  # XNAS: candidates wiped out since the last shrink step
 
     # set-up, checkpoint ------------------------------------------------------------------
     def _setup(self, runner: Any) -> ArchWeights:
@@ -163,6 +165,8 @@ class SSRHook(Hook):
             self.optimizer.load_state_dict(self._pending["optimizer"])
             self.history = list(self._pending["history"])
             self.decided_at = dict(self._pending.get("decided_at") or {})
+            self.decided_by_cost = list(self._pending.get("by_cost") or [])
+            self.costs.anchor = self._pending.get("anchor")
         return self.weights
 
     def _search_set(self, runner: Any) -> Any:
@@ -199,7 +203,8 @@ class SSRHook(Hook):
         weights = self._setup(runner)
         write_meta(checkpoint, SSR_KEY, dict(weights=weights.state_dict(),
                    optimizer=self.optimizer.state_dict(), history=self.history,
-                   decided_at=self.decided_at))  # fmt: skip
+                   decided_at=self.decided_at, by_cost=self.decided_by_cost,
+                   anchor=self.costs.anchor))  # fmt: skip
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         self._pending = read_meta(checkpoint, SSR_KEY, self._pending)
@@ -259,7 +264,8 @@ class SSRHook(Hook):
         grads = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
         mean_(grads)  # data-parallel: every rank steps with the same gradient
         if self.xnas:
-            self.optimizer.step(dict(zip(w.rows, grads)), self.costs.protected(w))
+            wiped = self.optimizer.step(dict(zip(w.rows, grads)), self.costs.protected(w))
+            self._wiped += sum(wiped.values())
             if self.optimizer.t >= self.optimizer.steps and not w.decided:
                 w.settle_(self.derive())  # the last step: the protected path where it differs
             set_relaxed(model, w)
@@ -287,11 +293,16 @@ class SSRHook(Hook):
 
     def _shrink(self, runner: Any) -> None:
         w = self.weights
-        removed = {} if self.xnas else w.shrink(self.threshold, self.costs.protected(w))
+        by_cost: list[str] = []
+        if self.xnas:  # wipeout ran at each step since the last shrink step
+            removed, self._wiped = {"wipeout": self._wiped}, 0
+        else:
+            removed, by_cost = self.costs.shrink(w, self.threshold)
+        self.decided_by_cost.extend(by_cost)
         self._sync_masks()
         self._note_decisions(runner)
         now = time.perf_counter()
-        step = dict(iter=runner.iter + 1, removed=sum(removed.values()),
+        step = dict(iter=runner.iter + 1, removed=sum(removed.values()), by_cost=len(by_cost),
                     candidates_left=w.candidates_left(), decided=w.decided,
                     **self.costs.now(w), s_per_iter=(now - self._tick) / self.interval,
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
@@ -319,6 +330,7 @@ class SSRHook(Hook):
         w = self.weights
         return dict(candidates_left=float(w.candidates_left()), decided=float(w.decided),
                     rows_decided=float(len(w.decided_rows())), rows=float(len(w.rows)),
+                    rows_decided_by_cost=float(len(self.decided_by_cost)),
                     **self.costs.now(w),
                     **{f"entropy_{k}": v for k, v in w.entropy().items()})  # fmt: skip
 

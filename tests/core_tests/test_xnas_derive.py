@@ -13,7 +13,7 @@ from raynas.core.complexity import PathComplexity
 from raynas.core.errors import InvalidValueError
 from raynas.core.seg_space import BackboneSettings, HeadSettings, build_space
 from raynas.core.ssr import ArchWeights, check_settings
-from raynas.core.ssr_derive import band_distance, derive_under_cost
+from raynas.core.ssr_derive import band_distance, derive_under_cost, shrink_under_cost
 from raynas.core.xnas import LeafWeights, XNASOptimizer, xnas_lr
 
 SPACE = build_space(BackboneSettings(), HeadSettings())
@@ -122,3 +122,31 @@ def test_bad_optimizer_settings_are_refused() -> None:
             check_settings(settings, "tune_cfg.search.ssr")
     with pytest.raises(InvalidValueError, match="link"):
         ArchWeights(SPACE, link="softmax")
+
+
+@pytest.mark.parametrize(("seed", "fraction"), [(4, 0.9), (8, 0.9), (5, 0.3)])
+def test_shrinking_under_a_target_keeps_the_band_reachable_and_never_stalls(
+    seed: int, fraction: float
+) -> None:
+    """After each shrink step a path within the band is still derived, and no row is left
+    holding a candidate the threshold would prune: those rows were decided by the rule, or by
+    the cost where the rule would have lost the band (a target high in the range: some rows)."""
+    weights = _peaked(seed)
+    low, high = SPACE.cost_range(_flops)
+    target = low + fraction * (high - low)
+
+    def derive():
+        return derive_under_cost(weights, _flops, target, 0.05)
+
+    by_cost: list[str] = []
+    for _ in range(3):
+        _, decided = shrink_under_cost(weights, 0.1, derive)
+        by_cost += decided
+        assert derive()[1]["within"]
+        for label in weights.rows:
+            p = weights.probs(label)
+            valid = weights.valid(label)
+            assert len(valid) == 1 or all(float(p[i] / p.max()) > 0.1 for i in valid), label
+    assert (len(by_cost) > 0) == (fraction > 0.5)
+    assert all(len(weights.valid(k)) == 1 for k in by_cost)
+    assert weights.shrink(0.1) == {}  # nothing left for the rule alone

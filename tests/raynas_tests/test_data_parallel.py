@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -220,3 +221,52 @@ def test_a_killed_two_worker_trial_resumes_on_three(
     # the killed run's temporary checkpoint folder went when its trial ran again
     trial_id = "_".join(result.parent.name.split("_")[2:4])  # train_supernet_ID_NUM_...
     assert not staging_dirs_of(trial_id)
+
+
+def _ssr_state(exp: Path) -> dict[str, Any]:
+    """The architecture weights (alpha, masks) of the search trial's last Ray Train checkpoint."""
+    from mmseg_plugins.checkpoint import SSR_KEY, read_meta
+    from mmseg_plugins.safe_load import load_local
+
+    last = sorted((exp / "search" / "ddp").glob("*/checkpoint_*/checkpoint.pth"))[-1]
+    return read_meta(load_local(str(last), map_location="cpu"), SSR_KEY)["weights"]
+
+
+@pytest.mark.slow  # two 2-worker SSR searches, one killed and resumed: 20 min beside a benchmark
+def test_a_two_worker_ssr_search_keeps_one_state_and_resumes_exactly(
+    tmp_path: Path, run_options: Callable[..., dict[str, Any]]
+) -> None:
+    """SSR on 2 ranks (gloo): alpha identical on both (checked when training ends, else the
+    trial fails), and a search killed after its first checkpoint resumes to the same alpha and
+    masks as an uninterrupted one."""
+    from raynas.tune.pipeline import Pipeline
+
+    run = {"supernet": dict(iters=12, report_interval=12),
+           "search.ssr": dict(iters=12, shrink_interval=6),
+           "search.param_space.ssr.target_flops": dict(grid=[50e6]),
+           "search.resources": dict(workers=2, cpu_per_worker=1),
+           "search.max_concurrent": 1, "ray.num_cpus": 3}  # fmt: skip
+    config = UNIFORM.parent.parent / "ssr_quickstart.py"
+    for name in ("full", "cut"):
+        Pipeline.create(config, str(tmp_path), name, _options(run_options, BATCH, run))
+    Pipeline(tmp_path / "full").run(until="search", quiet=True)
+    log = next((tmp_path / "full" / "search").rglob("work/*/*.log")).read_text()
+    assert "SSR architecture weights identical on 2 ranks" in log
+    cut = tmp_path / "cut"
+    resume = [sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until", "search",
+              "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(resume, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 600
+    while not list((cut / "search" / "ddp").glob("*/checkpoint_*/checkpoint.pth")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the kill"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    assert subprocess.run(resume, cwd=ROOT).returncode == 0
+    logs = [p.read_text() for p in (cut / "search").rglob("work/*/*.log")]
+    assert any("resumed epoch: 0, iter: 6" in t for t in logs)
+    full, resumed = _ssr_state(tmp_path / "full"), _ssr_state(cut)
+    assert sorted(full) == sorted(resumed)
+    for key, value in full.items():
+        assert torch.allclose(resumed[key].double(), value.double(), atol=1e-6), key
