@@ -51,7 +51,8 @@ model = dict(
     decode_head=dict(in_channels=[96, 160, 256], channels=96, channel_choices=(48, 72, 96),
                      detail_channels=48),
 )
-tune_cfg = dict(supernet=dict(iters=1200, report_interval=600))
+tune_cfg = dict(supernet=dict(iters=1200, report_interval=600),
+                search=dict(param_space=dict(ssr=dict(target_flops=dict(grid=[130e6])))))
 """
 # the SSR quickstart with the quickstart's NSGA-II search instead (seed, candidates)
 NSGA = """_base_ = ["{quick}"]
@@ -154,7 +155,8 @@ def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
     undecided = [v for v in r["vals"] if not v["decided"] and v["relaxed"] is not None]
     last = undecided[-1] if undecided else None
     return dict(run=name, optimizer=r["ssr"]["optimizer"], seed=r["ssr"]["seed"],
-                ssr_loss=any(r["ssr"]["loss_weights"].values()), target_mflops=target / 1e6,
+                ssr_loss=r["ssr"]["optimizer"] == "ssr" and any(r["ssr"]["loss_weights"].values()),
+                target_mflops=target / 1e6,
                 rows=int(r["rows"]), rows_decided=int(r["rows_decided"]),
                 by_cost=int(r.get("rows_decided_by_cost", 0)),
                 all_decided_at=max(r["decided_at"].values()) if r["decided"] else None,
@@ -181,7 +183,7 @@ def converge_table(rows: list[dict[str, Any]]) -> str:
             gap = (f"{r['gap_iter']}: {r['relaxed']:.2f} - {r['derived_then']:.2f} = "
                    f"{r['relaxed'] - r['derived_then']:+.2f}")  # fmt: skip
         lines.append(
-            f"| {r['run']} | {r['optimizer']} | {'on' if r['ssr_loss'] else 'off'} | {r['seed']} "
+            f"| {r['run']} | {r['optimizer']} | {_loss(r)} | {r['seed']} "
             f"| {r['target_mflops']:.1f} | {r['rows_decided']}/{r['rows']} ({r['by_cost']}) "
             f"| {at} "
             f"({r['first_decided_at']}) | {r['derived_mflops']:.1f} ({r['derived_off']:+.1%}) | "
@@ -189,6 +191,11 @@ def converge_table(rows: list[dict[str, Any]]) -> str:
             f"{r['final_derived']:.2f} | {r['s_per_iter']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def _loss(row: dict[str, Any]) -> str:
+    """Whether the SSR loss was on ('-' for XNAS, which has none)."""
+    return "-" if row["optimizer"] == "xnas" else ("on" if row["ssr_loss"] else "off")
 
 
 def _runs(targets: list[float], xnas: bool) -> dict[str, dict[str, Any]]:
@@ -220,11 +227,19 @@ def part_converge(storage: Path, realtime: bool) -> None:
     rows = [_row(n, r) for n, r in searches(exp, _runs(targets, not realtime)).items()]
     name = "ssr-realtime" if realtime else "ssr-converge"
     wall = _state(exp)["phases"]["supernet"]["wall_s"]
-    intro = (f"Supernet: `{exp.name}` ({_state(exp)['phases']['supernet']['iters']} iterations, "
+    intro = (f"Supernet: `{exp.name}` ({_supernet_iters(exp)} iterations, "
              f"{wall:.0f} s). Every search: the shipped SSR settings of "
              "`configs/ssr_quickstart.py` (budget 120 iterations, shrink every 12, threshold "
              "0.1), one thread, through the Runner; mIoU on the selection split.\n\n")  # fmt: skip
     harness.write(name, dict(rows=rows), intro + converge_table(rows))
+
+
+def _supernet_iters(exp: Path) -> int:
+    from raynas.config import config_from_text
+    from raynas.tune.options import resolve_tune_cfg
+
+    cfg = config_from_text((exp / "config.py").read_text())
+    return resolve_tune_cfg(cfg.tune_cfg)["supernet"]["iters"]
 
 
 def _flops_range(exp: Path) -> tuple[float, float]:

@@ -5,9 +5,12 @@ over each SSR trial's shrink steps, read from the archive's ``search`` rows."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+
+from raynas.core.ssr import decision_type
 
 __all__ = ["plot_ssr", "ssr_markdown", "ssr_steps"]
 
@@ -82,7 +85,23 @@ def ssr_markdown(frame: pd.DataFrame) -> str:
                      f"{int(r['candidates_left'])} | {r['expected_mflops']:.1f} | "
                      f"{r['flops'] / 1e6:.1f} | {f'{relaxed:.2f}' if has_relaxed else '-'} | "
                      f"{r['derived_mIoU']:.2f} | {gap} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    decisions = [
+        d for trial, t in steps.groupby("trial_id") if (d := _decisions(trial, t.iloc[-1]))
+    ]
+    return "\n".join(lines + (["", *decisions] if decisions else [])) + "\n"
+
+
+def _decisions(trial: str, row: pd.Series) -> str:
+    """When the rows of one SSR run were decided: per iteration, the rows by decision type."""
+    at = row.get("decided_at")
+    if not isinstance(at, dict) or not at:
+        return ""
+    by_iter: dict[int, Counter] = {}
+    for label, it in at.items():
+        by_iter.setdefault(int(it), Counter())[decision_type(label)] += 1
+    steps = "; ".join(f"{it}: " + ", ".join(f"{n} {t}" for t, n in sorted(c.items()))
+                      for it, c in sorted(by_iter.items()))  # fmt: skip
+    return f"- {trial}: rows decided at iteration {steps}"
 
 
 def _target(row: pd.Series) -> str:

@@ -76,7 +76,7 @@ class SSRHook(Hook):
         latency_runs: Timed runs per latency table entry.
         sample_k: Candidates per decision row computed in a training step, drawn in proportion
             to their probabilities and renormalised (``ArchWeights.sample``); 0: all valid
-            candidates, as the paper (``benchmarks/results/ssr.md`` compares time and memory).
+            candidates, as the paper (``benchmarks/results/ssr-cost.md`` compares time and memory).
         optimizer: ``'ssr'`` (Adam on alpha with the SSR loss, threshold shrinking) or
             ``'xnas'`` (exponentiated gradient with wipeout; no SSR loss, no threshold).
         xnas_bound: XNAS's reward bound; None: the largest reward of the first step.

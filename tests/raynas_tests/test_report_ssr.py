@@ -25,8 +25,11 @@ def test_ssr_table_shows_runner_iterations_and_rounded_miou() -> None:
     assert list(steps.iteration) == [12, 24] and "iter" not in steps.columns
     last = ssr_markdown(frame).splitlines()[-1]
     assert last.startswith("| a | 25 MFLOPs | 24 | - | 128 | 40.0 | 18.1 | 16.19 | 15.50 | 0.69 |")
-    decided = dict(rows=3.0, decided_at={"x": 12, "y": 24, "z": 24})
+    decided = dict(rows=3.0, decided_at={"backbone.stage0.depth": 12, "head.fusion": 24,
+                                         "backbone.stage0.layer0.op": 24})  # fmt: skip
     frame = pd.DataFrame([_row("b", 2, 24, "candidate", 16.0, **decided)])
-    assert "| b | 25 MFLOPs | 24 | 3/3 (by 24) | 128 |" in ssr_markdown(frame)
+    text = ssr_markdown(frame)
+    assert "| b | 25 MFLOPs | 24 | 3/3 (by 24) | 128 |" in text
+    assert "- b: rows decided at iteration 12: 1 depth; 24: 1 head, 1 ops" in text
     frame = pd.DataFrame([_row("c", 2, 24, "candidate", 16.0, rows=3.0, decided_at={"x": 12})])
     assert "| c | 25 MFLOPs | 24 | 1/3 | 128 |" in ssr_markdown(frame)
