@@ -191,8 +191,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
             "workers": res["workers"], "cpu_per_worker": res.get("cpu_per_worker", 1),
             "gpu_per_worker": res.get("gpu_per_worker", 0)}  # fmt: skip
         size = o.get("iters", o.get("num_candidates"))
-        print(f"{phase}: {size} {'iterations' if 'iters' in o else 'candidates'}, trial "
-              f"resources {per}, {o['max_concurrent']} at a time")  # fmt: skip
+        what = f"{size} {'iterations' if 'iters' in o else 'candidates'}"
+        if phase == "search" and o.get("type") == "ssr":
+            what = f"SSR ({o['ssr']['optimizer']}), at most {o['ssr']['iters']} iterations a trial"
+        print(f"{phase}: {what}, trial resources {per}, {o['max_concurrent']} at a time")
     wants = any(opts[p]["resources"].get(k) for p in ("supernet", "search", "retrain")
                 for k in ("gpu", "gpu_per_worker"))  # fmt: skip
     gpus = torch.cuda.device_count()

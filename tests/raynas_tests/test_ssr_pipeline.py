@@ -57,7 +57,8 @@ def test_ssr_pipeline_end_to_end(
     for _, rows in search.groupby("trial_id"):  # a row per shrink step, the last the candidate
         assert list(rows.sort_values("iteration").path) == ["ssr-step"] * 2 + ["candidate"]
         proxies = [json.loads(p) for p in rows.proxies]
-        assert all({"relaxed_mIoU", "entropy_ops", "expected_mflops"} <= set(p) for p in proxies)
+        assert all({"relaxed_mIoU", "entropy_ops", "expected_mflops", "decided_at"} <= set(p)
+                   for p in proxies)  # fmt: skip
     targets = {json.loads(p)["target_flops"] for p in search.proxies}
     assert targets == {25e6, 60e6}
     exports = state["phases"]["retrain"]["exports"]
