@@ -227,7 +227,10 @@ def part_converge(storage: Path, realtime: bool) -> None:
     rows = [_row(n, r) for n, r in searches(exp, _runs(targets, not realtime)).items()]
     name = "ssr-realtime" if realtime else "ssr-converge"
     wall = _state(exp)["phases"]["supernet"]["wall_s"]
-    intro = (f"Supernet: `{exp.name}` ({_supernet_iters(exp)} iterations, "
+    space = ("the realtime config's widths (stem 24/48, stages 96/160/256, head 48-96 channels)"
+             ", dilations 1-2, no zoom, no detail branch: 32 decision rows. " if realtime else
+             "the SSR quickstart's space: 44 decision rows. ")  # fmt: skip
+    intro = space + (f"Supernet: `{exp.name}` ({_supernet_iters(exp)} iterations, "
              f"{wall:.0f} s). Every search: the shipped SSR settings of "
              "`configs/ssr_quickstart.py` (budget 120 iterations, shrink every 12, threshold "
              "0.1), one thread, through the Runner; mIoU on the selection split.\n\n")  # fmt: skip
