@@ -57,6 +57,22 @@ class _Losses(Hook):
         self.loss[runner.iter + 1] = float(outputs["loss"].detach())
 
 
+def _killed_at_first_checkpoint(exp: Path, phase: str) -> list[str]:
+    """Runs ``raynas resume EXP --until PHASE`` and kills it (the driver, its Ray and the
+    workers) once the phase has a Ray Train checkpoint; returns the resume command."""
+    resume = [sys.executable, "-m", "raynas.cli", "resume", str(exp), "--until", phase,
+              "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(resume, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 600
+    while not list((exp / phase / "ddp").glob("*/checkpoint_*/checkpoint.pth")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the kill"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    return resume
+
+
 def _scalars(work: Path, key: str) -> dict[int, float]:
     """``key`` per iteration from mmengine's scalar logs under ``work`` (a resumed run's
     later log wins)."""
@@ -134,17 +150,8 @@ def test_a_killed_two_worker_trial_resumes_exactly(
         Pipeline.create(config, str(tmp_path), name, _options(run_options, BATCH, run))
     Pipeline(tmp_path / "full").run(until="supernet", quiet=True)
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until",
-                             "supernet", "--quiet"], cwd=ROOT, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 600
-    while not list((cut / "supernet" / "ddp").glob("*/checkpoint_*/checkpoint.pth")):
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the kill"
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver, its Ray and both workers
-    proc.wait()
-    time.sleep(2)
-    assert subprocess.run([sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until",
-                           "supernet", "--quiet"], cwd=ROOT).returncode == 0  # fmt: skip
+    resume = _killed_at_first_checkpoint(cut, "supernet")
+    assert subprocess.run(resume, cwd=ROOT).returncode == 0
     full = _scalars(tmp_path / "full" / "supernet", "loss_all_ranks")
     resumed = _scalars(cut / "supernet", "loss_all_ranks")
     assert sorted(resumed) == sorted(full) == list(range(1, 41))
@@ -194,16 +201,7 @@ def test_a_killed_two_worker_trial_resumes_on_three(
     Pipeline.create(UNIFORM.parent.parent / "quickstart.py", str(tmp_path), "cut",
                     _options(run_options, BATCH, run))  # fmt: skip
     cut = tmp_path / "cut"
-    resume = [sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until", "supernet",
-              "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(resume, cwd=ROOT, start_new_session=True)
-    deadline = time.time() + 600
-    while not list((cut / "supernet" / "ddp").glob("*/checkpoint_*/checkpoint.pth")):
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the kill"
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(2)
+    resume = _killed_at_first_checkpoint(cut, "supernet")
     out = subprocess.run([*resume, "--workers", "3"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "continues on 3 data-parallel workers (was 2)" in out.stdout
@@ -253,16 +251,7 @@ def test_a_two_worker_ssr_search_keeps_one_state_and_resumes_exactly(
     log = next((tmp_path / "full" / "search").rglob("work/*/*.log")).read_text()
     assert "SSR architecture weights identical on 2 ranks" in log
     cut = tmp_path / "cut"
-    resume = [sys.executable, "-m", "raynas.cli", "resume", str(cut), "--until", "search",
-              "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(resume, cwd=ROOT, start_new_session=True)
-    deadline = time.time() + 600
-    while not list((cut / "search" / "ddp").glob("*/checkpoint_*/checkpoint.pth")):
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint before the kill"
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(2)
+    resume = _killed_at_first_checkpoint(cut, "search")
     assert subprocess.run(resume, cwd=ROOT).returncode == 0
     logs = [p.read_text() for p in (cut / "search").rglob("work/*/*.log")]
     assert any("resumed epoch: 0, iter: 6" in t for t in logs)
