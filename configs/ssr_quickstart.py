@@ -1,5 +1,5 @@
 # The whole pipeline with differentiable search (SSR) instead of NSGA-II, on the embedded
-# synthseg dataset, sized for a 2-core CPU (about 9 min; docs/ssr.md):
+# synthseg dataset, sized for a 2-core CPU (about 6 min; docs/ssr.md):
 #   raynas run configs/ssr_quickstart.py
 # supernet (uniform, warm start) -> two SSR searches as Tune trials, one per FLOPs target ->
 # retrain each search's architecture from its own trial's weights -> report (report/ssr.png:
