@@ -230,7 +230,7 @@ def _ssr_state(exp: Path) -> dict[str, Any]:
     return read_meta(load_local(str(last), map_location="cpu"), SSR_KEY)["weights"]
 
 
-@pytest.mark.slow  # two 2-worker SSR searches, one killed and resumed: 20 min beside a benchmark
+@pytest.mark.slow  # two 2-worker SSR searches, one killed and resumed: 3 min on 2 cores
 def test_a_two_worker_ssr_search_keeps_one_state_and_resumes_exactly(
     tmp_path: Path, run_options: Callable[..., dict[str, Any]]
 ) -> None:
