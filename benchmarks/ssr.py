@@ -254,18 +254,15 @@ def _flops_range(exp: Path) -> tuple[float, float]:
 
 def found(exp: Path) -> list[dict[str, Any]]:
     """The retrained found models: val mIoU, FLOPs, params and CPU latency (batch 1)."""
-    import pandas as pd
-
-    from raynas.baselines import model_cost
+    from benchmarks.vs_mmseg import cost, found_models
     from raynas.config import load_config
 
-    frame = pd.read_parquet(exp / "archive")
-    final = frame[(frame.phase == "retrain") & (frame.split == "val")]
     out = []
-    for r in final.sort_values("iteration").groupby("path").tail(1).itertuples():
-        cfg = load_config(exp / "subnets" / r.path / "subnet.py")
-        cost = model_cost(cfg.model, tuple(cfg.model.data_preprocessor.size))
-        out.append(dict(name=r.path, val_mIoU=float(r.mIoU), **cost))
+    for m in found_models(exp, prefix=""):
+        cfg = load_config(m["config"])
+        size = tuple(cfg.model.data_preprocessor.size)
+        out.append(dict(name=m["name"].strip(), val_mIoU=m["val_mIoU"],
+                        **cost(cfg, None, size)))  # fmt: skip
     return out
 
 

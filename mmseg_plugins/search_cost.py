@@ -14,7 +14,7 @@ from raynas.core.complexity import PathComplexity
 from raynas.core.errors import InvalidValueError
 from raynas.core.space import Arch, SearchSpace
 from raynas.core.ssr_cost import expected_flops
-from raynas.core.ssr_derive import derive_under_cost, shrink_under_cost
+from raynas.core.ssr_derive import active_choices, derive_under_cost, shrink_under_cost
 
 __all__ = ["SearchCost"]
 
@@ -98,8 +98,7 @@ class SearchCost:
         wipeout so that a path within the band stays reachable."""
         if self.target is None:
             return None
-        arch, space = self.derive(weights), weights.space
-        return {k: arch[k] for k in weights.rows if space.is_active(arch, k)}
+        return active_choices(weights, self.derive(weights))
 
     @torch.no_grad()
     def now(self, weights: Any) -> dict[str, float]:

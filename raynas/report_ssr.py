@@ -75,8 +75,11 @@ def ssr_markdown(frame: pd.DataFrame) -> str:
     lines = ["| trial | target | iterations | rows decided (all by iter) | candidates left | "
              "expected MFLOPs | derived MFLOPs | relaxed mIoU | derived mIoU | gap |",
              "|---" * 10 + "|"]  # fmt: skip
-    for _, t in steps.groupby("trial_id"):
+    decisions = []
+    for trial, t in steps.groupby("trial_id"):
         r = t.iloc[-1]
+        if d := _decisions(trial, r):
+            decisions.append(d)
         target = _target(r)
         relaxed = r.get("relaxed_mIoU")
         has_relaxed = relaxed is not None and relaxed == relaxed
@@ -85,9 +88,6 @@ def ssr_markdown(frame: pd.DataFrame) -> str:
                      f"{int(r['candidates_left'])} | {r['expected_mflops']:.1f} | "
                      f"{r['flops'] / 1e6:.1f} | {f'{relaxed:.2f}' if has_relaxed else '-'} | "
                      f"{r['derived_mIoU']:.2f} | {gap} |")  # fmt: skip
-    decisions = [
-        d for trial, t in steps.groupby("trial_id") if (d := _decisions(trial, t.iloc[-1]))
-    ]
     return "\n".join(lines + (["", *decisions] if decisions else [])) + "\n"
 
 

@@ -176,6 +176,10 @@ class ArchWeights(nn.Module):
     def mask(self, label: str) -> torch.Tensor:
         return getattr(self, _mask(label))
 
+    def weight(self, label: str) -> nn.Parameter:
+        """The row's architecture weights (``alpha``)."""
+        return self.alpha[_key(label)]
+
     def p(self, label: str) -> torch.Tensor:
         """Probabilities over all of ``label``'s choices (a one-choice label: ``[1.]``)."""
         if label in self.alpha_keys:
@@ -191,7 +195,7 @@ class ArchWeights(nn.Module):
 
     def probs(self, label: str) -> torch.Tensor:
         """The row's probabilities (0 for pruned candidates)."""
-        a = self.alpha[_key(label)]
+        a = self.weight(label)
         if self.link == "exp":  # shifted by the largest valid weight: no overflow
             a = a - a.detach().masked_fill(~self.mask(label), float("-inf")).max()
             p = torch.exp(a) * self.mask(label)
@@ -211,7 +215,7 @@ class ArchWeights(nn.Module):
             weight = self.loss_weights[decision_type(label)]
             terms.append(weight * (torch.log(p).mean() + math.log(k)))
         if not terms:
-            return self.alpha[_key(self.rows[0])].sum() * 0.0
+            return self.weight(self.rows[0]).sum() * 0.0
         return torch.stack(terms).mean()
 
     def entropy(self) -> dict[str, float]:
@@ -250,13 +254,26 @@ class ArchWeights(nn.Module):
 
     def _prune(self, label: str, threshold: float, protected: Any = None) -> int:
         p = self.probs(label)
-        keep = (p / p.max() > threshold) & self.mask(label)
-        keep[int(p.argmax())] = True  # never the last candidate
+        return self.restrict_(label, p / p.max() > threshold, protected)
+
+    @torch.no_grad()
+    def restrict_(self, label: str, keep: torch.Tensor, protected: Any = None) -> int:
+        """Keeps the valid candidates of ``label`` that ``keep`` marks, always the most probable
+        (never the last candidate) and the ``protected`` choice; returns how many went."""
+        keep = keep & self.mask(label)
+        keep[int(self.probs(label).argmax())] = True
         if protected is not None:
             keep[self.space.choices[label].index(protected)] = True
         removed = int(self.mask(label).sum() - keep.sum())
         self.mask(label).copy_(keep)
         return removed
+
+    @torch.no_grad()
+    def decide_(self, label: str, index: int) -> None:
+        """Leaves ``label`` the one candidate ``index``."""
+        mask = torch.zeros_like(self.mask(label))
+        mask[index] = True
+        self.mask(label).copy_(mask)
 
     def decided_rows(self) -> list[str]:
         """The rows with one candidate left."""
@@ -300,20 +317,14 @@ class ArchWeights(nn.Module):
         probable valid candidate elsewhere."""
         for label in self.rows:
             if self.space.is_active(arch, label):
-                index = self.space.choices[label].index(arch[label])
+                self.decide_(label, self.space.choices[label].index(arch[label]))
             else:
-                index = int(self.probs(label).argmax())
-            mask = torch.zeros_like(self.mask(label))
-            mask[index] = True
-            self.mask(label).copy_(mask)
+                self.decide_(label, int(self.probs(label).argmax()))
 
     def onehot_(self, arch: Mapping[str, Any]) -> None:
         """Masks every row to ``arch``'s choice (probabilities become one-hot)."""
-        with torch.no_grad():
-            for label in self.rows:
-                mask = torch.zeros_like(self.mask(label))
-                mask[self.space.choices[label].index(arch[label])] = True
-                self.mask(label).copy_(mask)
+        for label in self.rows:
+            self.decide_(label, self.space.choices[label].index(arch[label]))
 
 
 class SampledWeights:

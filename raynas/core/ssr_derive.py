@@ -31,7 +31,7 @@ import torch
 
 from raynas.core.space import Arch
 
-__all__ = ["band_distance", "derive_under_cost", "shrink_under_cost"]
+__all__ = ["active_choices", "band_distance", "derive_under_cost", "shrink_under_cost"]
 
 
 def band_distance(cost: float, target: float, tolerance: float) -> float:
@@ -130,6 +130,12 @@ def _search(arch: Arch, logp: dict, space: Any, cost: Callable, target: float, t
     return arch, dist, moves
 
 
+def active_choices(weights: Any, path: Arch) -> dict[str, Any]:
+    """``path``'s choice of each decision row that is active in it (what shrinking and
+    wipeout keep so that the path stays reachable)."""
+    return {k: path[k] for k in weights.rows if weights.space.is_active(path, k)}
+
+
 @torch.no_grad()
 def shrink_under_cost(
     weights: Any,
@@ -153,7 +159,7 @@ def shrink_under_cost(
     """
     path, info = derive()
     space = weights.space
-    protect = {k: path[k] for k in weights.rows if space.is_active(path, k)}
+    protect = active_choices(weights, path)
     removed = weights.shrink(threshold, protect)
     by_cost: list[str] = []
     if not info["within"]:
@@ -166,8 +172,7 @@ def shrink_under_cost(
         before = int(mask.sum())
         mask[k] = False
         if not derive()[1]["within"]:
-            mask.zero_()
-            mask[k] = True
+            weights.decide_(label, k)
             by_cost.append(label)
         removed[label] = removed.get(label, 0) + before - int(mask.sum())
     return removed, by_cost

@@ -121,26 +121,16 @@ class XNASOptimizer:
             if int(mask.sum()) < 2:
                 continue
             grad = grads.get(label)
-            alpha = w.alpha[label.replace(".", "__")]
+            alpha = w.weight(label)
             if grad is not None:
                 reward = (-grad).clamp(-self.bound, self.bound).to(alpha.dtype)
                 alpha.add_(self.lr * reward * mask)
-            kept = protect.get(label)
-            kept = None if kept is None else w.space.choices[label].index(kept)
-            if n := self._wipeout(alpha, mask, kept):
+            # wipeout: the experts that trail the best by more than the rest of the run closes
+            reach = 2 * self.lr * self.bound * max(self.steps - self.t, 0)
+            best = alpha.masked_fill(~mask, float("-inf")).max()
+            if n := w.restrict_(label, alpha >= best - reach, protect.get(label)):
                 wiped[label] = n
         return wiped
-
-    def _wipeout(self, alpha: torch.Tensor, mask: torch.Tensor, kept: int | None) -> int:
-        best = int(alpha.masked_fill(~mask, float("-inf")).argmax())
-        reach = 2 * self.lr * self.bound * max(self.steps - self.t, 0)
-        keep = mask & (alpha >= alpha[best] - reach)
-        keep[best] = True
-        if kept is not None:
-            keep[kept] = True
-        removed = int(mask.sum() - keep.sum())
-        mask.copy_(keep)
-        return removed
 
     def state_dict(self) -> dict[str, Any]:
         return dict(t=self.t, lr=self.lr, steps=self.steps, bound=self.bound)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _weights import random_weights
 
 from raynas.core.errors import InvalidValueError, UnknownKeyError
 from raynas.core.seg_space import BackboneSettings, HeadSettings, build_space
@@ -17,12 +18,7 @@ SPACE = build_space(BackboneSettings(), HeadSettings())
 
 
 def _perturbed(seed: int = 0) -> ArchWeights:
-    weights = ArchWeights(SPACE)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in weights.alpha.values():
-            p.add_(0.01 * torch.randn(p.shape, generator=gen))
-    return weights
+    return random_weights(SPACE, seed, 0.01)
 
 
 def test_ssr_loss_is_zero_at_uniform_and_drives_rows_to_one_hot() -> None:

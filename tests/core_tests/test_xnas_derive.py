@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _weights import random_weights
 
 from raynas.core.complexity import PathComplexity
 from raynas.core.errors import InvalidValueError
@@ -68,12 +69,7 @@ def test_wipeout_removes_who_cannot_catch_up_and_decides_every_row_by_the_budget
 
 
 def _peaked(seed: int) -> ArchWeights:
-    weights = ArchWeights(SPACE)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for a in weights.alpha.values():
-            a.copy_(3 * torch.randn(a.shape, generator=gen))
-    return weights
+    return random_weights(SPACE, seed, 3.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
