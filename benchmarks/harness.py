@@ -1,6 +1,6 @@
 """What every benchmark shares: paths, seeds, the machine header, cached runs, results files.
 
-Run benchmarks from the repository root as modules (``python -m benchmarks.ranking``), so that
+Run benchmarks from the repository root as modules (``python -m benchmarks.vs_mmseg``), so that
 they import each other and :mod:`benchmarks.harness` as a package (no path manipulation).
 
 - ``RESULTS`` (``benchmarks/results/``): each benchmark's current table, ``NAME.json`` and
@@ -21,6 +21,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,8 +38,10 @@ __all__ = [
     "cached",
     "evaluate_paths",
     "machine",
+    "pipeline",
     "saved_tensor_mb",
     "seed_everything",
+    "state",
     "write",
 ]
 
@@ -206,3 +209,33 @@ def evaluate_paths(runner: Any, paths: dict[str, dict]) -> dict[str, float]:
         )
         for name, arch in paths.items()
     }
+
+
+def state(exp: Path) -> dict[str, Any]:
+    """An experiment's ``pipeline.json``."""
+    return json.loads((exp / "pipeline.json").read_text())
+
+
+def pipeline(config: Path, storage: Path, name: str, donor: Path | None = None,
+             until: str | None = None, adopt: tuple[str, ...] = ("supernet",),
+             **options: Any) -> Path:  # fmt: skip
+    """An experiment run (``raynas resume``, in a subprocess) to ``until``; with a ``donor``
+    experiment, its finished ``adopt`` phases (and their archive files) are taken over, not
+    rerun."""
+    from raynas.tune.pipeline import Pipeline
+
+    exp = storage / name
+    if not (exp / "pipeline.json").is_file():
+        Pipeline.create(config, str(storage), name, options)
+        if donor is not None:
+            phases = state(exp)
+            for phase in adopt:
+                phases["phases"][phase] = state(donor)["phases"][phase]
+                for file in (donor / "archive").glob(f"{phase}-*.parquet"):
+                    (exp / "archive").mkdir(exist_ok=True)
+                    shutil.copy(file, exp / "archive" / file.name)
+            (exp / "pipeline.json").write_text(json.dumps(phases, indent=2))
+    if not state(exp)["phases"].get(until or "report", {}).get("done"):
+        cmd = [sys.executable, "-m", "raynas.cli", "resume", str(exp), "--quiet"]
+        subprocess.run(cmd + (["--until", until] if until else []), check=True, cwd=ROOT)
+    return exp

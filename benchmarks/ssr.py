@@ -63,28 +63,6 @@ tune_cfg = dict(search=dict(_delete_=True, type="sampling", num_candidates={n}, 
 """
 
 
-def _state(exp: Path) -> dict[str, Any]:
-    return json.loads((exp / "pipeline.json").read_text())
-
-
-def _pipeline(config: Path, storage: Path, name: str, donor: Path | None = None,
-              until: str | None = None, **options: Any) -> Path:  # fmt: skip
-    """An experiment run to ``until`` (with ``donor``'s finished supernet phase, if given)."""
-    from raynas.tune.pipeline import Pipeline
-
-    exp = storage / name
-    if not (exp / "pipeline.json").is_file():
-        Pipeline.create(config, str(storage), name, options)
-        if donor is not None:
-            state = _state(exp)
-            state["phases"]["supernet"] = _state(donor)["phases"]["supernet"]
-            (exp / "pipeline.json").write_text(json.dumps(state, indent=2))
-    if not _state(exp)["phases"].get(until or "report", {}).get("done"):
-        cmd = [sys.executable, "-m", "raynas.cli", "resume", str(exp), "--quiet"]
-        subprocess.run(cmd + (["--until", until] if until else []), check=True, cwd=ROOT)
-    return exp
-
-
 def shipped_ssr() -> dict[str, Any]:
     """The SSR quickstart's resolved SSR options."""
     from raynas.config import load_config
@@ -111,7 +89,7 @@ def search_once(exp: Path, work: Path, ssr: dict[str, Any]) -> dict[str, Any]:
                          val_interval=ssr["shrink_interval"])  # fmt: skip
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=10**6)
     cfg.custom_hooks = [ssr_hook(ssr)]
-    cfg.load_from = str(Path(_state(exp)["phases"]["supernet"]["checkpoint"]) / CKPT_NAME)
+    cfg.load_from = str(Path(harness.state(exp)["phases"]["supernet"]["checkpoint"]) / CKPT_NAME)
     vals: list[dict] = []
 
     class Record(Hook):
@@ -218,15 +196,15 @@ def part_converge(storage: Path, realtime: bool) -> None:
     if realtime:
         config = storage / "realtime_reduced.py"
         config.write_text(REALTIME)
-        exp = _pipeline(config, storage, "realtime-supernet", until="supernet")
+        exp = harness.pipeline(config, storage, "realtime-supernet", until="supernet")
         low, high = _flops_range(exp)
         targets = [round(low + (high - low) / 3, -5)]
     else:
-        exp = _pipeline(QUICK, storage, "supernet", until="supernet")
+        exp = harness.pipeline(QUICK, storage, "supernet", until="supernet")
         targets = [25e6, 50e6]
     rows = [_row(n, r) for n, r in searches(exp, _runs(targets, not realtime)).items()]
     name = "ssr-realtime" if realtime else "ssr-converge"
-    wall = _state(exp)["phases"]["supernet"]["wall_s"]
+    wall = harness.state(exp)["phases"]["supernet"]["wall_s"]
     space = ("the realtime config's widths (stem 24/48, stages 96/160/256, head 48-96 channels)"
              ", dilations 1-2, no zoom, no detail branch: 32 decision rows. " if realtime else
              "the SSR quickstart's space: 44 decision rows. ")  # fmt: skip
@@ -267,24 +245,24 @@ def found(exp: Path) -> list[dict[str, Any]]:
 
 
 def part_compare(storage: Path) -> None:
-    donor = _pipeline(QUICK, storage, "supernet", until="supernet")
+    donor = harness.pipeline(QUICK, storage, "supernet", until="supernet")
     rows, compared = [], set()
     for seed in (0, 1):
-        ssr = _pipeline(
+        ssr = harness.pipeline(
             QUICK, storage, f"ssr-s{seed}", donor, **{"tune_cfg.search.ssr.seed": seed}
         )
-        n = _equal_time(storage, donor, _state(ssr)["phases"]["search"]["wall_s"])
+        n = _equal_time(storage, donor, harness.state(ssr)["phases"]["search"]["wall_s"])
         nsga = _nsga(storage, donor, seed, n)
         compared.add(nsga)
         for name, exp in ((f"SSR, seed {seed}", ssr), (f"NSGA-II ({n} candidates), seed {seed}",
                                                        nsga)):  # fmt: skip
-            state = _state(exp)["phases"]
+            state = harness.state(exp)["phases"]
             rows.append(dict(search=name, search_s=state["search"]["wall_s"], models=found(exp)))
     for exp in sorted(storage.glob("nsga2-s0-n*"), key=lambda e: int(e.name.rsplit("n", 1)[1])):
-        if exp not in compared and _state(exp)["phases"].get("report", {}).get("done"):
+        if exp not in compared and harness.state(exp)["phases"].get("report", {}).get("done"):
             n = exp.name.rsplit("n", 1)[1]  # a run that timed NSGA-II's search, seed 0
             rows.append(dict(search=f"NSGA-II ({n} candidates), seed 0, timing run",
-                             search_s=_state(exp)["phases"]["search"]["wall_s"],
+                             search_s=harness.state(exp)["phases"]["search"]["wall_s"],
                              models=found(exp)))  # fmt: skip
     lines = ["| search | search wall s | model | val mIoU | MFLOPs | CPU latency ms |",
              "|---|---|---|---|---|---|"]  # fmt: skip
@@ -306,7 +284,7 @@ def _equal_time(storage: Path, donor: Path, seconds: float) -> int:
     """The NSGA-II candidates that fit ``seconds`` of search on this machine: its search time
     fitted as fixed + per-candidate from two seed-0 runs (24 candidates, then the count the
     first run's rate gives; the fixed part, Tune's start, dominates at 24)."""
-    wall = lambda exp: _state(exp)["phases"]["search"]["wall_s"]  # noqa: E731
+    wall = lambda exp: harness.state(exp)["phases"]["search"]["wall_s"]  # noqa: E731
     t24 = wall(_nsga(storage, donor, 0, 24))
     n1 = max(25, round(seconds / (t24 / 24)))
     t1 = wall(_nsga(storage, donor, 0, n1))
@@ -317,7 +295,7 @@ def _equal_time(storage: Path, donor: Path, seconds: float) -> int:
 def _nsga(storage: Path, donor: Path, seed: int, n: int) -> Path:
     config = storage / f"nsga2_s{seed}_n{n}.py"
     config.write_text(NSGA.format(quick=QUICK, n=n, seed=seed))
-    return _pipeline(config, storage, f"nsga2-s{seed}-n{n}", donor)
+    return harness.pipeline(config, storage, f"nsga2-s{seed}-n{n}", donor)
 
 
 def part_cost(storage: Path, steps: int = 3) -> None:
@@ -333,7 +311,7 @@ def part_cost(storage: Path, steps: int = 3) -> None:
     from raynas.export import build_supernet
 
     torch.set_num_threads(1)
-    exp = _pipeline(QUICK, storage, "supernet", until="supernet")
+    exp = harness.pipeline(QUICK, storage, "supernet", until="supernet")
     model = build_supernet(config_from_text((exp / "config.py").read_text())).train()
     space, x = search_space(model), torch.randn(8, 3, 128, 128)
 

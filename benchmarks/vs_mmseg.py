@@ -18,12 +18,20 @@ in this process (the deployment table, and whether the latency order changes bet
 Writes benchmarks/results/vs_mmseg.{json,md,png} (--out names another) and prints the table.
 ``--scratch-cost 5``: the whole pipeline's wall time as a multiple of training its delivered
 model once from scratch to the same val mIoU (at most 5x the retrain's iterations).
+``--equal-cost bisenetv2 cgnet``: those models from scratch for the iterations that fit the
+first experiment's whole wall time (their step time measured here, the retrain's recipe with
+its schedule stretched), beside the experiment's found models from scratch on the longest of
+those schedules and the model the pipeline delivered (vs_mmseg-equal-cost.{json,md}; estimated
+at about 75 minutes on 2 CPU cores for configs/realtime.py's 30-minute pipeline: two trainings
+of its wall time and the found models' shorter ones).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +47,36 @@ def cached(name: str, iters: int, cache: Path) -> Path:
     return cache / f"{name}-{iters}.json"
 
 
+def stretch(cfg: Any, iters: int, val_interval: int, work_dir: Path) -> None:
+    """``cfg`` (a retrain config) set to train from scratch for ``iters`` (its schedule
+    stretched to them, as the retrain phase stretches it), validated every ``val_interval``,
+    one checkpoint at the end."""
+    from raynas.tune.trial import scale_schedule
+
+    scale_schedule(cfg, iters)
+    cfg.work_dir = str(work_dir)
+    cfg.load_from, cfg.resume = None, False
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, val_interval
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
+    cfg.log_level = "WARNING"
+
+
 def train(name: str, cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
-    """Val mIoU and checkpoint of ``cfg`` trained from scratch for ``iters`` (cached by name)."""
+    """Val mIoU, checkpoint and wall time of ``cfg`` trained from scratch for ``iters``, its
+    schedule stretched to them (cached by name and iterations)."""
     from mmengine.runner import Runner
 
     key = cached(name, iters, cache)
     if key.is_file():
         return json.loads(key.read_text())
-    cfg.work_dir = str(key.with_suffix(""))  # the same name, without .json
-    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, iters
-    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
-    cfg.log_level = "WARNING"
+    work = key.with_suffix("")  # the same name, without .json
+    stretch(cfg, iters, iters, work)
     runner = Runner.from_cfg(cfg)
+    start = time.perf_counter()
     runner.train()
-    result = dict(name=name, val_mIoU=float(runner.test()["mIoU"]),
-                  checkpoint=str(Path(cfg.work_dir) / f"iter_{iters}.pth"))  # fmt: skip
+    result = dict(name=name, val_mIoU=float(runner.test()["mIoU"]), iters=iters,
+                  train_s=time.perf_counter() - start,
+                  checkpoint=str(work / f"iter_{iters}.pth"))  # fmt: skip
     key.write_text(json.dumps(result))
     return result
 
@@ -137,14 +160,7 @@ def scratch_cost(exp: Path, cap: int, cache: Path) -> dict[str, Any]:
     opts = load_config(exp / "config.py").tune_cfg.retrain
     iters = cap * opts.iters
     cfg = load_config(exp / "best/subnet.py")
-    cfg.work_dir = str(cache / f"scratch-{exp.name}")
-    cfg.load_from, cfg.resume = None, False
-    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = iters, opts.report_interval
-    for sched in cfg.get("param_scheduler") or []:  # the retrain's schedule, stretched
-        if sched.get("end") is None or sched["end"] >= opts.iters:
-            sched["end"] = iters
-    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", by_epoch=False, interval=iters)
-    cfg.log_level = "WARNING"
+    stretch(cfg, iters, opts.report_interval, cache / f"scratch-{exp.name}")
     runner = Runner.from_cfg(cfg)
     hook = _Crossing(target, cache / f"scratch-{exp.name}.json")
     runner.register_hook(hook)
@@ -155,6 +171,88 @@ def scratch_cost(exp: Path, cap: int, cache: Path) -> dict[str, Any]:
                 retrain_iters=opts.iters, cap_iters=iters, points=hook.points,
                 reached=reached is not None, scratch_s=scratch_s,
                 multiple=pipeline_s / scratch_s)  # fmt: skip
+
+
+class _StepTimer(Hook):
+    """The wall time of the training iterations after the first ``warmup``."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:  # fmt: skip
+        self.end = time.perf_counter()
+        if runner.iter + 1 == self.warmup:
+            self.start = self.end
+
+
+def step_seconds(cfg: Any, work: Path, steps: int = 20, warmup: int = 5) -> float:
+    """Seconds per training iteration of ``cfg`` on this machine's threads (a timed run)."""
+    from mmengine.runner import Runner
+
+    stretch(cfg, warmup + steps, warmup + steps + 1, work)  # no validation
+    runner = Runner.from_cfg(cfg)
+    timer = _StepTimer(warmup)
+    runner.register_hook(timer)
+    runner.train()
+    return (timer.end - timer.start) / steps
+
+
+def equal_cost(exp: Path, models: list[str], cache: Path) -> dict[str, Any]:
+    """Each of ``models`` from scratch for the iterations that fit the experiment's whole
+    wall time (by its measured step time; the retrain's recipe, schedule stretched), and the
+    experiment's found models from scratch for the longest of those schedules."""
+    from raynas.config import load_config
+
+    state = json.loads((exp / "pipeline.json").read_text())
+    budget_s = sum(p.get("wall_s", 0.0) for p in state["phases"].values())
+    interval = load_config(exp / "config.py").tune_cfg.retrain.report_interval
+    subnet = load_config(exp / "best/subnet.py")
+    size = tuple(subnet.model.data_preprocessor.size)
+    rows = []
+    for name in models:
+        cfg = baseline_config(name, subnet)
+        step = harness.cached(f"step-{name}", lambda c=cfg, n=name: dict(
+            s=step_seconds(copy.deepcopy(c), cache / f"step-{n}")), cache)["s"]  # fmt: skip
+        iters = max(interval, int(budget_s / step) // interval * interval)
+        trained = train(f"{name}-equal", copy.deepcopy(cfg), iters, cache)
+        rows.append(dict(trained, step_s=step, **cost(cfg, None, size)))
+    longest = max(r["iters"] for r in rows)
+    for model in found_models(exp):
+        cfg, label = load_config(model["config"]), model["name"].removeprefix("found ")
+        trained = train(f"{exp.name}-{label}-scratch", copy.deepcopy(cfg), longest, cache)
+        rows.append(dict(trained, found=True, **cost(cfg, None, size)))
+        rows[-1]["name"] = f"found {label} (from scratch)"
+    delivered = dict(name="delivered by the pipeline (from supernet weights)", found=True,
+                     val_mIoU=float(state["phases"]["retrain"]["best"]["mIoU"]),
+                     iters=None, train_s=budget_s, **cost(subnet, None, size))  # fmt: skip
+    return dict(experiment=str(exp), budget_s=budget_s, rows=[delivered, *rows])
+
+
+def write_equal_cost(result: dict[str, Any]) -> None:
+    lines = [f"`{result['experiment']}`'s whole pipeline took {result['budget_s']:.0f} s on this "
+             "machine. mmseg's models trained from scratch for the iterations that fit that "
+             "time (by their measured step time, the retrain's recipe with its schedule "
+             "stretched); the found models from scratch on the longest of those schedules; "
+             "latency batch 1, one process.", "",
+             "| model | iterations | training wall s | val mIoU | latency ms | MFLOPs |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in result["rows"]:
+        iters = r["iters"] or "whole pipeline"
+        lines.append(f"| {r['name']} | {iters} | {r['train_s']:.0f} | {r['val_mIoU']:.2f} | "
+                     f"{r['latency_ms']:.2f} | {r['flops'] / 1e6:.1f} |")  # fmt: skip
+    mmseg = [r for r in result["rows"] if not r.get("found")]
+    lines.append("")
+    for r in result["rows"]:
+        if not r.get("found"):
+            continue
+        acc = [m["name"] for m in mmseg if r["val_mIoU"] >= m["val_mIoU"]]
+        fast = [
+            m["name"] for m in mmseg if r["latency_ms"] < m["latency_ms"] and m["name"] not in acc
+        ]
+        lines.append(f"- {r['name']}: as accurate or more than {', '.join(acc) or 'none'}; "
+                     f"only faster than {', '.join(fast) or 'none'}.")  # fmt: skip
+    harness.write("vs_mmseg-equal-cost", result, "\n".join(lines))
 
 
 def write_scratch_cost(result: dict[str, Any]) -> None:
@@ -195,15 +293,21 @@ def main() -> None:
     ap.add_argument("--scratch-cost", type=int, metavar="CAP", help="only the whole-search cost: "
                     "the first experiment's delivered model from scratch, at most CAP x the "
                     "retrain's iterations (vs_mmseg-scratch-cost.{json,md})")  # fmt: skip
+    ap.add_argument("--equal-cost", nargs="+", metavar="MODEL", help="only the equal-cost "
+                    "table: MODELs trained for the first experiment's whole wall time, its found "
+                    "models from scratch beside them (vs_mmseg-equal-cost.{json,md})")  # fmt: skip
     args = ap.parse_args()
-    if args.scratch_cost:
+    if args.scratch_cost or args.equal_cost:
         from mmengine.registry import init_default_scope
 
         import mmseg_plugins
 
         init_default_scope("mmseg")
         args.cache.mkdir(parents=True, exist_ok=True)
-        write_scratch_cost(scratch_cost(args.experiment[0], args.scratch_cost, args.cache))
+        if args.equal_cost:
+            write_equal_cost(equal_cost(args.experiment[0], args.equal_cost, args.cache))
+        else:
+            write_scratch_cost(scratch_cost(args.experiment[0], args.scratch_cost, args.cache))
         return
     import torch
     from mmengine.registry import init_default_scope

@@ -29,6 +29,9 @@ tune_cfg = dict(
     # all six to 250 iterations, the best 2 to 750, the best of those to 2000, picked on its
     # selection mIoU (6x250 + 2x500 + 1x1250 = 3750 iterations, 1.875 full retrains): the pick
     # rests on retraining, not on inherited scores that lie within a point of each other.
+    # Judged against full retrains of the search's top 12 (benchmarks/results/ranking-quickstart.md)
+    # its 250-iteration rung is noise here: it picked 2.22 mIoU below the best of 12, the search's
+    # first candidate alone 0.25 (one supernet, 2 seeds; docs/pipeline.md).
     # Measured: 6 min 47 s for the whole quickstart on 2 cores (retrain 256 s); docs/pipeline.md
     retrain=dict(
         top_k=6,

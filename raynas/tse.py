@@ -6,7 +6,7 @@ of its minibatch training losses (lower is better; the one-shot use of the offic
 one pass, constant lr 1e-3). The fine-tuned weights are thrown away: TSE only ranks.
 With ``evaluate=True`` the fine-tuned path's selection-split mIoU is measured too (a short
 retrain as a ranking proxy; ``schedule='poly'`` decays the learning rate to 0 over the
-fine-tune, so the score is read at a settled point; benchmarks/ranking.py).
+fine-tune, so the score is read at a settled point; experiments/ranking_variants/run.py).
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import ranking
 from benchmarks.harness import DATA
+from experiments.ranking_variants import run as ranking
 
 OUT = Path(__file__).resolve().parent / "results"
 SPACE = {

@@ -34,8 +34,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ranking
 from experiments.averaging import run as averaging
+from experiments.ranking_variants import run as ranking
 
 OUT = Path(__file__).resolve().parent / "results"
 UNIFORM = ranking.SUPERNET / ranking.STRATEGIES["uniform"][0]

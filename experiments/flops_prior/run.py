@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from benchmarks import ranking
+from benchmarks import harness
 from experiments.averaging import run as averaging
+from experiments.ranking_variants import run as ranking
 
 OUT = Path(__file__).resolve().parent / "results"
 FLOPS = "flops (bigger ranks higher, no training)"
-# snapshots of the ranking runs (ranking-full-snapshot.json: benchmarks/results/ranking.json)
+# snapshots of the ranking runs (ranking-full-snapshot.json: that folder's ranking.json)
 VARIANTS = Path(__file__).resolve().parents[1] / "ranking_variants" / "results"
 HELD_OUT = ("ranking-full-snapshot.json", "ranking-3600.json", "ranking-dps-calr.json",
             "ranking-dilation1.json")  # fmt: skip
@@ -122,7 +123,6 @@ def main() -> None:
         for name, runs in stored["rows"].items()
         if len(runs) >= 2 and " -" not in name
     }
-    (OUT / "flops-prior.json").write_text(json.dumps(results, indent=1))
     md = (
         "A FLOPs prior (`experiments/flops_prior/run.py`): each architecture scored by the mean "
         "of its inherited-mIoU rank and its FLOPs rank (equal weights, not tuned), against the "
@@ -134,8 +134,7 @@ def main() -> None:
         + "\nThe same blend on the other sets of 16 architectures (tau against their own "
         "1200-iteration yardsticks, seed means):\n\n" + held_out()
     )
-    (OUT / "flops-prior.md").write_text(md)
-    print(md)
+    harness.write("flops-prior", results, md, OUT)
 
 
 if __name__ == "__main__":
