@@ -228,9 +228,9 @@ def pipeline(config: Path, storage: Path, name: str, donor: Path | None = None,
     if not (exp / "pipeline.json").is_file():
         Pipeline.create(config, str(storage), name, options)
         if donor is not None:
-            phases = state(exp)
+            phases, given = state(exp), state(donor)["phases"]
             for phase in adopt:
-                phases["phases"][phase] = state(donor)["phases"][phase]
+                phases["phases"][phase] = given[phase]
                 for file in (donor / "archive").glob(f"{phase}-*.parquet"):
                     (exp / "archive").mkdir(exist_ok=True)
                     shutil.copy(file, exp / "archive" / file.name)

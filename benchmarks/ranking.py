@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +101,12 @@ def replay(runs: dict[str, dict], order: dict[str, float], k: int, eta: int,
     """The pick of successive halving over the best ``k`` of ``order`` (``grace`` None: no
     rung, all ``k`` to the end), replayed on full retrains' selection scores at the rungs;
     ties go to the earlier candidate, as in :mod:`raynas.tune.halving`."""
-    from raynas.tune.halving import rungs
+    from raynas.tune.halving import keep, rungs
 
     reports = len(next(iter(runs.values()))["curve"])
     alive = sorted(runs, key=lambda a: -order[a])[:k]
     for rung in rungs(reports, eta, grace or reports):
-        keep = math.ceil(len(alive) / eta)
-        alive = sorted(alive, key=lambda a: -runs[a]["curve"][rung - 1])[:keep]
+        alive = keep(alive, {a: runs[a]["curve"][rung - 1] for a in alive}, eta)
     return max(alive, key=lambda a: runs[a]["curve"][-1])
 
 
@@ -116,7 +114,8 @@ def policies(runs: dict[int, dict], scores: dict[str, dict], yard: dict[str, flo
     """Each pick policy's cost (full retrains) and top-1 regret per seed."""
     from raynas.tune.halving import budget
 
-    reports = len(next(iter(runs[next(iter(runs))].values()))["curve"])
+    first = next(iter(runs.values()))
+    reports = len(next(iter(first.values()))["curve"])
     out = []
     for pool, (k, eta, grace) in itertools.product(POOLS, SCHEDULES):
         order = scores[POOLS[pool]]
@@ -172,7 +171,8 @@ def training_free(config: Path, donor: Path, cache: Path) -> dict[str, dict[str,
            for a, f, p in zip(frame["arch"], frame["flops"], frame["params"])}  # fmt: skip
     keys = [*METRICS, "flops", "params"]
     table = np.array([[raw[a][k] for k in keys] for a in frame["arch"]], float)
-    table[:, [0, 1, 2, 4, 5]] = np.log(np.maximum(table[:, [0, 1, 2, 4, 5]], 1e-30))
+    logged = [i for i, k in enumerate(keys) if k != "naswot"]  # NASWOT is a log already
+    table[:, logged] = np.log(np.maximum(table[:, logged], 1e-30))
     low = np.nanmin(np.where(np.isfinite(table), table, np.nan), axis=0)
     table = np.where(np.isfinite(table), table, low)  # a singular NASWOT kernel: the lowest
     encodings = np.stack([np.asarray(e, float) for e in frame["encoding"]])

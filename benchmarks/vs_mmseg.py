@@ -61,6 +61,11 @@ def stretch(cfg: Any, iters: int, val_interval: int, work_dir: Path) -> None:
     cfg.log_level = "WARNING"
 
 
+def wall_s(state: dict[str, Any]) -> float:
+    """The whole pipeline's wall time: its phases' summed."""
+    return sum(p.get("wall_s", 0.0) for p in state["phases"].values())
+
+
 def train(name: str, cfg: Any, iters: int, cache: Path) -> dict[str, Any]:
     """Val mIoU, checkpoint and wall time of ``cfg`` trained from scratch for ``iters``, its
     schedule stretched to them (cached by name and iterations)."""
@@ -113,8 +118,7 @@ def found_models(exp: Path, prefix: str = "found") -> list[dict[str, Any]]:
     retrain = frame[(frame.phase == "retrain") & ~frame.path.str.startswith("baseline:")]
     retrain = retrain[retrain.split == "val"]  # candidates stopped by successive halving: none
     retrain = retrain.sort_values("iteration")
-    state = json.loads((exp / "pipeline.json").read_text())
-    exports = {e["name"]: e for e in state["phases"]["retrain"]["exports"]}
+    exports = {e["name"]: e for e in harness.state(exp)["phases"]["retrain"]["exports"]}
     out = []
     for _, row in retrain.groupby("trial_id").tail(1).iterrows():
         trial = next((exp / "retrain").glob(f"*{row.trial_id}*"))
@@ -154,9 +158,9 @@ def scratch_cost(exp: Path, cap: int, cache: Path) -> dict[str, Any]:
 
     from raynas.config import load_config
 
-    state = json.loads((exp / "pipeline.json").read_text())
+    state = harness.state(exp)
     target = float(state["phases"]["retrain"]["best"]["mIoU"])
-    pipeline_s = sum(p.get("wall_s", 0.0) for p in state["phases"].values())
+    pipeline_s = wall_s(state)
     opts = load_config(exp / "config.py").tune_cfg.retrain
     iters = cap * opts.iters
     cfg = load_config(exp / "best/subnet.py")
@@ -204,8 +208,8 @@ def equal_cost(exp: Path, models: list[str], cache: Path) -> dict[str, Any]:
     experiment's found models from scratch for the longest of those schedules."""
     from raynas.config import load_config
 
-    state = json.loads((exp / "pipeline.json").read_text())
-    budget_s = sum(p.get("wall_s", 0.0) for p in state["phases"].values())
+    state = harness.state(exp)
+    budget_s = wall_s(state)
     interval = load_config(exp / "config.py").tune_cfg.retrain.report_interval
     subnet = load_config(exp / "best/subnet.py")
     size = tuple(subnet.model.data_preprocessor.size)
@@ -221,8 +225,8 @@ def equal_cost(exp: Path, models: list[str], cache: Path) -> dict[str, Any]:
     for model in found_models(exp):
         cfg, label = load_config(model["config"]), model["name"].removeprefix("found ")
         trained = train(f"{exp.name}-{label}-scratch", copy.deepcopy(cfg), longest, cache)
-        rows.append(dict(trained, found=True, **cost(cfg, None, size)))
-        rows[-1]["name"] = f"found {label} (from scratch)"
+        rows.append(dict(trained, found=True, name=f"found {label} (from scratch)",
+                         **cost(cfg, None, size)))  # fmt: skip
     delivered = dict(name="delivered by the pipeline (from supernet weights)", found=True,
                      val_mIoU=float(state["phases"]["retrain"]["best"]["mIoU"]),
                      iters=None, train_s=budget_s, **cost(subnet, None, size))  # fmt: skip

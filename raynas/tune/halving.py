@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-__all__ = ["SuccessiveHalving", "budget", "rungs"]
+__all__ = ["SuccessiveHalving", "budget", "keep", "rungs"]
 
 
 def rungs(max_t: int, eta: float, grace: int) -> list[int]:
@@ -45,6 +45,15 @@ def budget(k: int, max_t: int, eta: float, grace: int) -> tuple[int, list[int]]:
         alive, last = math.ceil(alive / eta), r
         counts.append(alive)
     return spent + alive * (max_t - last), counts
+
+
+def keep(alive: list[str], scores: Mapping[str, float], eta: float,
+         sign: float = 1.0) -> list[str]:  # fmt: skip
+    """The best ``ceil(len(alive) / eta)`` of ``alive`` by ``scores`` (``sign`` -1: smaller is
+    better); a tie goes to the earlier in ``alive``; one without a score is not kept."""
+    ranked = sorted((t for t in alive if t in scores),
+                    key=lambda t: (-sign * scores[t], alive.index(t)))  # fmt: skip
+    return ranked[: math.ceil(len(alive) / eta)]
 
 
 class SuccessiveHalving(FIFOScheduler):
@@ -137,10 +146,7 @@ class SuccessiveHalving(FIFOScheduler):
                    and not self._finished_early(t)]  # fmt: skip
         if waiting:
             return None
-        scores = self.scores[key]
-        ranked = sorted((t for t in alive if t in scores),
-                        key=lambda t: (-self._sign * scores[t], alive.index(t)))  # fmt: skip
-        self.kept[key] = ranked[: math.ceil(len(alive) / self.eta)]
+        self.kept[key] = keep(alive, self.scores[key], self.eta, self._sign)
         self._persist()
         for trial_id in alive:
             trial = self._trials.get(trial_id)
