@@ -6,9 +6,10 @@ embedded dataset with exactly the config of the experiment's retrained subnets (
 selection split, optimizer, schedule, iterations), from scratch, and tested on val. The
 experiment's retrained subnets (from inherited weights) are read from its archive. Every
 model's params, FLOPs and CPU latency (batch 1, all measured in this one process) go on one
-Pareto plot, each mmseg model marked with the found models that beat it (higher val mIoU at
-lower or equal latency). Trainings are cached in --cache; ``--recorded`` takes an earlier run's
-mmseg accuracies (same schedule) for models not in the cache, marked (latencies measured here).
+Pareto plot, and each mmseg model is marked with the found models that beat it (higher val
+mIoU at lower or equal latency). Trainings are cached in --cache; ``--recorded`` takes an
+earlier run's mmseg accuracies (same schedule) for models not in the cache, marked in the table
+(their latencies are still measured here).
 
 Run:  python -m benchmarks.vs_mmseg --experiment runs/quickstart [runs/realtime ...]
       [--models fastscnn ...] [--recorded benchmarks/data/vs_mmseg-2000-recorded.json]
@@ -17,10 +18,12 @@ in this process (the deployment table, and whether the latency order changes bet
 Writes benchmarks/results/vs_mmseg.{json,md,png} (--out names another) and prints the table.
 ``--scratch-cost 5``: the whole pipeline's wall time as a multiple of training its delivered
 model once from scratch to the same val mIoU (at most 5x the retrain's iterations).
-``--equal-cost bisenetv2 cgnet [--jobs 2]``: those models from scratch for the iterations
-that fit the first experiment's whole wall time (by their step time measured alone, the
-retrain's recipe with its schedule stretched), beside its found models from scratch on the
-longest of those schedules and the model it delivered (vs_mmseg-equal-cost.{json,md}).
+``--equal-cost bisenetv2 cgnet``: those models from scratch for the iterations that fit the
+first experiment's whole wall time (their step time measured here, the retrain's recipe with
+its schedule stretched), beside the experiment's found models from scratch on the longest of
+those schedules and the model the pipeline delivered (vs_mmseg-equal-cost.{json,md}; estimated
+at about 75 minutes on 2 CPU cores for configs/realtime.py's 30-minute pipeline: two trainings
+of its wall time and the found models' shorter ones).
 """
 
 from __future__ import annotations
@@ -132,9 +135,13 @@ class _Crossing(Hook):
     priority = "LOWEST"
 
     def __init__(self, target: float, out: Path) -> None:
+        import time
+
         self.target, self.out, self.start, self.points = target, out, time.perf_counter(), []
 
     def after_val_epoch(self, runner: Any, metrics: Any = None) -> None:
+        import time
+
         miou = float((metrics or {}).get("mIoU", 0.0))
         self.points.append(dict(iter=runner.iter, wall_s=time.perf_counter() - self.start,
                                 val_mIoU=miou))  # fmt: skip
@@ -195,11 +202,10 @@ def step_seconds(cfg: Any, work: Path, steps: int = 20, warmup: int = 5) -> floa
     return (timer.end - timer.start) / steps
 
 
-def equal_cost(exp: Path, models: list[str], cache: Path, jobs: int) -> dict[str, Any]:
+def equal_cost(exp: Path, models: list[str], cache: Path) -> dict[str, Any]:
     """Each of ``models`` from scratch for the iterations that fit the experiment's whole
-    wall time (by its step time measured alone; the retrain's recipe, schedule stretched), and
-    the experiment's found models from scratch for the longest of those schedules; ``jobs``
-    trainings side by side."""
+    wall time (by its measured step time; the retrain's recipe, schedule stretched), and the
+    experiment's found models from scratch for the longest of those schedules."""
     from raynas.config import load_config
 
     state = harness.state(exp)
@@ -207,68 +213,49 @@ def equal_cost(exp: Path, models: list[str], cache: Path, jobs: int) -> dict[str
     interval = load_config(exp / "config.py").tune_cfg.retrain.report_interval
     subnet = load_config(exp / "best/subnet.py")
     size = tuple(subnet.model.data_preprocessor.size)
-    cfgs = {name: baseline_config(name, subnet) for name in models}
-    steps = {name: harness.cached(f"step-{name}", lambda c=cfg, n=name: dict(
-        s=step_seconds(copy.deepcopy(c), cache / f"step-{n}")), cache)["s"]
-        for name, cfg in cfgs.items()}  # fmt: skip
-    iters = {n: max(interval, int(budget_s / s) // interval * interval) for n, s in steps.items()}
-    found = [
-        (m["name"].removeprefix("found "), load_config(m["config"])) for m in found_models(exp)
-    ]
-    runs = [(f"{n}-equal", cfgs[n], iters[n]) for n in models]
-    runs += [(f"{exp.name}-{label}-scratch", cfg, max(iters.values())) for label, cfg in found]
-    trained = train_all(runs, cache, jobs)
-    rows = [dict(t, step_s=steps[n], **cost(cfgs[n], None, size)) for n, t in zip(models, trained)]
-    rows += [dict(t, found=True, name=f"found {label} (from scratch)", **cost(cfg, None, size))
-             for (label, cfg), t in zip(found, trained[len(models):], strict=True)]  # fmt: skip
+    rows = []
+    for name in models:
+        cfg = baseline_config(name, subnet)
+        step = harness.cached(f"step-{name}", lambda c=cfg, n=name: dict(
+            s=step_seconds(copy.deepcopy(c), cache / f"step-{n}")), cache)["s"]  # fmt: skip
+        iters = max(interval, int(budget_s / step) // interval * interval)
+        trained = train(f"{name}-equal", copy.deepcopy(cfg), iters, cache)
+        rows.append(dict(trained, step_s=step, **cost(cfg, None, size)))
+    longest = max(r["iters"] for r in rows)
+    for model in found_models(exp):
+        cfg, label = load_config(model["config"]), model["name"].removeprefix("found ")
+        trained = train(f"{exp.name}-{label}-scratch", copy.deepcopy(cfg), longest, cache)
+        rows.append(dict(trained, found=True, name=f"found {label} (from scratch)",
+                         **cost(cfg, None, size)))  # fmt: skip
     delivered = dict(name="delivered by the pipeline (from supernet weights)", found=True,
                      val_mIoU=float(state["phases"]["retrain"]["best"]["mIoU"]),
                      iters=None, train_s=budget_s, **cost(subnet, None, size))  # fmt: skip
-    return dict(experiment=str(exp), budget_s=budget_s, jobs=jobs, rows=[delivered, *rows])
-
-
-def _one_thread() -> None:
-    import torch
-    from mmengine.registry import init_default_scope
-
-    import mmseg_plugins  # noqa: F401
-
-    init_default_scope("mmseg")
-    torch.set_num_threads(1)
-
-
-def train_all(runs: list[tuple[str, Any, int]], cache: Path, jobs: int) -> list[dict[str, Any]]:
-    """:func:`train` of each (name, config, iterations); ``jobs`` > 1: that many side by side,
-    in processes of one torch thread each."""
-    if jobs <= 1:
-        return [train(name, copy.deepcopy(cfg), n, cache) for name, cfg, n in runs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, spawn, _one_thread) as pool:
-        return list(pool.map(train, *zip(*runs, strict=True), [cache] * len(runs)))
+    return dict(experiment=str(exp), budget_s=budget_s, rows=[delivered, *rows])
 
 
 def write_equal_cost(result: dict[str, Any]) -> None:
-    side = f", {result['jobs']} side by side on one torch thread each" * (result["jobs"] > 1)
     lines = [f"`{result['experiment']}`'s whole pipeline took {result['budget_s']:.0f} s on this "
              "machine. mmseg's models trained from scratch for the iterations that fit that "
-             "time (by their step time measured alone, the retrain's recipe with its schedule "
-             "stretched); the found models from scratch on the longest of those schedules"
-             f"{side}; latency batch 1, one process.", "",
+             "time (by their measured step time, the retrain's recipe with its schedule "
+             "stretched); the found models from scratch on the longest of those schedules; "
+             "latency batch 1, one process.", "",
              "| model | iterations | training wall s | val mIoU | latency ms | MFLOPs |",
              "|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['name']} | {r['iters'] or 'whole pipeline'} | {r['train_s']:.0f} | "
-              f"{r['val_mIoU']:.2f} | {r['latency_ms']:.2f} | {r['flops'] / 1e6:.1f} |"
-              for r in result["rows"]]  # fmt: skip
+    for r in result["rows"]:
+        iters = r["iters"] or "whole pipeline"
+        lines.append(f"| {r['name']} | {iters} | {r['train_s']:.0f} | {r['val_mIoU']:.2f} | "
+                     f"{r['latency_ms']:.2f} | {r['flops'] / 1e6:.1f} |")  # fmt: skip
     mmseg = [r for r in result["rows"] if not r.get("found")]
     lines.append("")
-    for r in (r for r in result["rows"] if r.get("found")):
-        acc = [m for m in mmseg if r["val_mIoU"] >= m["val_mIoU"]]
-        fast = [m for m in mmseg if m not in acc and r["latency_ms"] < m["latency_ms"]]
-        acc, fast = (", ".join(m["name"] for m in ms) or "none" for ms in (acc, fast))
-        lines.append(f"- {r['name']}: as accurate or more than {acc}; only faster than {fast}.")
+    for r in result["rows"]:
+        if not r.get("found"):
+            continue
+        acc = [m["name"] for m in mmseg if r["val_mIoU"] >= m["val_mIoU"]]
+        fast = [
+            m["name"] for m in mmseg if r["latency_ms"] < m["latency_ms"] and m["name"] not in acc
+        ]
+        lines.append(f"- {r['name']}: as accurate or more than {', '.join(acc) or 'none'}; "
+                     f"only faster than {', '.join(fast) or 'none'}.")  # fmt: skip
     harness.write("vs_mmseg-equal-cost", result, "\n".join(lines))
 
 
@@ -313,8 +300,6 @@ def main() -> None:
     ap.add_argument("--equal-cost", nargs="+", metavar="MODEL", help="only the equal-cost "
                     "table: MODELs trained for the first experiment's whole wall time, its found "
                     "models from scratch beside them (vs_mmseg-equal-cost.{json,md})")  # fmt: skip
-    ap.add_argument("--jobs", type=int, default=1, help="--equal-cost trainings side by side, "
-                    "one torch thread each")  # fmt: skip
     args = ap.parse_args()
     if args.scratch_cost or args.equal_cost:
         from mmengine.registry import init_default_scope
@@ -324,9 +309,7 @@ def main() -> None:
         init_default_scope("mmseg")
         args.cache.mkdir(parents=True, exist_ok=True)
         if args.equal_cost:
-            write_equal_cost(
-                equal_cost(args.experiment[0], args.equal_cost, args.cache, args.jobs)
-            )
+            write_equal_cost(equal_cost(args.experiment[0], args.equal_cost, args.cache))
         else:
             write_scratch_cost(scratch_cost(args.experiment[0], args.scratch_cost, args.cache))
         return

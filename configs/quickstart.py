@@ -12,8 +12,7 @@ model = dict(
     decode_head=dict(details=(0, 1), detail_channels=32),
 )
 tune_cfg = dict(
-    # 2 CPUs reserved, 2 torch threads (resources.threads='auto' measures the faster of 1 and 2:
-    # faster on some machines, but a busy machine changes the choice and the result)
+    # 2 CPUs reserved; torch's threads measured at the start (resources.threads='auto')
     supernet=dict(iters=1200, report_interval=600, resources=dict(cpu=2)),
     search=dict(
         num_candidates=24,

@@ -83,9 +83,9 @@ DOCS: dict[str, str] = {
     "resources.gpu_per_worker": "GPUs of each data-parallel worker",
     "resources.gpu_memory": "GiB of one of the cluster's GPUs: `raynas check` and `run` refuse "
     "a step estimated not to fit the trial's share (default: the local GPU's, if any)",
-    "resources.threads": "torch threads of a supernet or retrain trial (default: as many as it "
-    "reserves CPUs); 'auto' measures the faster of 1 and the trial's CPUs at the start, a choice "
-    "that, with the trained weights, can change with the machine's load",
+    "resources.threads": "torch threads of a supernet or retrain trial: 'auto' measures the "
+    "faster of 1 and the trial's CPUs (the choice, and with it the weights, can change with the "
+    "machine's load); an integer gives the same result on every run",
     "tse.candidates": "the search's best candidates re-scored",
     "tse.iters": "fine-tune iterations per candidate",
     "tse.lr": "fine-tune learning rate (AdamW)",

@@ -170,10 +170,6 @@ def test_pipeline_end_to_end(
     assert len(list((exp / "supernet").rglob("checkpoint_*/checkpoint.pth"))) == 2
     staged = [p for i in set(frame.trial_id) for p in staging_dirs_of(i)]
     assert not staged, staged
-    # the 2-CPU supernet trial trains on 2 threads, not on a count measured under the load of
-    # the moment (resources.threads='auto', opt-in)
-    logs = [p.read_text() for p in (exp / "supernet").rglob("work/*/*.log")]
-    assert logs and not any("training step measured" in text for text in logs)
     model = init_model(str(exp / "best/subnet.py"), str(exp / "best/subnet.pth"), device="cpu")
     img = next((Path(small_options["data_root"]) / "img_dir" / "val").glob("*.png"))
     pred = inference_model(model, str(img)).pred_sem_seg.data

@@ -88,7 +88,7 @@ def retrain_subnet(config: dict, opts: dict) -> None:
         run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], final, weights,
                           logs_to)  # fmt: skip
         return
-    runner, hook = run_runner(cfg, rows, opts["resources"].get("threads"), logs_to)
+    runner, hook = run_runner(cfg, rows, opts["resources"].get("threads", "auto"), logs_to)
     if final is not None:
         hook.finish(final(runner, hook))
 

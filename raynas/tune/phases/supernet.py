@@ -44,7 +44,7 @@ def train_supernet(config: dict, cfg_text: str, opts: dict) -> None:
 
         run_data_parallel(cfg, rows, opts["resources"], opts["ddp_storage"], logs_to=logs_to)
     else:
-        run_runner(cfg, rows, opts["resources"].get("threads"), logs_to)
+        run_runner(cfg, rows, opts["resources"].get("threads", "auto"), logs_to)
 
 
 class SupernetPhase(TunePhase):
