@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (5-14 min):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (5-15 min):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the best
 # subnet -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
