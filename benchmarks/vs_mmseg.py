@@ -21,9 +21,9 @@ model once from scratch to the same val mIoU (at most 5x the retrain's iteration
 ``--equal-cost bisenetv2 cgnet``: those models from scratch for the iterations that fit the
 first experiment's whole wall time (their step time measured here, the retrain's recipe with
 its schedule stretched), beside the experiment's found models from scratch on the longest of
-those schedules and the model the pipeline delivered (vs_mmseg-equal-cost.{json,md}; estimated
-at about 75 minutes on 2 CPU cores for configs/realtime.py's 30-minute pipeline: two trainings
-of its wall time and the found models' shorter ones).
+those schedules and the model the pipeline delivered (vs_mmseg-equal-cost.{json,md}; about
+90 minutes on 2 CPU cores for configs/realtime.py's 35-minute pipeline: two trainings of its
+wall time and the found model's shorter one).
 """
 
 from __future__ import annotations
@@ -213,11 +213,14 @@ def equal_cost(exp: Path, models: list[str], cache: Path) -> dict[str, Any]:
     interval = load_config(exp / "config.py").tune_cfg.retrain.report_interval
     subnet = load_config(exp / "best/subnet.py")
     size = tuple(subnet.model.data_preprocessor.size)
-    rows = []
-    for name in models:
-        cfg = baseline_config(name, subnet)
-        step = harness.cached(f"step-{name}", lambda c=cfg, n=name: dict(
+    configs = {name: baseline_config(name, subnet) for name in models}
+    steps = {}  # every model timed before any long training loads the machine
+    for name, cfg in configs.items():
+        steps[name] = harness.cached(f"step-{name}", lambda c=cfg, n=name: dict(
             s=step_seconds(copy.deepcopy(c), cache / f"step-{n}")), cache)["s"]  # fmt: skip
+    rows = []
+    for name, cfg in configs.items():
+        step = steps[name]
         iters = max(interval, int(budget_s / step) // interval * interval)
         trained = train(f"{name}-equal", copy.deepcopy(cfg), iters, cache)
         rows.append(dict(trained, step_s=step, **cost(cfg, None, size)))
