@@ -21,9 +21,9 @@ model once from scratch to the same val mIoU (at most 5x the retrain's iteration
 ``--equal-cost bisenetv2 cgnet``: those models from scratch for the iterations that fit the
 first experiment's whole wall time (their step time measured here, the retrain's recipe with
 its schedule stretched), beside the experiment's found models from scratch on the longest of
-those schedules and the model the pipeline delivered (vs_mmseg-equal-cost.{json,md}; about
-90 minutes on 2 CPU cores for configs/realtime.py's 35-minute pipeline: two trainings of its
-wall time and the found model's shorter one).
+those schedules and the model the pipeline delivered (vs_mmseg-equal-cost.{json,md}; 117
+minutes on 2 CPU cores for configs/realtime.py's 35-minute pipeline, the machine slowing under
+it: two trainings of its wall time and the found model's shorter one).
 """
 
 from __future__ import annotations
