@@ -36,6 +36,8 @@ class ProgressCallback(Callback):
         total: Trials of the phase.
         iters: Training iterations per trial, for phases whose trials report an ``iter``:
             progress and ETA then count iterations, not only finished trials.
+        budget: Iterations the whole phase trains, where a scheduler stops trials early by a
+            plan fixed in advance (successive halving); default ``iters * total``.
         metric: Metric to show the best of.
         every_s: Minimum seconds between lines.
     """
@@ -47,8 +49,10 @@ class ProgressCallback(Callback):
         iters: int | None = None,
         metric: str = "mIoU",
         every_s: float = 10.0,
+        budget: int | None = None,
     ) -> None:
         self.phase, self.total, self.iters = phase, total, iters
+        self.budget = budget or (iters or 0) * total
         self.metric, self.every_s = metric, every_s
         self.start = time.time()
         self.last = 0.0
@@ -83,11 +87,11 @@ class ProgressCallback(Callback):
         fraction = done / self.total
         iters = ""
         if self.iters:
+            # a trial stopped early counts the iterations it trained
             finished = {t.trial_id for t in trials if t.status == "TERMINATED"}
-            units = sum(self.iters if k in finished else v for k, v in self.progress.items())
-            units += self.iters * len(finished - set(self.progress))
-            fraction = units / (self.iters * self.total)
-            iters = f", iter {units}/{self.iters * self.total}"
+            units = sum(self.progress.values()) + self.iters * len(finished - set(self.progress))
+            fraction = min(units / self.budget, 1.0)
+            iters = f", iter {units}/{self.budget}"
         eta = elapsed / fraction * (1 - fraction) if fraction else float("nan")
         best = f"{self.best:.2f}{self.best_info}" if self.best is not None else "-"
         print(

@@ -221,6 +221,7 @@ class Pipeline:
         param_space: dict,
         total: int,
         iters: int | None = None,
+        budget: int | None = None,
         **tune_config: Any,
     ) -> Any:
         """Runs the Tune experiment of ``phase`` (or restores an interrupted one).
@@ -254,7 +255,7 @@ class Pipeline:
                 verbose=getattr(self, "verbose", 1),
                 callbacks=[
                     ArchiveCallback(self.storage.uri, phase),
-                    ProgressCallback(phase, total, iters),
+                    ProgressCallback(phase, total, iters, budget=budget),
                     *build_loggers(
                         self._loggers(phase), posixpath.basename(self.storage.root), phase
                     ),

@@ -117,6 +117,29 @@ def test_progress_counts_iterations_of_running_trials(capsys) -> None:
     assert "eta" in lines[1]
 
 
+def test_progress_counts_a_halving_plan(capsys) -> None:
+    """Under successive halving a trial stopped at a rung counts the iterations it trained,
+    against the plan's budget (here 3 trials of 8 iterations, rungs at 2 and 6)."""
+    from types import SimpleNamespace
+
+    from raynas.tune.callbacks import ProgressCallback
+    from raynas.tune.halving import budget
+
+    plan = budget(3, 8, 3, 2)[0]
+    progress = ProgressCallback("retrain", 3, iters=8, every_s=0, budget=plan)
+    trials = [SimpleNamespace(trial_id=t, status="RUNNING") for t in "abc"]
+    for trial, it in zip(trials, (2, 2, 8), strict=True):
+        progress.on_trial_result(0, trials, trial, {"iter": it, "mIoU": 1.0})
+    trials[0].status = trials[1].status = "TERMINATED"
+    progress.on_trial_complete(0, trials, trials[1])
+    trials[2].status = "TERMINATED"
+    progress.on_trial_complete(0, trials, trials[2])
+    lines = capsys.readouterr().out.splitlines()
+    assert plan == 12 and "iter 4/12" in lines[1]
+    assert "2/3 trials done, 1 running, iter 12/12" in lines[-2]
+    assert "3/3 trials done, 0 running, iter 12/12" in lines[-1] and "eta 0:00" in lines[-1]
+
+
 def test_resume_on_another_number_of_workers(tmp_path: Path, small_options: dict, capsys) -> None:
     """``raynas resume --workers N``: data-parallel phases only, N >= 2, kept in
     ``pipeline.json`` for every later resume; refusals name the option and the reason."""

@@ -77,6 +77,11 @@ class TunePhase(Phase):
         """Training iterations per trial (for progress), None for evaluation trials."""
         return None
 
+    def budget(self) -> int | None:
+        """Iterations the whole phase trains (for progress) where its scheduler stops trials
+        by a plan fixed in advance; None: ``iters() * total()``."""
+        return None
+
     def tune_config(self) -> dict[str, Any]:
         """``tune.TuneConfig`` arguments (searcher, scheduler, samples, concurrency); the
         scheduler is the phase's ``scheduler`` option, FIFO without one."""
@@ -96,6 +101,7 @@ class TunePhase(Phase):
             self.param_space(),
             self.total(),
             self.iters(),
+            self.budget(),
             **self.tune_config(),
         )
         return self.results(grid)

@@ -18,6 +18,7 @@ from ray import tune
 from mmseg_plugins.checkpoint import CKPT_NAME
 from raynas.tune.archive import Archive, encode_rows
 from raynas.tune.factories import build_trial_scheduler
+from raynas.tune.halving import budget
 from raynas.tune.options import trial_resources
 from raynas.tune.phases.base import TunePhase
 from raynas.tune.storage import Storage
@@ -231,6 +232,16 @@ class RetrainPhase(TunePhase):
 
     def iters(self) -> int:
         return self.opts["iters"]
+
+    def budget(self) -> int | None:
+        """Under successive halving, the iterations its plan trains (baselines in full)."""
+        if not self.halving():
+            return None
+        sched = self.opts["scheduler"]
+        found = sum(not e.get("baseline") for e in self.exports())
+        reports = budget(found, self._reports(), sched.get("eta", 3), sched.get("grace", 1))[0]
+        baselines = (self.total() - found) * self.opts["iters"]
+        return reports * self.opts["report_interval"] + baselines
 
     def results(self, grid: Any) -> dict[str, Any]:
         found = [r for r in grid if r.metrics and "mIoU" in r.metrics

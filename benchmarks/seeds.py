@@ -1,0 +1,183 @@
+"""Picks that don't hinge on luck: the whole pipeline over seeds, and the model it hands back.
+
+For each of ``--seeds`` the config runs whole (``raynas resume`` in a subprocess, as
+:func:`benchmarks.harness.pipeline` runs it) with that seed for everything random: mmengine's
+``randomness.seed``, the supernet's path sampler and the search's searcher. Then its retrain
+phase runs once more on the same supernet and search with the ``--compare`` retrain options
+(default ``top_k=6 scheduler.grace=1``: the rule of ``configs/realtime.py``, the best six
+halved from 250 iterations on). Per seed: the delivered model's val mIoU (the retrain phase's pick,
+made on the selection split), the candidates' selection mIoU at each rung of its successive
+halving, the compared retrain's pick, and the pick that inherited mIoU alone would have made
+(the search's first candidate) with its val mIoU after the full retrain (in either run).
+Issue 40's acceptance on the quickstart: spread (max - min) of the delivered val mIoU <= 1.5
+and mean >= 68.
+
+Run:  python -m benchmarks.seeds [--config configs/quickstart.py] [--seeds 0 1 2 3 4]
+      [--compare top_k=2 scheduler.grace=8]  (the retrain options of the second run)
+``--no-train-compare``: the compared retrains already in ``--storage`` only.
+Experiments are kept in ``--storage`` (default ``.cache/benchmarks/seeds-<config>``), so a
+rerun trains only what is missing; the tables are written after every seed.
+Writes benchmarks/results/seeds-<config>.{json,md} (``--out NAME``: NAME.{json,md}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+from benchmarks import harness
+
+
+def seed_options(seed: int) -> dict[str, Any]:
+    """The config overrides that seed every random choice of a run."""
+    return {"randomness.seed": seed, "custom_hooks.0.sampler.seed": seed,
+            "tune_cfg.search.searcher.seed": seed}  # fmt: skip
+
+
+def _retrain(exp: Path) -> dict[str, Any]:
+    return harness.state(exp)["phases"]["retrain"]
+
+
+def _done(exp: Path) -> bool:
+    state = harness.state(exp) if (exp / "pipeline.json").is_file() else {"phases": {}}
+    return bool(state["phases"].get("retrain", {}).get("done"))
+
+
+def _walls(exp: Path) -> dict[str, float]:
+    return {k: round(v.get("wall_s", 0.0)) for k, v in harness.state(exp)["phases"].items()}
+
+
+def finals(exp: Path) -> dict[str, tuple[str, float]]:
+    """Architecture -> (name, val mIoU at the end) of every candidate of ``exp``'s retrain that
+    trained to the end (two runs name their candidates each in its own order)."""
+    from raynas.tune.archive import Archive
+    from raynas.tune.storage import Storage
+
+    rows = Archive(Storage(str(exp))).read("retrain").to_pandas()
+    val = rows[(rows["split"] == "val") & (rows["iteration"] == rows["iteration"].max())]
+    archs = {e["name"]: e["arch"] for e in _retrain(exp)["exports"] if "arch" in e}
+    return {archs[p]: (p, float(m)) for p, m in zip(val["path"], val["mIoU"], strict=True)}
+
+
+def run_seed(config: Path, storage: Path, seed: int, compare: dict[str, Any],
+             train_compare: bool = True) -> dict[str, Any]:  # fmt: skip
+    """One seed's pipeline, its halving, and the same supernet and search retrained with the
+    ``compare`` retrain options (not trained, left out, with ``train_compare`` False); the
+    search's own pick at the end from whichever run of this seed trained it to the end."""
+    exp = harness.pipeline(config, storage, f"seed{seed}", **seed_options(seed))
+    retrain = _retrain(exp)
+    exports = [e for e in retrain["exports"] if "arch" in e]
+    first = max(exports, key=lambda e: e["search_mIoU"])
+    slug = "-".join(f"{k}={v}" for k, v in compare.items()).replace(" ", "")
+    other = storage / f"seed{seed}-{slug}"
+    if train_compare or _done(other):
+        opts = {f"tune_cfg.retrain.{k}": v for k, v in compare.items()}
+        harness.pipeline(config, storage, other.name, exp, "retrain",
+                         ("supernet", "search", "tse"), **opts)  # fmt: skip
+    known = {k: v for e in storage.glob(f"seed{seed}-*") if _done(e) for k, v in finals(e).items()}
+    return dict(seed=seed, delivered=retrain["best"]["name"], val=float(retrain["best"]["mIoU"]),
+                search_pick=first["name"],
+                search_pick_val={**known, **finals(exp)}.get(first["arch"], ("", None))[1],
+                **_compared(other, exports), walls=_walls(exp),
+                inherited={e["name"]: e["search_mIoU"] for e in exports},
+                flops={e["name"]: e["flops"] for e in exports},
+                rungs=retrain.get("halving", {}).get("scores", {}))  # fmt: skip
+
+
+def _compared(other: Path, exports: list[dict]) -> dict[str, Any]:
+    """The compared retrain's pick, its val mIoU and every finished candidate's, under the
+    first run's names where the first run had the architecture."""
+    if not _done(other):
+        return dict(compare_pick=None, compare_val=None, compare_finals={}, compare_walls={})
+    theirs, names = finals(other), {e["arch"]: e["name"] for e in exports}
+    named = {a: names.get(a, f"{n} (second run)") for a, (n, _) in theirs.items()}
+    best = _retrain(other)["best"]
+    pick = next(a for a, (n, _) in theirs.items() if n == best["name"])
+    return dict(compare_pick=named[pick], compare_val=float(best["mIoU"]),
+                compare_finals={named[a]: v for a, (_, v) in theirs.items()},
+                compare_walls=_walls(other))  # fmt: skip
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return dict(mean=statistics.fmean(values), spread=max(values) - min(values),
+                low=min(values), high=max(values))  # fmt: skip
+
+
+def table(rows: list[dict[str, Any]], compare: dict[str, Any]) -> str:
+    """Markdown: one row per seed, then the spread and mean of every column of scores."""
+    head = ["seed", "delivered (val mIoU)", "search's own pick (val mIoU, full retrain)",
+            "halving: selection mIoU at the rungs (inherited mIoU)", "wall s"]  # fmt: skip
+    head.insert(3, f"retrain with {compare} (val mIoU)")
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        rungs = "; ".join(
+            f"{n} ({r['inherited'][n]:.2f}): "
+            + ", ".join(f"{v:.2f}@{it}" for it, v in sorted(s.items(), key=lambda x: int(x[0])))
+            for n, s in r["rungs"].items()
+        )
+        cells = [str(r["seed"]), f"{r['delivered']} **{r['val']:.2f}**",
+                 f"{r['search_pick']} {_num(r['search_pick_val'])}", rungs,
+                 str(sum(r["walls"].values()))]  # fmt: skip
+        ends = ", ".join(f"{n} {v:.2f}" for n, v in r["compare_finals"].items())
+        picked = f"{r['compare_pick']} **{_num(r['compare_val'])}** (of {ends})"
+        cells.insert(3, picked if r["compare_pick"] else "not run")
+        lines.append("| " + " | ".join(cells) + " |")
+    cols = [
+        ("delivered", "val"),
+        ("search's own pick", "search_pick_val"),
+        (f"retrain with {compare}", "compare_val"),
+    ]
+    lines.append("")
+    for label, key in cols:
+        values = [r[key] for r in rows if r[key] is not None]
+        if not values:
+            continue
+        s = summary(values)
+        lines.append(f"- {label}: mean **{s['mean']:.2f}**, spread **{s['spread']:.2f}** "
+                     f"({s['low']:.2f}-{s['high']:.2f}) over {len(values)} seeds")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"None": None, "True": True, "False": False}.get(text, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/quickstart.py"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--storage", type=Path, default=None)
+    parser.add_argument("--out", default=None, help="results name (default seeds-<config>)")
+    parser.add_argument("--no-train-compare", action="store_true",
+                        help="only the compared retrains in --storage")  # fmt: skip
+    parser.add_argument(
+        "--compare", nargs="+", default=["top_k=6", "scheduler.grace=1"], metavar="KEY=VALUE"
+    )
+    args = parser.parse_args()
+    stem = args.config.stem
+    storage = (args.storage or harness.CACHE / f"seeds-{stem}").resolve()
+    compare = {k: _value(v) for k, v in (item.split("=", 1) for item in args.compare)}
+    rows = []
+    for seed in args.seeds:
+        rows.append(run_seed(args.config, storage, seed, compare, not args.no_train_compare))
+        print(f"seed {seed}: delivered {rows[-1]['val']:.2f}, search's own pick "
+              f"{rows[-1]['search_pick_val']:.2f}", flush=True)  # fmt: skip
+        scores = {"delivered": summary([r["val"] for r in rows])}
+        text = table(rows, compare)
+        result = dict(config=str(args.config), compare=compare, rows=rows, summary=scores)
+        harness.write(args.out or f"seeds-{stem}", result, text)
+
+
+if __name__ == "__main__":
+    main()
