@@ -25,18 +25,18 @@ tune_cfg = dict(
         resources=dict(cpu=1),
         max_concurrent=2,
     ),
-    # the search's 3 best candidates under successive halving, two at a time, one core each:
-    # all three to 750 iterations, the best of them on to 2000, picked on its selection mIoU
-    # (3x750 + 1x1250 = 3500 iterations, 1.75 full retrains). Judged against full retrains of
-    # the search's top 12 (benchmarks/results/ranking-quickstart.md), a first rung at 250
-    # iterations over the best 6 is noise here (2.22 mIoU below the best of 12); this one picked
-    # within 0.25 (docs/pipeline.md). Seeds 0-4: benchmarks/results/seeds-quickstart.md
+    # the search's 6 best candidates under successive halving, two at a time, one core each:
+    # all six to 250 iterations, the best 2 to 750, the best of those to 2000, picked on its
+    # selection mIoU (6x250 + 2x500 + 1x1250 = 3750 iterations, 1.875 full retrains).
+    # Seeds 0-4 (benchmarks/results/seeds-quickstart.md, its "retrain with" column): 65.38-69.51
+    # val mIoU, mean 68.13; the best 3 from a 750-iteration rung, which replayed better on one
+    # supernet (benchmarks/results/ranking-quickstart.md), gave 66.65-69.12, mean 67.60.
     retrain=dict(
-        top_k=3,
+        top_k=6,
         iters=2000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
         report_interval=250,
         init="inherit",
-        scheduler=dict(type="successive_halving", eta=3, grace=3),
+        scheduler=dict(type="successive_halving", eta=3, grace=1),
         resources=dict(cpu=1),
         max_concurrent=2,
     ),
