@@ -4,25 +4,28 @@ For each of ``--seeds`` the config runs whole (``raynas resume`` in a subprocess
 :func:`benchmarks.harness.pipeline` runs it) with that seed for everything random: mmengine's
 ``randomness.seed``, the supernet's path sampler and the search's searcher. Then its retrain
 phase runs once more on the same supernet and search with the ``--compare`` retrain options
-(default ``top_k=6 scheduler.grace=1``: the rule of ``configs/realtime.py``, the best six
-halved from 250 iterations on). Per seed: the delivered model's val mIoU (the retrain phase's pick,
-made on the selection split), the candidates' selection mIoU at each rung of its successive
-halving, the compared retrain's pick, and the pick that inherited mIoU alone would have made
-(the search's first candidate) with its val mIoU after the full retrain (in either run).
+(default ``top_k=3 scheduler.grace=3``: the best three halved at 750 iterations, against
+the shipped best six from 250 iterations on). Per seed: the delivered model's val mIoU (the
+retrain phase's pick, made on the selection split), the candidates' selection mIoU at each rung
+of its successive halving, the compared retrain's pick, and the pick that inherited mIoU alone
+would have made (the search's first candidate) with its val mIoU after the full retrain (in
+either run).
 Issue 40's acceptance on the quickstart: spread (max - min) of the delivered val mIoU <= 1.5
 and mean >= 68.
 
 Run:  python -m benchmarks.seeds [--config configs/quickstart.py] [--seeds 0 1 2 3 4]
       [--compare top_k=2 scheduler.grace=8]  (the retrain options of the second run)
 ``--no-train-compare``: the compared retrains already in ``--storage`` only.
-Experiments are kept in ``--storage`` (default ``.cache/benchmarks/seeds-<config>``), so a
-rerun trains only what is missing; the tables are written after every seed.
+Experiments are kept in ``--storage`` (default ``.cache/benchmarks/seeds-<config>``), named by
+seed and the config file's hash, so a rerun trains only what is missing (an edited config file
+is run anew; its ``_base_`` files are not hashed); the tables are written after every seed.
 Writes benchmarks/results/seeds-<config>.{json,md} (``--out NAME``: NAME.{json,md}).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 from pathlib import Path
 from typing import Any
@@ -66,17 +69,19 @@ def run_seed(config: Path, storage: Path, seed: int, compare: dict[str, Any],
     """One seed's pipeline, its halving, and the same supernet and search retrained with the
     ``compare`` retrain options (not trained, left out, with ``train_compare`` False); the
     search's own pick at the end from whichever run of this seed trained it to the end."""
-    exp = harness.pipeline(config, storage, f"seed{seed}", **seed_options(seed))
+    # the config's own text in the name: a changed config is a new experiment, not a cached one
+    name = f"seed{seed}-{hashlib.sha1(Path(config).read_bytes()).hexdigest()[:8]}"
+    exp = harness.pipeline(config, storage, name, **seed_options(seed))
     retrain = _retrain(exp)
     exports = [e for e in retrain["exports"] if "arch" in e]
     first = max(exports, key=lambda e: e["search_mIoU"])
     slug = "-".join(f"{k}={v}" for k, v in compare.items()).replace(" ", "")
-    other = storage / f"seed{seed}-{slug}"
+    other = storage / f"{name}-{slug}"
     if train_compare or _done(other):
         opts = {f"tune_cfg.retrain.{k}": v for k, v in compare.items()}
         harness.pipeline(config, storage, other.name, exp, "retrain",
                          ("supernet", "search", "tse"), **opts)  # fmt: skip
-    known = {k: v for e in storage.glob(f"seed{seed}-*") if _done(e) for k, v in finals(e).items()}
+    known = {k: v for e in storage.glob(f"{name}-*") if _done(e) for k, v in finals(e).items()}
     return dict(seed=seed, delivered=retrain["best"]["name"], val=float(retrain["best"]["mIoU"]),
                 search_pick=first["name"],
                 search_pick_val={**known, **finals(exp)}.get(first["arch"], ("", None))[1],
@@ -162,7 +167,7 @@ def main() -> None:
     parser.add_argument("--no-train-compare", action="store_true",
                         help="only the compared retrains in --storage")  # fmt: skip
     parser.add_argument(
-        "--compare", nargs="+", default=["top_k=6", "scheduler.grace=1"], metavar="KEY=VALUE"
+        "--compare", nargs="+", default=["top_k=3", "scheduler.grace=3"], metavar="KEY=VALUE"
     )
     args = parser.parse_args()
     stem = args.config.stem
