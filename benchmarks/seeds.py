@@ -81,22 +81,23 @@ def run_seed(config: Path, storage: Path, seed: int, compare: dict[str, Any],
         opts = {f"tune_cfg.retrain.{k}": v for k, v in compare.items()}
         harness.pipeline(config, storage, other.name, exp, "retrain",
                          ("supernet", "search", "tse"), **opts)  # fmt: skip
-    known = {k: v for e in storage.glob(f"{name}-*") if _done(e) for k, v in finals(e).items()}
+    runs = {e: finals(e) for e in storage.glob(f"{name}-*") if _done(e)}
+    known = {k: v for ends in [*runs.values(), finals(exp)] for k, v in ends.items()}
     return dict(seed=seed, delivered=retrain["best"]["name"], val=float(retrain["best"]["mIoU"]),
-                search_pick=first["name"],
-                search_pick_val={**known, **finals(exp)}.get(first["arch"], ("", None))[1],
-                **_compared(other, exports), walls=_walls(exp),
+                search_pick=first["name"], search_pick_val=known.get(first["arch"], ("", None))[1],
+                **_compared(other, runs.get(other), exports), walls=_walls(exp),
                 inherited={e["name"]: e["search_mIoU"] for e in exports},
                 flops={e["name"]: e["flops"] for e in exports},
                 rungs=retrain.get("halving", {}).get("scores", {}))  # fmt: skip
 
 
-def _compared(other: Path, exports: list[dict]) -> dict[str, Any]:
-    """The compared retrain's pick, its val mIoU and every finished candidate's, under the
-    first run's names where the first run had the architecture."""
-    if not _done(other):
+def _compared(other: Path, theirs: dict | None, exports: list[dict]) -> dict[str, Any]:
+    """The compared retrain's pick, its val mIoU and every finished candidate's (``theirs``,
+    from :func:`finals`; None: not run), under the first run's names where the first run had
+    the architecture."""
+    if theirs is None:
         return dict(compare_pick=None, compare_val=None, compare_finals={}, compare_walls={})
-    theirs, names = finals(other), {e["arch"]: e["name"] for e in exports}
+    names = {e["arch"]: e["name"] for e in exports}
     named = {a: names.get(a, f"{n} (second run)") for a, (n, _) in theirs.items()}
     best = _retrain(other)["best"]
     pick = next(a for a, (n, _) in theirs.items() if n == best["name"])
@@ -149,16 +150,9 @@ def table(rows: list[dict[str, Any]], compare: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"None": None, "True": True, "False": False}.get(text, text)
-
-
 def main() -> None:
+    from raynas.config import DictAction
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=Path("configs/quickstart.py"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -166,18 +160,18 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results name (default seeds-<config>)")
     parser.add_argument("--no-train-compare", action="store_true",
                         help="only the compared retrains in --storage")  # fmt: skip
-    parser.add_argument(
-        "--compare", nargs="+", default=["top_k=3", "scheduler.grace=3"], metavar="KEY=VALUE"
-    )
+    parser.add_argument("--compare", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="retrain options of the second run (default top_k=3 "
+                        "scheduler.grace=3)")  # fmt: skip
     args = parser.parse_args()
     stem = args.config.stem
     storage = (args.storage or harness.CACHE / f"seeds-{stem}").resolve()
-    compare = {k: _value(v) for k, v in (item.split("=", 1) for item in args.compare)}
+    compare = args.compare or {"top_k": 3, "scheduler.grace": 3}
     rows = []
     for seed in args.seeds:
         rows.append(run_seed(args.config, storage, seed, compare, not args.no_train_compare))
         print(f"seed {seed}: delivered {rows[-1]['val']:.2f}, search's own pick "
-              f"{rows[-1]['search_pick_val']:.2f}", flush=True)  # fmt: skip
+              f"{_num(rows[-1]['search_pick_val'])}", flush=True)  # fmt: skip
         scores = {"delivered": summary([r["val"] for r in rows])}
         text = table(rows, compare)
         result = dict(config=str(args.config), compare=compare, rows=rows, summary=scores)

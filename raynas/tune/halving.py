@@ -88,7 +88,7 @@ class SuccessiveHalving(FIFOScheduler):
     ) -> None:
         super().__init__()
         self._only = only
-        self.rungs, self.eta, self.max_t = rungs(max_t, eta, grace), eta, max_t
+        self.rungs, self.eta, self.max_t, self.grace = rungs(max_t, eta, grace), eta, max_t, grace
         self._score_metric, self._sign = metric, 1.0 if mode == "max" else -1.0
         self._store, self._loaded = store, store is None
         self.scores: dict[str, dict[str, float]] = {str(r): {} for r in self.rungs}

@@ -237,11 +237,14 @@ class RetrainPhase(TunePhase):
         """Under successive halving, the iterations its plan trains (baselines in full)."""
         if not self.halving():
             return None
-        sched = self.opts["scheduler"]
-        found = sum(not e.get("baseline") for e in self.exports())
-        reports = budget(found, self._reports(), sched.get("eta", 3), sched.get("grace", 1))[0]
+        plan, found = self._plan(), sum(not e.get("baseline") for e in self.exports())
+        reports = budget(found, plan.max_t, plan.eta, plan.grace)[0]
         baselines = (self.total() - found) * self.opts["iters"]
         return reports * self.opts["report_interval"] + baselines
+
+    def _plan(self) -> Any:
+        """The successive-halving scheduler of the options, without state: its rungs and eta."""
+        return build_trial_scheduler(self.opts["scheduler"], max_t=self._reports())
 
     def results(self, grid: Any) -> dict[str, Any]:
         found = [r for r in grid if r.metrics and "mIoU" in r.metrics
@@ -274,7 +277,7 @@ class RetrainPhase(TunePhase):
             frame = r.metrics_dataframe.dropna(subset=["mIoU"]).drop_duplicates("iter")
             pairs = zip(frame["iter"], frame["mIoU"], strict=True)
             scores[name] = {int(i): float(m) for i, m in pairs}
-        sched = build_trial_scheduler(self.opts["scheduler"], max_t=self._reports())
+        sched = self._plan()
         return dict(rungs=[r * iters for r in sched.rungs], eta=sched.eta,
                     scores=scores, search_pick=self.exports()[0]["name"],
                     budget_iters=sum(max(v) for v in scores.values() if v))  # fmt: skip
