@@ -63,11 +63,19 @@ def build_trial_scheduler(
 
 
 def build_searcher(
-    cfg: Mapping[str, Any], metrics: list[str], modes: list[str], points: list[dict] | None = None
+    cfg: Mapping[str, Any],
+    metrics: list[str],
+    modes: list[str],
+    points: list[dict] | None = None,
+    concurrent: int = 1,
 ) -> Any:
     """``dict(type='nsga2'|'tpe'|'random', seed=..., ...)`` -> Ray's ``OptunaSearch``, which
-    suggests ``points`` (flat parameter name -> value) first."""
+    suggests ``points`` (flat parameter name -> value) first, behind Tune's
+    ``ConcurrencyLimiter`` in batches of ``concurrent`` trials: the searcher hears of a batch
+    once all of it has ended, so what it proposes next does not hang on which trial finished
+    first, and one seed gives one set of candidates."""
     import optuna
+    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     from raynas.tune.optuna_samplers import NSGAIISampler
@@ -86,9 +94,10 @@ def build_searcher(
         )
     _check_kwargs("tune_cfg.search.searcher", samplers[kind], kwargs, {"seed"})
     sampler = samplers[kind](seed=seed, **kwargs)
-    return OptunaSearch(
+    searcher = OptunaSearch(
         metric=metrics, mode=modes, sampler=sampler, points_to_evaluate=points or None
     )
+    return ConcurrencyLimiter(searcher, concurrent, batch=True)
 
 
 def build_loggers(specs: list[Mapping[str, Any]], experiment: str, phase: str) -> list[Any]:

@@ -55,7 +55,8 @@ DOCS: dict[str, str] = {
     "search.param_space": "Tune search space over `cfg_options` and `ssr`, e.g. "
     "`dict(ssr=dict(target_flops=dict(grid=[20e6, 40e6])))`: one SSR trial per point",
     "search.resources": "what one trial reserves (keys below)",
-    "search.max_concurrent": "trials running at once",
+    "search.max_concurrent": "trials running at once, in batches: the searcher proposes the "
+    "next batch once all of one has ended, so one seed evaluates one set of candidates",
     "search.loggers": "experiment trackers, as `supernet.loggers`",
     "retrain.top_k": "Pareto architectures retrained",
     "retrain.iters": "training iterations of each retrain trial",

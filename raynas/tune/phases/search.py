@@ -216,9 +216,12 @@ class SamplingSearch(TunePhase):
         space, _ = space_and_table(self.pipeline.cfg)  # start_with was checked before training
         starts = [resolve_arch(space, spec) for spec in self.opts["start_with"]]
         points = [{f"arch/{k}": v for k, v in arch.items()} for arch in starts]
-        searcher = build_searcher(self.opts["searcher"], metrics, ["max", "min"], points)
+        concurrent = self.opts.get("max_concurrent", 1)
+        searcher = build_searcher(self.opts["searcher"], metrics, ["max", "min"], points,
+                                  concurrent)  # fmt: skip
         return dict(
             super().tune_config(),
+            max_concurrent_trials=None,  # the searcher's limiter holds them to ``concurrent``
             num_samples=self.opts["num_candidates"],
             search_alg=searcher,
             reuse_actors=True,
