@@ -28,9 +28,9 @@ tune_cfg = dict(
     # the search's 6 best candidates under successive halving, two at a time, one core each:
     # all six to 250 iterations, the best 2 to 750, the best of those to 2000, picked on its
     # selection mIoU (6x250 + 2x500 + 1x1250 = 3750 iterations, 1.875 full retrains).
-    # Seeds 0-4 (benchmarks/results/seeds-quickstart.md, its "retrain with" column): 65.38-69.51
-    # val mIoU, mean 68.13; the best 3 from a 750-iteration rung, which replayed better on one
-    # supernet (benchmarks/results/ranking-quickstart.md), gave 66.65-69.12, mean 67.60.
+    # Seeds 0-4 (benchmarks/results/seeds-quickstart-batched.md, the search in batches):
+    # 65.35-70.26 val mIoU, mean 67.38; before the batches (seeds-quickstart.md) 65.38-69.51,
+    # mean 68.13; the best 3 from a 750-iteration rung gave 66.65-69.12, mean 67.60.
     retrain=dict(
         top_k=6,
         iters=2000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
