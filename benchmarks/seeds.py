@@ -16,9 +16,13 @@ and mean >= 68.
 Run:  python -m benchmarks.seeds [--config configs/quickstart.py] [--seeds 0 1 2 3 4]
       [--compare top_k=2 scheduler.grace=8]  (the retrain options of the second run)
 ``--no-train-compare``: the compared retrains already in ``--storage`` only.
+``--options KEY=VALUE ...``: config options of every run (e.g. a larger search);
+``--supernet-from 'seed{seed}-<hash>'``: each seed's supernet taken from that earlier
+experiment in ``--storage`` instead of trained again (its supernet config must be the same).
 Experiments are kept in ``--storage`` (default ``.cache/benchmarks/seeds-<config>``), named by
-seed and the config file's hash, so a rerun trains only what is missing (an edited config file
-is run anew; its ``_base_`` files are not hashed); the tables are written after every seed.
+seed and the hash of the config file (and ``--options``), so a rerun trains only what is
+missing (an edited config file is run anew; its ``_base_`` files are not hashed); the tables
+are written after every seed.
 Writes benchmarks/results/seeds-<config>.{json,md} (``--out NAME``: NAME.{json,md}).
 """
 
@@ -64,21 +68,33 @@ def finals(exp: Path) -> dict[str, tuple[str, float]]:
     return {archs[p]: (p, float(m)) for p, m in zip(val["path"], val["mIoU"], strict=True)}
 
 
+def experiment_name(config: Path, seed: int, options: dict[str, Any]) -> str:
+    """``seed<N>-<hash>``: the config's own text (and ``options``, where given) in the name, so
+    a changed config is a new experiment, not a cached one."""
+    text = Path(config).read_bytes() + (repr(sorted(options.items())).encode() if options else b"")
+    return f"seed{seed}-{hashlib.sha1(text).hexdigest()[:8]}"
+
+
 def run_seed(config: Path, storage: Path, seed: int, compare: dict[str, Any],
-             train_compare: bool = True) -> dict[str, Any]:  # fmt: skip
-    """One seed's pipeline, its halving, and the same supernet and search retrained with the
-    ``compare`` retrain options (not trained, left out, with ``train_compare`` False); the
-    search's own pick at the end from whichever run of this seed trained it to the end."""
-    # the config's own text in the name: a changed config is a new experiment, not a cached one
-    name = f"seed{seed}-{hashlib.sha1(Path(config).read_bytes()).hexdigest()[:8]}"
-    exp = harness.pipeline(config, storage, name, **seed_options(seed))
+             train_compare: bool = True, options: dict[str, Any] | None = None,
+             supernet_from: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """One seed's pipeline (with the config ``options``; its supernet phase taken from the
+    experiment ``supernet_from.format(seed=seed)`` in ``storage`` where given), its halving, and
+    the same supernet and search retrained with the ``compare`` retrain options (not trained,
+    left out, with ``train_compare`` False); the search's own pick at the end from whichever
+    run of this seed trained it to the end."""
+    options = options or {}
+    name = experiment_name(config, seed, options)
+    donor = storage / supernet_from.format(seed=seed) if supernet_from else None
+    exp = harness.pipeline(config, storage, name, donor, None, ("supernet",),
+                           **seed_options(seed), **options)  # fmt: skip
     retrain = _retrain(exp)
     exports = [e for e in retrain["exports"] if "arch" in e]
     first = max(exports, key=lambda e: e["search_mIoU"])
     slug = "-".join(f"{k}={v}" for k, v in compare.items()).replace(" ", "")
     other = storage / f"{name}-{slug}"
     if train_compare or _done(other):
-        opts = {f"tune_cfg.retrain.{k}": v for k, v in compare.items()}
+        opts = {**options, **{f"tune_cfg.retrain.{k}": v for k, v in compare.items()}}
         harness.pipeline(config, storage, other.name, exp, "retrain",
                          ("supernet", "search", "tse"), **opts)  # fmt: skip
     runs = {e: finals(e) for e in storage.glob(f"{name}-*") if _done(e)}
@@ -163,18 +179,26 @@ def main() -> None:
     parser.add_argument("--compare", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="retrain options of the second run (default top_k=3 "
                         "scheduler.grace=3)")  # fmt: skip
+    parser.add_argument("--options", nargs="+", action=DictAction, default={},
+                        metavar="KEY=VALUE", help="config options of every run (cfg-options "
+                        "syntax, e.g. tune_cfg.search.num_candidates=48)")  # fmt: skip
+    parser.add_argument("--supernet-from", default=None, metavar="NAME",
+                        help="take each seed's trained supernet from the experiment NAME in "
+                        "--storage ('{seed}' replaced), e.g. 'seed{seed}-aed954f2'")  # fmt: skip
     args = parser.parse_args()
     stem = args.config.stem
     storage = (args.storage or harness.CACHE / f"seeds-{stem}").resolve()
     compare = args.compare or {"top_k": 3, "scheduler.grace": 3}
     rows = []
     for seed in args.seeds:
-        rows.append(run_seed(args.config, storage, seed, compare, not args.no_train_compare))
+        rows.append(run_seed(args.config, storage, seed, compare, not args.no_train_compare,
+                             args.options, args.supernet_from))  # fmt: skip
         print(f"seed {seed}: delivered {rows[-1]['val']:.2f}, search's own pick "
               f"{_num(rows[-1]['search_pick_val'])}", flush=True)  # fmt: skip
         scores = {"delivered": summary([r["val"] for r in rows])}
         text = table(rows, compare)
-        result = dict(config=str(args.config), compare=compare, rows=rows, summary=scores)
+        result = dict(config=str(args.config), options=args.options, compare=compare,
+                      rows=rows, summary=scores)  # fmt: skip
         harness.write(args.out or f"seeds-{stem}", result, text)
 
 
