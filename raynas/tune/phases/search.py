@@ -216,16 +216,13 @@ class SamplingSearch(TunePhase):
         space, _ = space_and_table(self.pipeline.cfg)  # start_with was checked before training
         starts = [resolve_arch(space, spec) for spec in self.opts["start_with"]]
         points = [{f"arch/{k}": v for k, v in arch.items()} for arch in starts]
-        concurrent = self.opts.get("max_concurrent", 1)
+        config = super().tune_config()
+        # the searcher's limiter holds the trials to max_concurrent (Tune's limit would wrap it)
+        concurrent = config.pop("max_concurrent_trials")
         searcher = build_searcher(self.opts["searcher"], metrics, ["max", "min"], points,
                                   concurrent)  # fmt: skip
-        return dict(
-            super().tune_config(),
-            max_concurrent_trials=None,  # the searcher's limiter holds them to ``concurrent``
-            num_samples=self.opts["num_candidates"],
-            search_alg=searcher,
-            reuse_actors=True,
-        )
+        return dict(config, num_samples=self.opts["num_candidates"], search_alg=searcher,
+                    reuse_actors=True)  # fmt: skip
 
     def results(self, grid: Any) -> dict[str, Any]:
         feasible = sum(int(r.metrics.get("feasible", 0)) for r in grid)
