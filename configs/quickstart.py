@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU laptop (5-15 min):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU (about 15 min):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the best
 # subnet -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
@@ -12,8 +12,11 @@ model = dict(
     decode_head=dict(details=(0, 1), detail_channels=32),
 )
 tune_cfg = dict(
-    # 2 CPUs reserved; torch's threads measured at the start (resources.threads='auto')
-    supernet=dict(iters=1200, report_interval=600, resources=dict(cpu=2)),
+    # 2 CPUs reserved; torch's threads measured at the start (resources.threads='auto').
+    # 3600 iterations: after 1200 the search's candidates scored 16-23 inherited mIoU, the best
+    # six of a seed within 0.5-1.8, and seeds 0-4 delivered 65.35-70.26 val mIoU; after 3600,
+    # 35-51 and 70.62-73.19 (docs/benchmarks.md, "Picks across seeds"), at about 5 more minutes
+    supernet=dict(iters=3600, report_interval=600, resources=dict(cpu=2)),
     search=dict(
         num_candidates=24,
         eval_images=100,
@@ -28,9 +31,10 @@ tune_cfg = dict(
     # the search's 6 best candidates under successive halving, two at a time, one core each:
     # all six to 250 iterations, the best 2 to 750, the best of those to 2000, picked on its
     # selection mIoU (6x250 + 2x500 + 1x1250 = 3750 iterations, 1.875 full retrains).
-    # Seeds 0-4 (benchmarks/results/seeds-quickstart-batched.md, the search in batches):
-    # 65.35-70.26 val mIoU, mean 67.38; before the batches (seeds-quickstart.md) 65.38-69.51,
-    # mean 68.13; the best 3 from a 750-iteration rung gave 66.65-69.12, mean 67.60.
+    # Seeds 0-4 (benchmarks/results/seeds-quickstart-sup3600.md): 70.62-73.19 val mIoU, mean
+    # 72.03; halving picked the search's first candidate on seeds 0-2, on seed 3 one 0.12 below
+    # the first alone (73.00 against 73.12), on seed 4 one 0.59 above it (72.28 against 71.69).
+    # Kept past the 10 minutes it was to be dropped at: the first alone leaves the run at 13-15.
     retrain=dict(
         top_k=6,
         iters=2000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)

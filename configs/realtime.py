@@ -18,7 +18,7 @@ model = dict(
     ),
 )
 tune_cfg = dict(
-    # 6x the quickstart's supernet: at 1200 iterations this wider supernet is underfit (its paths
+    # 2x the quickstart's supernet: at 1200 iterations this wider supernet is underfit (its paths
     # score 19-29 inherited selection mIoU; 49-62 at 3600) and its found models retrain to 74.03
     # and 70.78 val, below BiSeNetV2; from a 3600-iteration supernet to 76.98 and 73.59, from
     # this 7200-iteration one to 79.34-80.85 and 76.63-77.64 (3 seeds; docs/benchmarks.md,
