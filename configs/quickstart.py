@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU (about 15 min):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU (about 20 min):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the best
 # subnet -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
@@ -29,15 +29,15 @@ tune_cfg = dict(
         max_concurrent=2,
     ),
     # the search's 6 best candidates under successive halving, two at a time, one core each:
-    # all six to 250 iterations, the best 2 to 750, the best of those to 2000, picked on its
-    # selection mIoU (6x250 + 2x500 + 1x1250 = 3750 iterations, 1.875 full retrains).
-    # Seeds 0-4 (benchmarks/results/seeds-quickstart-sup3600.md): 70.62-73.19 val mIoU, mean
-    # 72.03; halving picked the search's first candidate on seeds 0-2, on seed 3 one 0.12 below
-    # the first alone (73.00 against 73.12), on seed 4 one 0.59 above it (72.28 against 71.69).
-    # Kept past the 10 minutes it was to be dropped at: the first alone leaves the run at 13-15.
+    # all six to 250 iterations, the best 2 to 750, the best of those to 4000, picked on its
+    # selection mIoU (6x250 + 2x500 + 1x3250 = 5750 iterations, 1.44 full retrains).
+    # Seeds 0-4 (benchmarks/results/seeds-quickstart-retrain4000.md): 74.06-76.14 val mIoU,
+    # mean 75.58; with 2000 iterations 70.62-73.19, mean 72.03, the picks still gaining 1.25-2.55
+    # selection mIoU over their last 500 iterations (about 4 more minutes for 4000).
+    # Kept past the 10 minutes it was to be dropped at: the first alone trains as long on one core.
     retrain=dict(
         top_k=6,
-        iters=2000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
+        iters=4000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
         report_interval=250,
         init="inherit",
         scheduler=dict(type="successive_halving", eta=3, grace=1),
