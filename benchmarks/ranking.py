@@ -32,9 +32,11 @@ Run:  python -m benchmarks.ranking --space quickstart [--donor runs/quickstart]
 default: one run here. On 2 CPU cores the quickstart part took 47 minutes with a donor (two
 yardsticks of 12 retrains, 20 minutes each; a 2-minute DPS supernet; a 4-minute fine-tune), the
 realtime part 76 (yardsticks of 36 and 33 minutes, a 5-minute fine-tune; its DPS supernet,
-7200 iterations, left out with ``--no-dps``). Pipelines are kept in ``--storage``, so a rerun
-only trains what is missing; the pick policies replay successive halving on the yardstick's
-own rung scores, nothing more is trained.)
+7200 iterations, left out with ``--no-dps``). Those times are from the quickstart's
+1200-iteration supernet and 2000-iteration retrain; with its 3600 and 4000 now, expect about
+twice: run ``--seeds 0`` and ``--seeds 1`` apart, then both. Pipelines are kept in
+``--storage``, so a rerun only trains what is missing; the pick policies replay successive
+halving on the yardstick's own rung scores, nothing more is trained.)
 Writes benchmarks/results/ranking-<space>.{json,md}.
 """
 
