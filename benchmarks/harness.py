@@ -216,18 +216,60 @@ def state(exp: Path) -> dict[str, Any]:
     return json.loads((exp / "pipeline.json").read_text())
 
 
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> leaf value of nested dicts (lists are leaves)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, sub in tree.items():
+        out.update(_flat(sub, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def donor_differences(exp: Path, donor: Path, adopt: tuple[str, ...],
+                      may_differ: tuple[str, ...] = ()) -> list[str]:  # fmt: skip
+    """The config keys at which ``donor`` ran otherwise than ``exp`` would, leaving out the
+    ``tune_cfg`` of the phases ``exp`` runs itself (those not in ``adopt``) and the keys under
+    ``may_differ`` (dotted); each as ``key: donor value -> exp value``."""
+    from mmengine.config import Config
+
+    mine, theirs = (_flat(Config.fromfile(str(e / "config.py")).to_dict()) for e in (exp, donor))
+    own = {k.split(".")[1] for k in (*mine, *theirs) if k.startswith("tune_cfg.")} - set(adopt)
+    skip = tuple(f"tune_cfg.{p}." for p in own) + tuple(f"{m}." for m in may_differ)
+    keys = sorted(k for k in {*mine, *theirs} if not f"{k}.".startswith(skip))
+    return [f"{k}: {theirs.get(k, '(unset)')!r} -> {mine.get(k, '(unset)')!r}"
+            for k in keys if mine.get(k, "(unset)") != theirs.get(k, "(unset)")]  # fmt: skip
+
+
+def _check_donor(exp: Path, donor: Path, adopt: tuple[str, ...],
+                 may_differ: tuple[str, ...]) -> None:  # fmt: skip
+    """Removes the new experiment ``exp`` and raises ValueError where ``donor`` trained its
+    ``adopt`` phases under another config (:func:`donor_differences`)."""
+    differ = donor_differences(exp, donor, adopt, may_differ)
+    if differ:
+        shutil.rmtree(exp)
+        raise ValueError(
+            f"donor {donor} ran its {', '.join(adopt)} phase(s) under another config than "
+            f"{exp.name}: {'; '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}. Take "
+            "the phases from an experiment made with the same config and options, or train "
+            "them anew (no --supernet-from)."
+        )
+
+
 def pipeline(config: Path, storage: Path, name: str, donor: Path | None = None,
              until: str | None = None, adopt: tuple[str, ...] = ("supernet",),
-             **options: Any) -> Path:  # fmt: skip
+             may_differ: tuple[str, ...] = (), **options: Any) -> Path:  # fmt: skip
     """An experiment run (``raynas resume``, in a subprocess) to ``until``; with a ``donor``
     experiment, its finished ``adopt`` phases (and their archive files) are taken over, not
-    rerun."""
+    rerun, once :func:`donor_differences` finds the donor's config the same outside the other
+    phases' ``tune_cfg`` and ``may_differ`` (ValueError otherwise)."""
     from raynas.tune.pipeline import Pipeline
 
     exp = storage / name
     if not (exp / "pipeline.json").is_file():
         Pipeline.create(config, str(storage), name, options)
         if donor is not None:
+            _check_donor(exp, donor, adopt, may_differ)
             phases, given = state(exp), state(donor)["phases"]
             for phase in adopt:
                 phases["phases"][phase] = given[phase]

@@ -84,7 +84,8 @@ def yardstick(config: Path, storage: Path, donor: Path, seed: int) -> dict[str, 
 
     options = _yard_options(load_config(config), seed)
     exp = harness.pipeline(config, storage, f"yard-s{seed}", donor, "retrain",
-                           ("supernet", "search", "tse"), **options)  # fmt: skip
+                           ("supernet", "search", "tse"), ("randomness.seed",),
+                           **options)  # fmt: skip
     rows = Archive(Storage(str(exp))).read("retrain").to_pandas()
     out = {}
     for e in harness.state(exp)["phases"]["retrain"]["exports"]:
@@ -151,6 +152,7 @@ def dps_inherited(config: Path, storage: Path, archs: list[str]) -> dict[str, fl
 def finetune(config: Path, storage: Path, donor: Path) -> dict[str, float]:
     """The pipeline's fine-tune re-rank of the top ``TOP`` (its TSE phase)."""
     exp = harness.pipeline(config, storage, "finetune", donor, "tse", ("supernet", "search"),
+                           ("tune_cfg.search.tse",),
                            **{"tune_cfg.search.tse": FINETUNE})  # fmt: skip
     return {s["arch"]: s["finetune_mIoU"] for s in harness.state(exp)["phases"]["tse"]["scores"]}
 

@@ -3,7 +3,8 @@
 For each of ``--seeds`` the config runs whole (``raynas resume`` in a subprocess, as
 :func:`benchmarks.harness.pipeline` runs it) with that seed for everything random: mmengine's
 ``randomness.seed``, the supernet's path sampler and the search's searcher. Then its retrain
-phase runs once more on the same supernet and search with the ``--compare`` retrain options
+phase runs once more on the same supernet and search, with the same seeds, with the
+``--compare`` retrain options
 (default ``top_k=3 scheduler.grace=3``: the best three halved at 750 iterations, against
 the shipped best six from 250 iterations on). Per seed: the delivered model's val mIoU (the
 retrain phase's pick, made on the selection split), the candidates' selection mIoU at each rung
@@ -18,7 +19,9 @@ Run:  python -m benchmarks.seeds [--config configs/quickstart.py] [--seeds 0 1 2
 ``--no-train-compare``: the compared retrains already in ``--storage`` only.
 ``--options KEY=VALUE ...``: config options of every run (e.g. a larger search);
 ``--supernet-from 'seed{seed}-<hash>'``: each seed's supernet taken from that earlier
-experiment in ``--storage`` instead of trained again (its supernet config must be the same).
+experiment in ``--storage`` instead of trained again; a donor whose config differs outside
+the search's and retrain's ``tune_cfg`` is refused, naming the keys
+(:func:`benchmarks.harness.donor_differences`).
 Experiments are kept in ``--storage`` (default ``.cache/benchmarks/seeds-<config>``), named by
 seed and the hash of the config file (and ``--options``), so a rerun trains only what is
 missing (an edited config file is run anew; its ``_base_`` files are not hashed); the tables
@@ -94,7 +97,11 @@ def run_seed(config: Path, storage: Path, seed: int, compare: dict[str, Any],
     slug = "-".join(f"{k}={v}" for k, v in compare.items()).replace(" ", "")
     other = storage / f"{name}-{slug}"
     if train_compare or _done(other):
-        opts = {**options, **{f"tune_cfg.retrain.{k}": v for k, v in compare.items()}}
+        opts = {
+            **seed_options(seed),
+            **options,
+            **{f"tune_cfg.retrain.{k}": v for k, v in compare.items()},
+        }
         harness.pipeline(config, storage, other.name, exp, "retrain",
                          ("supernet", "search", "tse"), **opts)  # fmt: skip
     runs = {e: finals(e) for e in storage.glob(f"{name}-*") if _done(e)}
