@@ -251,8 +251,8 @@ def _check_donor(exp: Path, donor: Path, adopt: tuple[str, ...],
         raise ValueError(
             f"donor {donor} ran its {', '.join(adopt)} phase(s) under another config than "
             f"{exp.name}: {'; '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}. Take "
-            "the phases from an experiment made with the same config and options, or train "
-            "them anew (no --supernet-from)."
+            "the phases from an experiment made with the same config and options "
+            "(--supernet-from, --donor), or train them anew."
         )
 
 
