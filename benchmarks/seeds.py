@@ -89,19 +89,15 @@ def run_seed(config: Path, storage: Path, seed: int, compare: dict[str, Any],
     options = options or {}
     name = experiment_name(config, seed, options)
     donor = storage / supernet_from.format(seed=seed) if supernet_from else None
-    exp = harness.pipeline(config, storage, name, donor, None, ("supernet",),
-                           **seed_options(seed), **options)  # fmt: skip
+    seeded = dict(**seed_options(seed), **options)  # both runs: the seed's own randomness
+    exp = harness.pipeline(config, storage, name, donor, None, ("supernet",), **seeded)
     retrain = _retrain(exp)
     exports = [e for e in retrain["exports"] if "arch" in e]
     first = max(exports, key=lambda e: e["search_mIoU"])
     slug = "-".join(f"{k}={v}" for k, v in compare.items()).replace(" ", "")
     other = storage / f"{name}-{slug}"
     if train_compare or _done(other):
-        opts = {
-            **seed_options(seed),
-            **options,
-            **{f"tune_cfg.retrain.{k}": v for k, v in compare.items()},
-        }
+        opts = {**seeded, **{f"tune_cfg.retrain.{k}": v for k, v in compare.items()}}
         harness.pipeline(config, storage, other.name, exp, "retrain",
                          ("supernet", "search", "tse"), **opts)  # fmt: skip
     runs = {e: finals(e) for e in storage.glob(f"{name}-*") if _done(e)}
