@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU (about 20 min):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU (about 30 min):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the best
 # subnet -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
@@ -13,10 +13,11 @@ model = dict(
 )
 tune_cfg = dict(
     # 2 CPUs reserved; torch's threads measured at the start (resources.threads='auto').
-    # 3600 iterations: after 1200 the search's candidates scored 16-23 inherited mIoU, the best
-    # six of a seed within 0.5-1.8, and seeds 0-4 delivered 65.35-70.26 val mIoU; after 3600,
-    # 35-51 and 70.62-73.19 (docs/benchmarks.md, "Picks across seeds"), at about 5 more minutes
-    supernet=dict(iters=3600, report_interval=600, resources=dict(cpu=2)),
+    # 7200 iterations: after 3600 the search's candidates scored 35-51 inherited mIoU and seeds
+    # 0-4 delivered 74.06-76.14 val mIoU (spread 2.08); after 7200, 64.7-69.7 and 76.74-78.25
+    # (mean 77.60, spread 1.51; docs/benchmarks.md, "Picks across seeds"), at about 9 more
+    # minutes. Shorter supernets hand the search scores that cannot tell its best apart.
+    supernet=dict(iters=7200, report_interval=600, resources=dict(cpu=2)),
     search=dict(
         num_candidates=24,
         eval_images=100,
@@ -31,9 +32,10 @@ tune_cfg = dict(
     # the search's 6 best candidates under successive halving, two at a time, one core each:
     # all six to 250 iterations, the best 2 to 750, the best of those to 4000, picked on its
     # selection mIoU (6x250 + 2x500 + 1x3250 = 5750 iterations, 1.44 full retrains).
-    # Seeds 0-4 (benchmarks/results/seeds-quickstart-retrain4000.md): 74.06-76.14 val mIoU,
-    # mean 75.58; with 2000 iterations 70.62-73.19, mean 72.03, the picks still gaining 1.25-2.55
-    # selection mIoU over their last 500 iterations (about 4 more minutes for 4000).
+    # Seeds 0-4 on 3600-iteration supernets (benchmarks/results/seeds-quickstart-retrain4000.md):
+    # 74.06-76.14 val mIoU, mean 75.58; with 2000 iterations 70.62-73.19, mean 72.03, the picks
+    # still gaining 1.25-2.55 selection mIoU over their last 500 iterations (about 4 more
+    # minutes for 4000).
     # Kept past the 10 minutes it was to be dropped at: the first alone trains as long on one core.
     retrain=dict(
         top_k=6,

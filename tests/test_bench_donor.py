@@ -40,7 +40,7 @@ def test_same_supernet_config_is_adopted(donor: Path) -> None:
 
 def test_other_supernet_config_is_refused(donor: Path) -> None:
     """A changed supernet length names the key and both values; nothing is left behind."""
-    with pytest.raises(ValueError, match=r"tune_cfg\.supernet\.iters: 3600 -> 1200") as err:
+    with pytest.raises(ValueError, match=r"tune_cfg\.supernet\.iters: 7200 -> 1200") as err:
         harness.pipeline(QUICKSTART, donor.parent, "new", donor, "supernet",
                          **{"randomness.seed": 3, "tune_cfg.supernet.iters": 1200})  # fmt: skip
     assert "same config" in str(err.value)
