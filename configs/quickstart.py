@@ -1,4 +1,4 @@
-# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU (about 30 min):
+# The whole pipeline on the embedded synthseg dataset, sized for a 2-core CPU (about 40 min):
 #   raynas run configs/quickstart.py
 # supernet (uniform path sampling) -> NSGA-II search with inherited weights -> retrain the best
 # subnet -> report (runs/quickstart/report/, best model in runs/quickstart/best/).
@@ -30,16 +30,16 @@ tune_cfg = dict(
         max_concurrent=2,
     ),
     # the search's 6 best candidates under successive halving, two at a time, one core each:
-    # all six to 250 iterations, the best 2 to 750, the best of those to 4000, picked on its
-    # selection mIoU (6x250 + 2x500 + 1x3250 = 5750 iterations, 1.44 full retrains).
-    # Seeds 0-4 on 3600-iteration supernets (benchmarks/results/seeds-quickstart-retrain4000.md):
-    # 74.06-76.14 val mIoU, mean 75.58; with 2000 iterations 70.62-73.19, mean 72.03, the picks
-    # still gaining 1.25-2.55 selection mIoU over their last 500 iterations (about 4 more
-    # minutes for 4000).
-    # Kept past the 10 minutes it was to be dropped at: the first alone trains as long on one core.
+    # all six to 250 iterations, the best 2 to 750, the best of those to 6000, picked on its
+    # selection mIoU (6x250 + 2x500 + 1x5250 = 7750 iterations, 1.29 full retrains).
+    # 6000 iterations: with 4000 the picks still gained 0.5-1.3 selection mIoU over their last
+    # 1000 and seeds 0-4 delivered 76.74-78.25 val mIoU (spread 1.51); with 6000, seeds 2 and 4
+    # delivered 78.57 and 78.24 (docs/benchmarks.md, "Picks across seeds"); the last trial's
+    # 2000 more iterations cost 5-7 minutes. Kept past the 10 minutes it was to be dropped at:
+    # the first alone trains as long on one core.
     retrain=dict(
         top_k=6,
-        iters=4000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
+        iters=6000,  # AdamW from inherited weights (experiments/recipes/results/recipes.md)
         report_interval=250,
         init="inherit",
         scheduler=dict(type="successive_halving", eta=3, grace=1),

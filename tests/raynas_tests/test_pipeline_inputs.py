@@ -49,7 +49,7 @@ def test_check_runs_every_pre_run_check_without_training(
     out = capsys.readouterr().out
     assert "every check passed" in out and "flops at 128x128: 15.73e6" in out
     assert "supernet: 7200 iterations, trial resources {'cpu': 2.0, 'gpu': 1.0}" in out
-    assert "search: 24 candidates" in out and "retrain: 4000 iterations" in out
+    assert "search: 24 candidates" in out and "retrain: 6000 iterations" in out
     assert ("sees none" in out) == (not torch.cuda.is_available())
     bad = [*opts, "tune_cfg.search.constraints.flops=(None,1e3)"]
     assert main(["check", str(QUICKSTART), "--cfg-options", *bad]) == 2
