@@ -165,7 +165,7 @@ CASES: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...]]] = {
         _run("tune_cfg.search.resources.threads=2"),
         ("search.resources.threads", "supernet and retrain"),
     ),
-    "interval > iters": (_run("tune_cfg.retrain.report_interval=5000"), ("exceeds",)),
+    "interval > iters": (_run("tune_cfg.retrain.report_interval=100000"), ("exceeds",)),
     "low > high": (_run("tune_cfg.search.constraints.flops=(2e8,1e8)"), ("low", "> high")),
     "flops unreachable": (
         _run("tune_cfg.search.constraints.flops=(None,1e3)"),
