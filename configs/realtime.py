@@ -18,11 +18,11 @@ model = dict(
     ),
 )
 tune_cfg = dict(
-    # 2x the quickstart's supernet: at 1200 iterations this wider supernet is underfit (its paths
-    # score 19-29 inherited selection mIoU; 49-62 at 3600) and its found models retrain to 74.03
-    # and 70.78 val, below BiSeNetV2; from a 3600-iteration supernet to 76.98 and 73.59, from
-    # this 7200-iteration one to 79.34-80.85 and 76.63-77.64 (3 seeds; docs/benchmarks.md,
-    # "Found models against mmseg's real-time models")
+    # 7200 iterations, as the quickstart's supernet: at 1200 this wider supernet is underfit
+    # (its paths score 19-29 inherited selection mIoU; 49-62 at 3600) and its found models
+    # retrain to 74.03 and 70.78 val, below BiSeNetV2; from a 3600-iteration supernet to 76.98
+    # and 73.59, from this 7200-iteration one to 79.34-80.85 and 76.63-77.64 (3 seeds;
+    # docs/benchmarks.md, "Found models against mmseg's real-time models")
     supernet=dict(iters=7200, report_interval=2400),
     search=dict(constraints=dict(flops=(None, 600e6))),  # below BiSeNetV2's 769 MFLOPs
     # the search's 6 best candidates under successive halving (raynas/tune/halving.py), two at
