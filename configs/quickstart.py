@@ -33,8 +33,8 @@ tune_cfg = dict(
     # all six to 250 iterations, the best 2 to 750, the best of those to 6000, picked on its
     # selection mIoU (6x250 + 2x500 + 1x5250 = 7750 iterations, 1.29 full retrains).
     # 6000 iterations: with 4000 the picks still gained 0.5-1.3 selection mIoU over their last
-    # 1000 and seeds 0-4 delivered 76.74-78.25 val mIoU (spread 1.51); with 6000, 78.01-79.02
-    # (spread 1.01; docs/benchmarks.md, "Picks across seeds"); the last trial's 2000 more
+    # 1000 and seeds 0-4 delivered 76.74-78.25 val mIoU (spread 1.51); with 6000, 77.56-79.02
+    # (6 runs; docs/benchmarks.md, "Picks across seeds"); the last trial's 2000 more
     # iterations cost 5-7 minutes. Kept past the 10 minutes it was to be dropped at: the first
     # alone trains as long on one core.
     retrain=dict(
